@@ -1,0 +1,3 @@
+from gpunn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""The backend: the one object through which NN code touches arrays.
+
+Generic primitives here are written against the Array API subset and are the *reference* path. A backend
+subclass may override a primitive with a faster device-specific version (in-place NumPy, a fused CuPy
+kernel); tests/test_backend_parity.py compares every override with the reference below.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from gpunn.errors import DeviceMismatchError, DTypeMismatchError
+
+
+class Backend:
+    """Everything device-specific: the array namespace, moving data, and the NN primitives."""
+
+    name: str  # "numpy", "cupy", "strict"
+    device: str  # "cpu", "cuda:0", "strict"
+    array_type: type
+
+    def __init__(self, xp: Any, dtype_name: str, xp_device: Any = None):
+        self.xp = xp
+        self.dtype_name = dtype_name
+        self.dtype = getattr(xp, dtype_name)
+        self.xp_device = xp_device
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} device={self.device} dtype={self.dtype_name}>"
+
+    # ---- crossing the host/device line: the only two doors --------------------------------------------
+    def from_host(self, array: np.ndarray, dtype: str | None = None):
+        """Copy a NumPy array to this device; floating arrays take the backend dtype unless told."""
+        if not isinstance(array, np.ndarray):
+            raise DeviceMismatchError(
+                f"from_host expects a NumPy array, got {type(array).__module__}.{type(array).__name__}; "
+                "arrays already on a device move with their own backend's to_host() first"
+            )
+        if dtype is not None:
+            array = array.astype(dtype, copy=False)
+        elif array.dtype.kind == "f":
+            array = array.astype(self.dtype_name, copy=False)
+        return self._upload(np.ascontiguousarray(array))
+
+    def to_host(self, array) -> np.ndarray:
+        """Copy a device array back to a NumPy array (a synchronisation point on a GPU)."""
+        self.check(array)
+        return self._download(array)
+
+    def to_scalar(self, array) -> float:
+        return float(self.to_host(array))
+
+    def check(self, *arrays) -> None:
+        """Raise DeviceMismatchError, naming the fix, unless every argument is an array of this device."""
+        for array in arrays:
+            if not self._is_mine(array):
+                raise DeviceMismatchError(self._mismatch_message(array))
+
+    def check_dtype(self, *arrays) -> None:
+        for array in arrays:
+            if array.dtype != self.dtype:
+                raise DTypeMismatchError(
+                    f"array of dtype {array.dtype} given to a {self.dtype_name} backend; "
+                    f"mixed dtypes are refused: convert with backend.astype(x, backend.dtype)"
+                )
+
+    def _is_mine(self, array) -> bool:
+        return isinstance(array, self.array_type)
+
+    def _mismatch_message(self, array) -> str:
+        kind = f"{type(array).__module__}.{type(array).__name__}"
+        if isinstance(array, np.ndarray):
+            return (
+                f"a host NumPy array was passed to the {self.device} backend, which refuses implicit "
+                "transfers: move it first with backend.from_host(x)"
+            )
+        return (
+            f"a {kind} was passed to the {self.device} backend; bring it to the host with its own "
+            "backend's to_host(x), then backend.from_host(...) to move it here"
+        )
+
+    def _upload(self, array: np.ndarray):
+        raise NotImplementedError
+
+    def _download(self, array) -> np.ndarray:
+        raise NotImplementedError
+
+    # ---- device bookkeeping ------------------------------------------------------------------------
+    def synchronize(self) -> None:
+        """Wait until queued device work is done (a no-op on the host)."""
+
+    def memory_info(self) -> dict[str, int | str]:
+        """Memory used by this process: the resident set on the host; GPU backends report the pool."""
+        return {"kind": "host rss", "used_bytes": _rss_bytes(), "total_bytes": _host_total_bytes()}
+
+    # ---- creation and conversion -------------------------------------------------------------------
+    def zeros(self, shape, dtype=None):
+        return self.xp.zeros(shape, dtype=dtype or self.dtype, device=self.xp_device)
+
+    def astype(self, array, dtype):
+        return self.xp.astype(array, dtype)
+
+    def arange(self, n: int):
+        return self.xp.arange(n, device=self.xp_device)
+
+    def one_hot(self, labels, classes: int):
+        """(N,) integer labels -> (N, classes) one-hot in the backend dtype."""
+        self.check(labels)
+        hits = self.xp.reshape(labels, (-1, 1)) == self.xp.reshape(self.arange(classes), (1, -1))
+        return self.astype(hits, self.dtype)
+
+    def scale_images(self, images_u8):
+        """uint8 pixels -> floats in [0, 1]: the one place images are scaled (x / 255)."""
+        self.check(images_u8)
+        return self.astype(images_u8, self.dtype) / 255.0
+
+    def take_rows(self, array, indices):
+        """array[indices] along the first axis (a gather that stays on the device)."""
+        self.check(array, indices)
+        return self.xp.take(array, indices, axis=0)
+
+    # ---- NN primitives (reference versions) --------------------------------------------------------
+    def matmul(self, a, b):
+        self.check(a, b)
+        return self.xp.matmul(a, b)
+
+    def linear(self, x, weight, bias):
+        """x @ weight + bias with weight laid out (in, out): batch-first, no transpose in the forward GEMM."""
+        self.check(x, weight, bias)
+        return self.xp.matmul(x, weight) + bias
+
+    def linear_backward(self, x, weight, grad, need_input_grad: bool = True):
+        """Gradients of x @ W + b: (dx or None, dW = x.T @ grad, db = sum(grad))."""
+        self.check(x, weight, grad)
+        grad_weight = self.xp.matmul(x.T, grad)
+        grad_bias = self.xp.sum(grad, axis=0)
+        grad_input = self.xp.matmul(grad, weight.T) if need_input_grad else None
+        return grad_input, grad_weight, grad_bias
+
+    def relu(self, x):
+        self.check(x)
+        return self.xp.maximum(x, self.xp.zeros_like(x))
+
+    def relu_backward(self, grad, y):
+        """grad masked where the ReLU output y is zero."""
+        self.check(grad, y)
+        return self.xp.where(y > 0, grad, self.xp.zeros_like(grad))
+
+    def softmax(self, z):
+        self.check(z)
+        shifted = z - self.xp.max(z, axis=1, keepdims=True)
+        e = self.xp.exp(shifted)
+        return e / self.xp.sum(e, axis=1, keepdims=True)
+
+    def softmax_cross_entropy(self, logits, targets):
+        """Mean cross-entropy of softmax(logits) vs one-hot targets, and its gradient (p - y) / m.
+
+        Returned loss is a 0-d device array, so an epoch can add losses up without synchronising.
+        """
+        self.check(logits, targets)
+        xp = self.xp
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        log_norm = xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        log_probs = shifted - log_norm
+        m = logits.shape[0]
+        loss = -xp.sum(targets * log_probs) / m
+        grad = (xp.exp(log_probs) - targets) / m
+        return loss, grad
+
+    def sgd_update(self, param, grad, lr: float):
+        """param - lr * grad; a backend may do it in place (callers always rebind to the result)."""
+        self.check(param, grad)
+        return param - lr * grad
+
+    def count_correct(self, logits, labels):
+        """Number of rows whose argmax equals the integer label, as a 0-d device array."""
+        self.check(logits, labels)
+        hits = self.xp.argmax(logits, axis=1) == self.astype(labels, self.xp.int64)
+        return self.xp.sum(self.astype(hits, self.xp.int64))
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _host_total_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0

@@ -1,0 +1,77 @@
+"""The backend contract: crossing the host/device line, refusing mixes, and host-only randomness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpunn import rng as host_random
+from gpunn.backend import get_backend
+from gpunn.errors import DeviceMismatchError
+
+
+def test_round_trip_keeps_values_and_casts_floats(backend):
+    host = np.arange(12, dtype=np.float64).reshape(3, 4) / 7
+    device_array = backend.from_host(host)
+    assert device_array.dtype == backend.dtype
+    back = backend.to_host(device_array)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_allclose(back, host, rtol=1e-6)
+    labels = backend.to_host(backend.from_host(np.array([3, 1], dtype=np.int64)))
+    assert labels.dtype == np.int64 and labels.tolist() == [3, 1]
+
+
+def test_from_host_refuses_device_arrays(backend):
+    strict = get_backend("strict")
+    with pytest.raises(DeviceMismatchError, match="to_host"):
+        backend.from_host(strict.from_host(np.ones(2)))
+
+
+def test_strict_refuses_host_arrays_in_primitives():
+    strict = get_backend("strict", "float32")
+    weight = strict.from_host(np.ones((3, 2)))
+    with pytest.raises(DeviceMismatchError, match=r"from_host\(x\)"):
+        strict.matmul(np.ones((4, 3), dtype=np.float32), weight)
+    with pytest.raises(DeviceMismatchError, match=r"from_host\(x\)"):
+        strict.relu(np.ones(3, dtype=np.float32))
+    # and the array library itself refuses implicit conversion or mixing, as a GPU does
+    with pytest.raises((TypeError, RuntimeError, ValueError)):
+        np.asarray(weight)
+    with pytest.raises((TypeError, ValueError)):
+        weight + np.ones((3, 2))
+
+
+def test_numpy_backend_refuses_device_arrays():
+    cpu = get_backend("cpu")
+    strict = get_backend("strict")
+    with pytest.raises(DeviceMismatchError, match="to_host"):
+        cpu.matmul(strict.from_host(np.ones((2, 2))), np.ones((2, 2), dtype=np.float32))
+
+
+def test_to_host_refuses_foreign_arrays():
+    with pytest.raises(DeviceMismatchError):
+        get_backend("strict").to_host(np.ones(3))
+
+
+def test_same_seed_gives_bit_identical_draws_on_every_backend(backend64):
+    reference = np.random.default_rng(7).standard_normal((5, 4)) * 0.3
+    drawn = backend64.to_host(host_random.normal(backend64, host_random.host_rng(7), (5, 4), std=0.3))
+    assert drawn.tobytes() == reference.tobytes()
+    order = backend64.to_host(host_random.permutation(backend64, host_random.host_rng(7), 10))
+    assert order.tolist() == np.random.default_rng(7).permutation(10).tolist()
+
+
+def test_float32_draws_are_the_float64_draws_rounded(backend):
+    drawn = backend.to_host(host_random.normal(backend, host_random.host_rng(3), (4,), std=2.0))
+    expected = (np.random.default_rng(3).standard_normal(4) * 2.0).astype(np.float32)
+    assert drawn.tobytes() == expected.tobytes()
+
+
+def test_memory_info_reports_bytes(backend):
+    info = backend.memory_info()
+    assert info["used_bytes"] > 0 and info["total_bytes"] >= info["used_bytes"]
+
+
+def test_backends_are_cached_per_device_and_dtype():
+    assert get_backend("strict", "float32") is get_backend("strict", "float32")
+    assert get_backend("strict", "float32") is not get_backend("strict", "float64")
