@@ -10,7 +10,7 @@ from gpunn.backend.base import Backend
 class NumpyBackend(Backend):
     name = "numpy"
     device = "cpu"
-    array_type = np.ndarray
+    array_type = (np.ndarray, np.generic)  # reductions return NumPy scalars
 
     def __init__(self, dtype_name: str = "float32"):
         super().__init__(np, dtype_name)

@@ -1,0 +1,186 @@
+"""Layers: forward and hand-written backward side by side, calling only the backend.
+
+Arrays are batch-first (N, features). Dense stores its weight as (in, out), so the forward pass is one
+x @ W GEMM with no transpose, and backward is x.T @ g and g @ W.T (BLAS reads the transposes for free).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gpunn.nn.init import get_initializer
+
+
+class Param:
+    """A trainable array and its gradient, both on the layer's device."""
+
+    __slots__ = ("name", "value", "grad")
+
+    def __init__(self, name: str, value):
+        self.name = name
+        self.value = value
+        self.grad = None
+
+
+class Layer:
+    params: tuple[Param, ...] = ()
+    backend = None
+
+    def bind(self, backend, rng: np.random.Generator | None = None) -> None:
+        """Attach to a backend; layers with weights draw them from `rng` on first bind."""
+        self.backend = backend
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"type": type(self).__name__}
+
+
+class Dense(Layer):
+    """y = x @ W + b, with W of shape (in_features, out_features)."""
+
+    def __init__(self, in_features: int, out_features: int, init: str = "he"):
+        self.in_features, self.out_features, self.init = int(in_features), int(out_features), init
+        self.weight: Param | None = None
+        self.bias: Param | None = None
+        self.need_input_grad = True  # the model turns this off for the first layer: nobody reads it
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return (self.weight, self.bias)
+
+    def bind(self, backend, rng=None) -> None:
+        if self.weight is None:
+            rng = rng if rng is not None else np.random.default_rng(0)
+            weight = get_initializer(self.init)(rng, self.in_features, self.out_features)
+            self.weight = Param("weight", backend.from_host(weight))
+            self.bias = Param("bias", backend.zeros((self.out_features,)))
+        elif backend is not self.backend:
+            for p in self.params:
+                p.value = backend.from_host(self.backend.to_host(p.value))
+                p.grad = None
+        self.backend = backend
+
+    def forward(self, x):
+        self._x = x
+        return self.backend.linear(x, self.weight.value, self.bias.value)
+
+    def backward(self, grad):
+        grad_x, self.weight.grad, self.bias.grad = self.backend.linear_backward(
+            self._x, self.weight.value, grad, self.need_input_grad
+        )
+        return grad_x
+
+    def describe(self) -> dict:
+        return {"type": "Dense", "in": self.in_features, "out": self.out_features, "init": self.init}
+
+
+class ReLU(Layer):
+    def forward(self, x):
+        self._y = self.backend.relu(x)
+        return self._y
+
+    def backward(self, grad):
+        return self.backend.relu_backward(grad, self._y)
+
+
+class LeakyReLU(Layer):
+    def __init__(self, alpha: float = 0.01):
+        self.alpha = float(alpha)
+
+    def forward(self, x):
+        self._positive = x > 0
+        return self.backend.xp.where(self._positive, x, self.alpha * x)
+
+    def backward(self, grad):
+        return self.backend.xp.where(self._positive, grad, self.alpha * grad)
+
+    def describe(self) -> dict:
+        return {"type": "LeakyReLU", "alpha": self.alpha}
+
+
+class Sigmoid(Layer):
+    """1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2 so it never overflows."""
+
+    def forward(self, x):
+        self._y = 0.5 * (1.0 + self.backend.xp.tanh(0.5 * x))
+        return self._y
+
+    def backward(self, grad):
+        return grad * self._y * (1.0 - self._y)
+
+
+class Tanh(Layer):
+    def forward(self, x):
+        self._y = self.backend.xp.tanh(x)
+        return self._y
+
+    def backward(self, grad):
+        return grad * (1.0 - self._y * self._y)
+
+
+_GELU_K = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+class GELU(Layer):
+    """The tanh approximation 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2/pi), and its exact derivative."""
+
+    def forward(self, x):
+        self._x = x
+        self._t = self.backend.xp.tanh(_GELU_K * (x + _GELU_C * x * x * x))
+        return 0.5 * x * (1.0 + self._t)
+
+    def backward(self, grad):
+        x, t = self._x, self._t
+        local = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_K * (1.0 + 3.0 * _GELU_C * x * x)
+        return grad * local
+
+
+class Softmax(Layer):
+    """Row-wise softmax; for training a classifier prefer SoftmaxCrossEntropy on logits (fused, stable)."""
+
+    def forward(self, x):
+        self._y = self.backend.softmax(x)
+        return self._y
+
+    def backward(self, grad):
+        y = self._y
+        return y * (grad - self.backend.xp.sum(grad * y, axis=1, keepdims=True))
+
+
+ACTIVATIONS = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "gelu": GELU,
+    "softmax": Softmax,
+}
+
+LAYER_TYPES = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax)}
+
+
+def activation(name: str) -> Layer:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}: choose from {', '.join(ACTIVATIONS)}") from None
+
+
+def layer_from_description(description: dict) -> Layer:
+    """Inverse of Layer.describe(), used to rebuild a model from a checkpoint header."""
+    kind = description.get("type")
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {kind!r}")
+    if kind == "Dense":
+        return Dense(description["in"], description["out"], description.get("init", "he"))
+    if kind == "LeakyReLU":
+        return LeakyReLU(description.get("alpha", 0.01))
+    return LAYER_TYPES[kind]()

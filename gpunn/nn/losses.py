@@ -1,0 +1,109 @@
+"""Losses: each returns (loss as a 0-d device array, gradient with respect to its input).
+
+Keeping the loss on the device lets a training epoch add losses up without a host synchronisation.
+Means: MSE and BCE average over every element; the cross-entropies average over rows (samples).
+"""
+
+from __future__ import annotations
+
+from gpunn.errors import ShapeError
+
+CLIP_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before log, as the seed does
+
+
+def as_targets(backend, targets, classes: int):
+    """Integer labels (N,) or one-hot/probabilities (N, classes) -> (N, classes) floats on the device.
+
+    Integer labels are range-checked, which reads one boolean back from the device.
+    """
+    backend.check(targets)
+    xp = backend.xp
+    if xp.isdtype(targets.dtype, "integral"):
+        if targets.ndim != 1:
+            raise ShapeError(f"integer labels must be 1-D, got shape {tuple(targets.shape)}")
+        out_of_range = xp.any((targets < 0) | (targets >= classes))
+        if bool(backend.to_host(out_of_range)):
+            bad = backend.to_host(targets)
+            bad = bad[(bad < 0) | (bad >= classes)]
+            raise ShapeError(
+                f"label {int(bad[0])} is outside [0, {classes}): the model has {classes} classes"
+            )
+        return backend.one_hot(targets, classes)
+    if tuple(targets.shape[1:]) != (classes,):
+        raise ShapeError(f"targets of shape {tuple(targets.shape)} do not match {classes} classes")
+    return backend.astype(targets, backend.dtype)
+
+
+def _same_shape(predictions, targets) -> None:
+    if tuple(predictions.shape) != tuple(targets.shape):
+        raise ShapeError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ")
+
+
+class MSE:
+    """mean((p - y)^2) over every element; gradient 2 (p - y) / size."""
+
+    def __call__(self, backend, predictions, targets):
+        backend.check(predictions, targets)
+        _same_shape(predictions, targets)
+        diff = predictions - backend.astype(targets, backend.dtype)
+        size = diff.shape[0] * (diff.shape[1] if diff.ndim > 1 else 1)
+        return backend.xp.sum(diff * diff) / size, (2.0 / size) * diff
+
+
+class BinaryCrossEntropy:
+    """-mean(y log p + (1 - y) log(1 - p)) on probabilities clipped to [eps, 1 - eps]."""
+
+    def __call__(self, backend, probabilities, targets):
+        backend.check(probabilities, targets)
+        _same_shape(probabilities, targets)
+        xp = backend.xp
+        y = backend.astype(targets, backend.dtype)
+        p = xp.clip(probabilities, CLIP_EPS, 1.0 - CLIP_EPS)
+        size = p.shape[0] * (p.shape[1] if p.ndim > 1 else 1)
+        loss = -xp.sum(y * xp.log(p) + (1.0 - y) * xp.log(1.0 - p)) / size
+        return loss, (p - y) / (p * (1.0 - p)) / size
+
+
+class BinaryCrossEntropyWithLogits:
+    """BCE of sigmoid(z), in the stable form max(z, 0) - z y + log(1 + exp(-|z|)); gradient (sigmoid(z) - y)."""
+
+    def __call__(self, backend, logits, targets):
+        backend.check(logits, targets)
+        _same_shape(logits, targets)
+        xp = backend.xp
+        y = backend.astype(targets, backend.dtype)
+        size = logits.shape[0] * (logits.shape[1] if logits.ndim > 1 else 1)
+        per_element = (
+            xp.maximum(logits, xp.zeros_like(logits)) - logits * y + xp.log1p(xp.exp(-xp.abs(logits)))
+        )
+        sigmoid = 0.5 * (1.0 + xp.tanh(0.5 * logits))
+        return xp.sum(per_element) / size, (sigmoid - y) / size
+
+
+class CategoricalCrossEntropy:
+    """-sum(y log p) / m on probabilities (e.g. after a Softmax layer), clipped to [eps, 1 - eps]."""
+
+    def __call__(self, backend, probabilities, targets):
+        backend.check(probabilities, targets)
+        y = as_targets(backend, targets, probabilities.shape[1])
+        xp = backend.xp
+        p = xp.clip(probabilities, CLIP_EPS, 1.0 - CLIP_EPS)
+        m = p.shape[0]
+        return -xp.sum(y * xp.log(p)) / m, -(y / p) / m
+
+
+class SoftmaxCrossEntropy:
+    """Softmax + cross-entropy fused on logits: stable log-sum-exp, gradient (p - y) / m."""
+
+    def __call__(self, backend, logits, targets):
+        backend.check(logits, targets)
+        return backend.softmax_cross_entropy(logits, as_targets(backend, targets, logits.shape[1]))
+
+
+LOSSES = {
+    "mse": MSE,
+    "bce": BinaryCrossEntropy,
+    "bce_logits": BinaryCrossEntropyWithLogits,
+    "cce": CategoricalCrossEntropy,
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+}
