@@ -1,0 +1,138 @@
+"""load_dataset(name, split): host arrays of uint8 images and integer labels, plus class names.
+
+Where files come from, first match wins: the `data_dir` argument (the CLI's --data-dir), GPUNN_DATA_DIR,
+the cache ($XDG_CACHE_HOME/gpunn or ~/.cache/gpunn), then a download into the cache. A folder given
+explicitly is authoritative: files missing there are an error, not a reason to go to the network.
+A folder may hold the files itself or a subfolder named after the dataset (mnist/, fashion-mnist/).
+
+Images stay uint8 (N, rows, cols) until batching; Backend.scale_images turns them into [0, 1] floats.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gpunn.data.download import download_file, mirrors_for
+from gpunn.data.idx import read_idx
+from gpunn.data.sources import DATASET_NAMES, FILES, SOURCES
+from gpunn.errors import DataError
+
+DIGITS_TEST_SIZE = 360  # 20% of scikit-learn's 1,797 digits, stratified, seed 0
+
+
+@dataclass
+class Dataset:
+    name: str
+    split: str
+    images: np.ndarray  # (N, rows, cols) uint8
+    labels: np.ndarray  # (N,) int64
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def features(self) -> np.ndarray:
+        """(N, rows * cols) uint8: a view, no copy."""
+        return self.images.reshape(len(self.images), -1)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gpunn"
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASET_NAMES:
+        raise DataError(f"unknown dataset {name!r}: choose from {', '.join(DATASET_NAMES)}")
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}: choose train or test")
+
+
+def find_in(folder: Path, name: str, file_name: str) -> Path | None:
+    """The file (.gz or raw) in `folder` or `folder/name`, if there."""
+    for directory in (folder, folder / name):
+        for candidate in (file_name, file_name.removesuffix(".gz")):
+            if (directory / candidate).exists():
+                return directory / candidate
+    return None
+
+
+def offline_help(name: str) -> str:
+    return (
+        f"get the {name} files with `gpunn data download --dataset {name}` on a connected machine and copy "
+        f"{cache_dir() / name} here, or point --data-dir / GPUNN_DATA_DIR at a folder with the four IDX .gz "
+        "files; `--dataset digits` needs no files at all"
+    )
+
+
+def locate(name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> dict:
+    """Paths of the images and labels files for `split`, downloading into the cache if allowed."""
+    source = SOURCES[name]
+    explicit = data_dir if data_dir is not None else os.environ.get("GPUNN_DATA_DIR")
+    paths = {}
+    for kind in ("images", "labels"):
+        file_name = FILES[(split, kind)]
+        if explicit:
+            found = find_in(Path(explicit), name, file_name)
+            if found is None:
+                origin = "--data-dir" if data_dir is not None else "GPUNN_DATA_DIR"
+                raise DataError(
+                    f"{file_name} not found in {explicit} ({origin}) nor in its {name}/ subfolder"
+                )
+        else:
+            found = find_in(cache_dir(), name, file_name)
+            if found is None and not download:
+                raise DataError(f"{name} is not in the cache {cache_dir() / name}; {offline_help(name)}")
+            if found is None:
+                try:
+                    found = download_file(
+                        file_name, source.sha256[file_name], cache_dir() / name, mirrors_for(source)
+                    )
+                except DataError as exc:
+                    raise DataError(
+                        f"{name} is not available offline ({exc}); {offline_help(name)}"
+                    ) from None
+        paths[kind] = found
+    return paths
+
+
+def load_dataset(
+    name: str, split: str = "train", data_dir: str | os.PathLike | None = None, download: bool = True
+) -> Dataset:
+    """Images (uint8) and labels (int64) of `name` ('mnist', 'fashion-mnist' or 'digits') and `split`."""
+    _check_name(name)
+    _check_split(split)
+    if name == "digits":
+        return load_digits(split)
+    paths = locate(name, split, data_dir, download)
+    images = read_idx(paths["images"], "images")
+    labels = read_idx(paths["labels"], "labels").astype(np.int64)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{paths['images']} has {len(images)} images but {paths['labels']} has {len(labels)} labels"
+        )
+    return Dataset(name, split, images, labels, SOURCES[name].class_names)
+
+
+def load_digits(split: str) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (pixels 0..16 rescaled to uint8 0..255), a fixed stratified split."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    _check_split(split)
+    digits = sk_digits()
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, labels, test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=0
+    )
+    x, y = (train_x, train_y) if split == "train" else (test_x, test_y)
+    return Dataset("digits", split, np.ascontiguousarray(x), y, tuple(str(d) for d in range(10)))
