@@ -43,7 +43,9 @@ class Backend:
             array = array.astype(dtype, copy=False)
         elif array.dtype.kind == "f":
             array = array.astype(self.dtype_name, copy=False)
-        return self._upload(np.ascontiguousarray(array))
+        if not array.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into 1-d)
+            array = array.copy(order="C")
+        return self._upload(array)
 
     def to_host(self, array) -> np.ndarray:
         """Copy a device array back to a NumPy array (a synchronisation point on a GPU)."""
@@ -105,6 +107,10 @@ class Backend:
 
     def arange(self, n: int):
         return self.xp.arange(n, device=self.xp_device)
+
+    def concat(self, arrays):
+        self.check(*arrays)
+        return self.xp.concat(arrays)
 
     def one_hot(self, labels, classes: int):
         """(N,) integer labels -> (N, classes) one-hot in the backend dtype."""

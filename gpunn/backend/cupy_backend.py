@@ -47,4 +47,8 @@ class CupyBackend(Backend):
         with self._cuda:
             return self.xp.arange(n)
 
+    def concat(self, arrays):
+        self.check(*arrays)
+        return self.xp.concatenate(arrays)
+
     astype = NumpyBackend.astype

@@ -30,3 +30,7 @@ class NumpyBackend(Backend):
 
     def arange(self, n: int):
         return np.arange(n)
+
+    def concat(self, arrays):
+        self.check(*arrays)
+        return np.concatenate(arrays)

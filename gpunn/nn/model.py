@@ -95,6 +95,22 @@ class Sequential:
     ) -> Sequential:
         return cls([layer_from_description(d) for d in description], backend, seed=0, dtype=dtype)
 
+    def save(self, path) -> None:
+        """Weights and architecture only (no optimizer state), atomically, as a checkpoint .npz."""
+        from gpunn.checkpoint import save_checkpoint
+
+        save_checkpoint(path, self)
+
+    @classmethod
+    def load(cls, path, device=None, dtype: str | None = None) -> Sequential:
+        """Rebuild a model from any gpunn checkpoint (a file or a run folder), on any device."""
+        from gpunn.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
+        model = cls.from_description(checkpoint.architecture, device, dtype or checkpoint.header["dtype"])
+        model.set_weights(checkpoint.weights)
+        return model
+
     def predict_proba(self, x_host: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Softmax probabilities for host inputs, checked for NaN/inf on the host first."""
         x_host = np.asarray(x_host)

@@ -1,0 +1,62 @@
+"""Accuracy, per-class accuracy and the confusion matrix of a model on a dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EVAL_BATCH = 8192
+
+
+def device_predictions(model, images_u8, batch_size: int = EVAL_BATCH):
+    """Argmax predictions for device-resident uint8 features, batch by batch, staying on the device."""
+    backend = model.backend
+    out = []
+    for start in range(0, images_u8.shape[0], batch_size):
+        logits = model.forward(backend.scale_images(images_u8[start : start + batch_size, ...]))
+        out.append(backend.xp.argmax(logits, axis=1))
+    return backend.concat(out)
+
+
+def count_correct(model, images_u8, labels, batch_size: int = EVAL_BATCH):
+    """Number of correct predictions as a 0-d device array (no host synchronisation)."""
+    backend = model.backend
+    total = None
+    for start in range(0, images_u8.shape[0], batch_size):
+        stop = start + batch_size
+        logits = model.forward(backend.scale_images(images_u8[start:stop, ...]))
+        correct = backend.count_correct(logits, labels[start:stop])
+        total = correct if total is None else total + correct
+    return total
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    per_class: np.ndarray  # accuracy of each true class
+    confusion: np.ndarray  # confusion[true, predicted]
+
+    def lines(self, class_names) -> list[str]:
+        width = max(len(name) for name in class_names)
+        out = [f"accuracy {self.accuracy:.2%} on {int(self.confusion.sum())} samples", "per-class accuracy:"]
+        out += [
+            f"  {name:>{width}}  {acc:.2%}" for name, acc in zip(class_names, self.per_class, strict=True)
+        ]
+        out.append("confusion matrix (rows: true class, columns: predicted):")
+        cell = max(5, len(str(int(self.confusion.max()))) + 1)
+        out.append(" " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(class_names))))
+        for name, row in zip(class_names, self.confusion, strict=True):
+            out.append(f"  {name:>{width}}" + "".join(f"{int(v):>{cell}}" for v in row))
+        return out
+
+
+def evaluate(model, features_u8: np.ndarray, labels: np.ndarray, classes: int = 10) -> Evaluation:
+    """Evaluate host data (uint8 features, integer labels) on the model's device."""
+    backend = model.backend
+    predicted = backend.to_host(device_predictions(model, backend.from_host(features_u8))).astype(np.int64)
+    confusion = np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(
+        classes, classes
+    )
+    per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+    return Evaluation(float(np.trace(confusion) / max(len(labels), 1)), per_class, confusion)

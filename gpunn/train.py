@@ -1,0 +1,324 @@
+"""The training loop: mini-batch training of an MLP on one backend, with checkpoints that survive anything.
+
+Data is uploaded once (uint8); each batch is gathered and scaled on the device; loss and accuracy
+accumulate on the device and are read once per epoch. A checkpoint is written atomically after every
+epoch, and on SIGINT/SIGTERM mid-epoch (with the epoch's order and position, so a resume is exact).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gpunn.atomic import write_text
+from gpunn.backend import select
+from gpunn.checkpoint import architecture_summary, load_checkpoint, save_checkpoint
+from gpunn.config import ConfigError, TrainConfig
+from gpunn.data import load_dataset
+from gpunn.errors import GpunnError, TrainingDivergedError
+from gpunn.evaluate import count_correct
+from gpunn.nn.model import Sequential, mlp
+from gpunn.nn.optim import make_optimizer
+from gpunn.rng import host_rng
+from gpunn.schedules import lr_at
+
+CHECKPOINT = "checkpoint.npz"
+INIT_NAMES = {"he": "he_normal", "xavier": "xavier_normal"}
+RESUME_MAY_CHANGE = {"epochs"}
+
+
+class TrainingInterrupted(GpunnError):
+    """SIGINT/SIGTERM arrived: the state was saved; exit 130 or 143 as a shell expects."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+@dataclass
+class TrainResult:
+    model: Sequential
+    history: list[dict]
+    config: TrainConfig
+    out_dir: Path
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1]["test_accuracy"]
+
+
+@dataclass
+class _Progress:
+    """Where training stands; everything needed to continue bit-exactly."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0
+    order: np.ndarray | None = None  # this epoch's shuffled order (host), kept for a mid-epoch resume
+    loss_sum: float = 0.0
+    correct: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+class _Reporter:
+    """Plain lines on stdout; a tqdm bar per epoch on stderr when it is a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            print(text, flush=True)
+
+    def bar(self, total: int, initial: int, epoch: int, epochs: int):
+        if not self.tty:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
+
+
+class _SignalCatcher:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between batches (main thread only)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._catch)
+        return self
+
+    def _catch(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _build_model(config: TrainConfig, in_features: int, backend) -> Sequential:
+    sizes = [in_features, *config.hidden, 10]
+    return mlp(
+        sizes, activation=config.activation, init=INIT_NAMES[config.init], backend=backend, seed=config.seed
+    )
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    device=None,
+    dtype: str | None = None,
+    data_dir=None,
+    verbose: bool = True,
+    **overrides,
+) -> TrainResult:
+    """Train an MLP and return the model with its history. See `gpunn train --help` for every setting.
+
+    `resume=OUT` continues the run saved in OUT (its settings; only `epochs` may be raised).
+    """
+    reporter = _Reporter(verbose)
+    checkpoint = None
+    if resume is not None:
+        out = Path(resume)
+        checkpoint = load_checkpoint(out / CHECKPOINT)
+        saved = TrainConfig.from_dict(checkpoint.header["config"])
+        changed = {k for k, v in overrides.items() if v is not None and getattr(saved, k, v) != _normal(k, v)}
+        if changed - RESUME_MAY_CHANGE:
+            raise ConfigError(
+                f"cannot change {', '.join(sorted(changed - RESUME_MAY_CHANGE))} when resuming {out}"
+            )
+        config = TrainConfig.from_dict({**saved.to_dict(), **{k: overrides[k] for k in changed}})
+        dtype = dtype or checkpoint.header["dtype"]
+    elif config is None:
+        config = TrainConfig.from_recipe(overrides.pop("recipe", None) or "default", **overrides)
+    elif overrides:
+        raise ConfigError("pass either a TrainConfig or keyword settings, not both")
+
+    out = (
+        Path(out) if out is not None else Path("runs") / f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    if checkpoint is None and (out / CHECKPOINT).exists():
+        raise ConfigError(
+            f"{out} already holds a run; continue it with --resume {out} or choose another --out"
+        )
+
+    selection = select(device, dtype)
+    backend = selection.backend
+    train_set = load_dataset(config.dataset, "train", data_dir=data_dir)
+    test_set = load_dataset(config.dataset, "test", data_dir=data_dir)
+    model = _build_model(config, train_set.features.shape[1], backend)
+    optimizer = make_optimizer(config.optimizer, config.lr, config.momentum, config.weight_decay)
+    rng = host_rng(config.seed)
+    progress = _Progress()
+    if checkpoint is not None:
+        model.set_weights(checkpoint.weights)
+        optimizer.load_state_dict(checkpoint.optimizer_state, backend)
+        rng.bit_generator.state = checkpoint.header["rng_state"]
+        header = checkpoint.header
+        progress = _Progress(
+            header["epoch"],
+            header["step_in_epoch"],
+            checkpoint.arrays.get("order"),
+            header["loss_sum"],
+            header["correct"],
+            header["history"],
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(
+        out / "config.json",
+        json.dumps({**config.to_dict(), "device": backend.device, "dtype": backend.dtype_name}, indent=2)
+        + "\n",
+    )
+    reporter.line(
+        f"gpunn: device {selection.describe()} | {backend.dtype_name} | {config.dataset} "
+        f"({len(train_set)} train, {len(test_set)} test) | model {architecture_summary(model.describe())} | "
+        f"{model.num_parameters():,} parameters | recipe {config.recipe}"
+        + (f" | resuming {out} at epoch {progress.epoch + 1}" if checkpoint is not None else "")
+    )
+
+    loop = _Loop(config, model, optimizer, rng, backend, train_set, test_set, out, reporter)
+    with _SignalCatcher() as signals:
+        loop.run(progress, signals)
+    return TrainResult(model, progress.history, config, out)
+
+
+def _normal(key: str, value):
+    return tuple(int(v) for v in value) if key == "hidden" else value
+
+
+class _Loop:
+    def __init__(self, config, model, optimizer, rng, backend, train_set, test_set, out, reporter):
+        self.config, self.model, self.optimizer, self.rng = config, model, optimizer, rng
+        self.backend, self.out, self.reporter = backend, out, reporter
+        self.x_train = backend.from_host(train_set.features)  # uint8, uploaded once
+        self.targets = backend.one_hot(backend.from_host(train_set.labels), 10)
+        self.y_train = backend.from_host(train_set.labels)
+        self.x_test = backend.from_host(test_set.features)
+        self.y_test = backend.from_host(test_set.labels)
+        self.n = len(train_set)
+        self.steps_per_epoch = -(-self.n // config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+
+    def run(self, progress: _Progress, signals: _SignalCatcher) -> None:
+        config, backend = self.config, self.backend
+        train_seconds = sum(h["seconds"] for h in progress.history)
+        while progress.epoch < config.epochs:
+            epoch = progress.epoch + 1
+            if progress.order is None:
+                progress.order = self.rng.permutation(self.n)
+                progress.step_in_epoch, progress.loss_sum, progress.correct = 0, 0.0, 0
+            order = backend.from_host(progress.order.astype(np.int64))
+            loss_sum = backend.from_host(np.array(progress.loss_sum, dtype=backend.dtype_name))
+            correct = backend.from_host(np.array(progress.correct, dtype=np.int64))
+            bar = self.reporter.bar(self.steps_per_epoch, progress.step_in_epoch, epoch, config.epochs)
+            start = time.perf_counter()
+            for step in range(progress.step_in_epoch, self.steps_per_epoch):
+                if signals.signum is not None:
+                    progress.step_in_epoch = step
+                    progress.loss_sum = float(backend.to_host(loss_sum))
+                    progress.correct = int(backend.to_host(correct))
+                    self._interrupted(progress, signals.signum)
+                global_step = progress.epoch * self.steps_per_epoch + step
+                self.optimizer.lr = lr_at(config.schedule, config.lr, global_step, self.total_steps)
+                rows = order[step * config.batch_size : (step + 1) * config.batch_size]
+                batch_loss, batch_correct = self._step(rows)
+                loss_sum = loss_sum + batch_loss * rows.shape[0]
+                correct = correct + batch_correct
+                if bar is not None:
+                    bar.update(1)
+            loss = float(backend.to_host(loss_sum)) / self.n  # the epoch's one synchronisation
+            train_correct = int(backend.to_host(correct))
+            seconds = time.perf_counter() - start
+            if bar is not None:
+                bar.close()
+            if not np.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"loss became {loss} in epoch {epoch} (lr {config.lr}): training stopped; "
+                    + (
+                        f"the last good checkpoint (epoch {progress.epoch}) is kept in {self.out}"
+                        if progress.epoch
+                        else "no epoch finished, so no checkpoint was written"
+                    )
+                    + "; try a smaller --lr"
+                )
+            test_accuracy = (
+                int(backend.to_host(count_correct(self.model, self.x_test, self.y_test)))
+                / self.y_test.shape[0]
+            )
+            train_seconds += seconds
+            record = {
+                "epoch": epoch,
+                "loss": loss,
+                "train_accuracy": train_correct / self.n,
+                "test_accuracy": test_accuracy,
+                "lr": self.optimizer.lr,
+                "seconds": seconds,
+                "samples_per_second": self.n / seconds,
+            }
+            progress.history.append(record)
+            progress.epoch, progress.order, progress.step_in_epoch = epoch, None, 0
+            self._save(progress)
+            self.reporter.line(
+                f"epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  train {record['train_accuracy']:.2%}  "
+                f"test {test_accuracy:.2%}  lr {self.optimizer.lr:.3g}  {seconds:.2f} s  "
+                f"{record['samples_per_second']:,.0f} samples/s"
+            )
+        self._summary(progress, train_seconds)
+
+    def _step(self, rows):
+        """One SGD step on the rows `rows` of the training set; returns (mean loss, correct) on the device."""
+        backend, model = self.backend, self.model
+        x = backend.scale_images(backend.take_rows(self.x_train, rows))
+        logits = model.forward(x)
+        loss, grad = backend.softmax_cross_entropy(logits, backend.take_rows(self.targets, rows))
+        correct = backend.count_correct(logits, backend.take_rows(self.y_train, rows))
+        model.backward(grad)
+        self.optimizer.step(model.parameters(), backend)
+        return loss, correct
+
+    def _save(self, progress: _Progress) -> None:
+        header = {
+            "config": self.config.to_dict(),
+            "epoch": progress.epoch,
+            "step_in_epoch": progress.step_in_epoch,
+            "loss_sum": progress.loss_sum,
+            "correct": progress.correct,
+            "history": progress.history,
+            "rng_state": self.rng.bit_generator.state,
+        }
+        arrays = {"order": progress.order} if progress.order is not None else None
+        save_checkpoint(self.out / CHECKPOINT, self.model, header, self.optimizer, arrays)
+        write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in progress.history))
+
+    def _interrupted(self, progress: _Progress, signum: int) -> None:
+        self._save(progress)
+        name = signal.Signals(signum).name
+        raise TrainingInterrupted(
+            f"{name} received in epoch {progress.epoch + 1}, step {progress.step_in_epoch}/{self.steps_per_epoch}: "
+            f"saved {self.out / CHECKPOINT}; continue with: gpunn train --resume {self.out}",
+            signum,
+        )
+
+    def _summary(self, progress: _Progress, train_seconds: float) -> None:
+        n_params = self.model.num_parameters()
+        samples = self.n * self.config.epochs
+        flops = 6 * n_params * samples
+        final = progress.history[-1]
+        self.reporter.line(
+            f"done: {self.config.epochs} epochs, {train_seconds:.1f} s of training; test accuracy "
+            f"{final['test_accuracy']:.2%}; training compute 6*N*D = 6 x {n_params:,} x {samples:,} = "
+            f"{flops:.3g} FLOP, {flops / max(train_seconds, 1e-9) / 1e9:.1f} GFLOP/s; saved {self.out / CHECKPOINT}"
+        )
