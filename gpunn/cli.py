@@ -8,11 +8,129 @@ from pathlib import Path
 
 from gpunn.errors import GpunnError
 
+TRAIN_FLAGS = [
+    # (flag, type, help); every default is None so the recipe fills what is not given
+    ("--epochs", int, "passes over the training set"),
+    ("--batch-size", int, "samples per SGD step"),
+    ("--lr", float, "peak learning rate"),
+    ("--optimizer", str, "sgd | momentum | nesterov | adam"),
+    ("--momentum", float, "momentum for momentum/nesterov"),
+    ("--weight-decay", float, "L2 added to the gradient"),
+    ("--schedule", str, "constant | step | cosine | onecycle"),
+    ("--hidden", str, "hidden sizes, e.g. 128,64 (any depth)"),
+    ("--activation", str, "relu | leaky_relu | sigmoid | tanh | gelu"),
+    ("--init", str, "he | xavier"),
+    ("--seed", int, "seed of the host RNG (weights and batch order)"),
+    ("--dataset", str, "mnist | fashion-mnist | digits"),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line and exit 2, like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from gpunn.info import info_lines
 
     print("\n".join(info_lines()))
+    return 0
+
+
+def _train_settings(args: argparse.Namespace) -> dict:
+    from gpunn.config import parse_hidden
+
+    settings = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in TRAIN_FLAGS
+    }
+    if settings["hidden"] is not None:
+        settings["hidden"] = parse_hidden(settings["hidden"])
+    return settings
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gpunn.train import train
+
+    train(
+        out=args.out,
+        resume=args.resume,
+        device=args.device,
+        dtype=args.dtype,
+        data_dir=args.data_dir,
+        recipe=args.recipe,
+        verbose=not args.quiet,
+        **_train_settings(args),
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from gpunn.checkpoint import load_checkpoint
+    from gpunn.data import load_dataset
+    from gpunn.errors import CheckpointError
+    from gpunn.evaluate import evaluate
+    from gpunn.nn.model import Sequential
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    dataset_name = args.dataset or checkpoint.header.get("config", {}).get("dataset", "mnist")
+    data = load_dataset(dataset_name, "test", data_dir=args.data_dir)
+    model = Sequential.from_description(checkpoint.architecture, args.device, checkpoint.header["dtype"])
+    model.set_weights(checkpoint.weights)
+    if model.in_features != data.features.shape[1]:
+        raise CheckpointError(
+            f"{args.checkpoint}: the model takes {model.in_features} inputs but {dataset_name} "
+            f"images have {data.features.shape[1]} pixels"
+        )
+    print(f"{dataset_name} test set, model from {args.checkpoint}, device {model.backend.device}")
+    print("\n".join(evaluate(model, data.features, data.labels).lines(data.class_names)))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gpunn.checkpoint import load_checkpoint
+    from gpunn.data.sources import SOURCES
+    from gpunn.nn.model import Sequential
+    from gpunn.predict_inputs import read_inputs
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = Sequential.from_description(checkpoint.architecture, args.device, checkpoint.header["dtype"])
+    model.set_weights(checkpoint.weights)
+    dataset = checkpoint.header.get("config", {}).get("dataset", "mnist")
+    names = SOURCES[dataset].class_names if dataset in SOURCES else tuple(str(i) for i in range(10))
+    inputs = [(path, read_inputs(path, model.in_features)) for path in args.files]  # all checked first
+    for path, rows in inputs:
+        probabilities = model.predict_proba(rows)
+        for index, row in enumerate(probabilities):
+            top = np.argsort(row)[::-1][: args.top]
+            label = f"{path}[{index}]" if len(rows) > 1 else str(path)
+            print(f"{label}: " + ", ".join(f"{names[k]} ({row[k]:.1%})" for k in top))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from gpunn.sweep import run_sweep
+
+    grid = {}
+    for flag, kind, _ in TRAIN_FLAGS:
+        key = flag[2:].replace("-", "_")
+        value = getattr(args, key)
+        if value is not None:
+            separator = "/" if key == "hidden" else ","
+            grid[key] = [kind(v) if key != "hidden" else v for v in str(value).split(separator)]
+    run_sweep(
+        grid, Path(args.out), device=args.device, dtype=args.dtype, data_dir=args.data_dir, recipe=args.recipe
+    )
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from gpunn.plot import plot_runs
+
+    print(plot_runs([Path(d) for d in args.runs], Path(args.output) if args.output else None))
     return 0
 
 
@@ -29,9 +147,8 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
         if target.exists() and sha256_of(target) == source.sha256[file_name]:
             print(f"{target}: already present, checksum OK")
             continue
-        print(
-            f"{download_file(file_name, source.sha256[file_name], dest, mirrors_for(source))}: downloaded, checksum OK"
-        )
+        path = download_file(file_name, source.sha256[file_name], dest, mirrors_for(source))
+        print(f"{path}: downloaded, checksum OK")
     return 0
 
 
@@ -67,17 +184,74 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="cpu | cuda | cuda:N | auto | strict (default: GPUNN_DEVICE or cpu)")
+    parser.add_argument("--dtype", help="float32 | float64 (default: GPUNN_DTYPE or float32)")
+
+
+def _training_flags(parser: argparse.ArgumentParser, as_lists: bool) -> None:
+    _device_flags(parser)
+    parser.add_argument(
+        "--data-dir", help="folder with the dataset files (default: GPUNN_DATA_DIR, the cache)"
+    )
+    parser.add_argument(
+        "--recipe", help="default | seed (the classic recipe: SGD lr 0.1, batch 128, 20 epochs)"
+    )
+    for flag, kind, text in TRAIN_FLAGS:
+        if as_lists:
+            sep = "'/'" if flag == "--hidden" else "','"
+            parser.add_argument(flag, help=f"{text}; a {sep}-separated list sweeps over it")
+        else:
+            parser.add_argument(flag, type=kind, help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gpunn import __version__
 
-    parser = argparse.ArgumentParser(prog="gpunn", description="Train and use small MLPs on CPU or GPU.")
+    parser = _Parser(prog="gpunn", description="Train and use small MLPs on CPU or GPU.")
     parser.add_argument("--version", action="version", version=f"gpunn {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
     info = commands.add_parser("info", help="versions, backends and the device that would be chosen")
     info.set_defaults(run=_cmd_info)
 
+    train = commands.add_parser(
+        "train", help="train an MLP (defaults: our best 784-128-64-10 recipe on MNIST)"
+    )
+    _training_flags(train, as_lists=False)
+    train.add_argument("--out", help="run folder for config.json, metrics.jsonl, checkpoint.npz")
+    train.add_argument("--resume", metavar="OUT", help="continue the run saved in OUT")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.set_defaults(run=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix")
+    evaluate.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
+    evaluate.add_argument("--dataset", help="default: the dataset the model was trained on")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--device")
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="top-k classes for .npy, IDX or PNG inputs")
+    predict.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
+    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("--device")
+    predict.set_defaults(run=_cmd_predict)
+
+    sweep = commands.add_parser("sweep", help="train once per combination of listed values, compare")
+    _training_flags(sweep, as_lists=True)
+    sweep.add_argument("--out", default="runs/sweep", help="folder for one run per combination and the plot")
+    sweep.set_defaults(run=_cmd_sweep)
+
+    plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")
+    plot.add_argument("runs", nargs="+", metavar="OUT")
+    plot.add_argument("--output", help="PNG path (default: OUT/curves.png)")
+    plot.set_defaults(run=_cmd_plot)
+
     data = commands.add_parser("data", help="download, verify and describe datasets")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_commands = data.add_subparsers(
+        dest="data_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
     download = data_commands.add_parser("download", help="fetch a dataset into the cache (or --data-dir)")
     download.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
     download.add_argument("--data-dir", help="put the files here instead of the cache")
@@ -92,8 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except GpunnError as exc:
@@ -102,3 +275,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gpunn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return 0

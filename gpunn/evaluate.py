@@ -13,8 +13,9 @@ def device_predictions(model, images_u8, batch_size: int = EVAL_BATCH):
     """Argmax predictions for device-resident uint8 features, batch by batch, staying on the device."""
     backend = model.backend
     out = []
-    for start in range(0, images_u8.shape[0], batch_size):
-        logits = model.forward(backend.scale_images(images_u8[start : start + batch_size, ...]))
+    n = images_u8.shape[0]
+    for start in range(0, n, batch_size):
+        logits = model.forward(backend.scale_images(images_u8[start : min(start + batch_size, n), ...]))
         out.append(backend.xp.argmax(logits, axis=1))
     return backend.concat(out)
 
@@ -23,8 +24,9 @@ def count_correct(model, images_u8, labels, batch_size: int = EVAL_BATCH):
     """Number of correct predictions as a 0-d device array (no host synchronisation)."""
     backend = model.backend
     total = None
-    for start in range(0, images_u8.shape[0], batch_size):
-        stop = start + batch_size
+    n = images_u8.shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
         logits = model.forward(backend.scale_images(images_u8[start:stop, ...]))
         correct = backend.count_correct(logits, labels[start:stop])
         total = correct if total is None else total + correct

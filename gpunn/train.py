@@ -190,7 +190,8 @@ def train(
     )
 
     loop = _Loop(config, model, optimizer, rng, backend, train_set, test_set, out, reporter)
-    with _SignalCatcher() as signals:
+    # overflow is detected and reported once per epoch below, so NumPy's per-operation warnings are noise
+    with _SignalCatcher() as signals, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         loop.run(progress, signals)
     return TrainResult(model, progress.history, config, out)
 
@@ -233,7 +234,7 @@ class _Loop:
                     self._interrupted(progress, signals.signum)
                 global_step = progress.epoch * self.steps_per_epoch + step
                 self.optimizer.lr = lr_at(config.schedule, config.lr, global_step, self.total_steps)
-                rows = order[step * config.batch_size : (step + 1) * config.batch_size]
+                rows = order[step * config.batch_size : min((step + 1) * config.batch_size, self.n)]
                 batch_loss, batch_correct = self._step(rows)
                 loss_sum = loss_sum + batch_loss * rows.shape[0]
                 correct = correct + batch_correct

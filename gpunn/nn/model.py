@@ -112,14 +112,16 @@ class Sequential:
         return model
 
     def predict_proba(self, x_host: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Softmax probabilities for host inputs, checked for NaN/inf on the host first."""
+        """Softmax probabilities for host inputs: uint8 pixels (scaled on the device) or finite floats."""
         x_host = np.asarray(x_host)
-        if not np.all(np.isfinite(x_host)):
+        if x_host.dtype != np.uint8 and not np.all(np.isfinite(x_host)):
             raise ShapeError("input contains NaN or infinite values")
         out = []
         for start in range(0, len(x_host), batch_size):
-            logits = self.forward(self.backend.from_host(x_host[start : start + batch_size]))
-            out.append(self.backend.to_host(self.backend.softmax(logits)))
+            batch = self.backend.from_host(x_host[start : start + batch_size])
+            if x_host.dtype == np.uint8:
+                batch = self.backend.scale_images(batch)
+            out.append(self.backend.to_host(self.backend.softmax(self.forward(batch))))
         return np.concatenate(out) if out else np.zeros((0, 0))
 
 
