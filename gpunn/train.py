@@ -204,11 +204,12 @@ class _Loop:
     def __init__(self, config, model, optimizer, rng, backend, train_set, test_set, out, reporter):
         self.config, self.model, self.optimizer, self.rng = config, model, optimizer, rng
         self.backend, self.out, self.reporter = backend, out, reporter
-        self.x_train = backend.from_host(train_set.features)  # uint8, uploaded once
-        self.targets = backend.one_hot(backend.from_host(train_set.labels), 10)
-        self.y_train = backend.from_host(train_set.labels)
-        self.x_test = backend.from_host(test_set.features)
-        self.y_test = backend.from_host(test_set.labels)
+        # uint8 images uploaded once (shared, not copied, on the host backend: they are only read)
+        self.x_train = backend.from_host(train_set.features, copy=False)
+        self.y_train = backend.from_host(train_set.labels, copy=False)
+        self.targets = backend.one_hot(self.y_train, 10)
+        self.x_test = backend.from_host(test_set.features, copy=False)
+        self.y_test = backend.from_host(test_set.labels, copy=False)
         self.n = len(train_set)
         self.steps_per_epoch = -(-self.n // config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs

@@ -75,3 +75,17 @@ def test_memory_info_reports_bytes(backend):
 def test_backends_are_cached_per_device_and_dtype():
     assert get_backend("strict", "float32") is get_backend("strict", "float32")
     assert get_backend("strict", "float32") is not get_backend("strict", "float64")
+
+
+def test_from_host_copies_so_training_never_writes_into_user_arrays(backend64):
+    from gpunn.nn import SGD, Param
+
+    user = np.array([1.0, 2.0])
+    param = Param("w", backend64.from_host(user))
+    param.grad = backend64.from_host(np.array([1.0, 1.0]))
+    SGD(0.5).step([param], backend64)
+    assert user.tolist() == [1.0, 2.0]
+    assert backend64.to_host(param.value).tolist() == [0.5, 1.5]
+    host = backend64.to_host(param.value)
+    host[0] = 99.0
+    assert backend64.to_host(param.value)[0] == 0.5  # to_host hands out a copy too

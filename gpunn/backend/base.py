@@ -32,20 +32,24 @@ class Backend:
         return f"<{type(self).__name__} device={self.device} dtype={self.dtype_name}>"
 
     # ---- crossing the host/device line: the only two doors --------------------------------------------
-    def from_host(self, array: np.ndarray, dtype: str | None = None):
-        """Copy a NumPy array to this device; floating arrays take the backend dtype unless told."""
+    def from_host(self, array: np.ndarray, dtype: str | None = None, copy: bool = True):
+        """Copy a NumPy array to this device; floating arrays take the backend dtype unless told.
+
+        copy=False lets the NumPy backend share read-only data (a dataset) instead of duplicating it;
+        other devices always copy.
+        """
         if not isinstance(array, np.ndarray):
             raise DeviceMismatchError(
                 f"from_host expects a NumPy array, got {type(array).__module__}.{type(array).__name__}; "
                 "arrays already on a device move with their own backend's to_host() first"
             )
-        if dtype is not None:
-            array = array.astype(dtype, copy=False)
-        elif array.dtype.kind == "f":
-            array = array.astype(self.dtype_name, copy=False)
+        original = array
+        target = dtype or (self.dtype_name if array.dtype.kind == "f" else None)
+        if target is not None:
+            array = array.astype(target, copy=False)
         if not array.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into 1-d)
             array = array.copy(order="C")
-        return self._upload(array)
+        return self._upload(array, copy=copy and array is original)
 
     def to_host(self, array) -> np.ndarray:
         """Copy a device array back to a NumPy array (a synchronisation point on a GPU)."""
@@ -84,7 +88,7 @@ class Backend:
             "backend's to_host(x), then backend.from_host(...) to move it here"
         )
 
-    def _upload(self, array: np.ndarray):
+    def _upload(self, array: np.ndarray, copy: bool):
         raise NotImplementedError
 
     def _download(self, array) -> np.ndarray:
@@ -180,6 +184,20 @@ class Backend:
         """param - lr * grad; a backend may do it in place (callers always rebind to the result)."""
         self.check(param, grad)
         return param - lr * grad
+
+    def momentum_update(
+        self, value, grad, velocity, lr: float, momentum: float, nesterov: bool, weight_decay: float = 0.0
+    ):
+        """SGD with (Nesterov) momentum and L2: returns (new value, new velocity).
+
+        g = grad + wd * value; v = mu * v + g; value -= lr * (g + mu * v if nesterov else v).
+        """
+        self.check(value, grad, velocity)
+        if weight_decay:
+            grad = grad + weight_decay * value
+        velocity = momentum * velocity + grad
+        direction = grad + momentum * velocity if nesterov else velocity
+        return value - lr * direction, velocity
 
     def count_correct(self, logits, labels):
         """Number of rows whose argmax equals the integer label, as a 0-d device array."""

@@ -23,7 +23,7 @@ class CupyBackend(Backend):
     def _is_mine(self, array) -> bool:
         return isinstance(array, self.array_type) and array.device.id == self.index
 
-    def _upload(self, array):
+    def _upload(self, array, copy):
         with self._cuda:
             return self.xp.asarray(array)
 

@@ -30,7 +30,7 @@ class StrictBackend(Backend):
     def _is_mine(self, array) -> bool:
         return isinstance(array, self.array_type) and array.device == self.xp_device
 
-    def _upload(self, array):
+    def _upload(self, array, copy):
         return self.xp.asarray(array, device=self.xp_device, copy=True)
 
     def _download(self, array):

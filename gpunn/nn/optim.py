@@ -30,10 +30,10 @@ class Optimizer:
             self.state = {name: [backend.xp.zeros_like(p.value) for p in params] for name in self.state_names}
         self.steps += 1
         for index, param in enumerate(params):
-            grad = param.grad
-            if self.weight_decay:
-                grad = grad + self.weight_decay * param.value
-            param.value = self._update(backend, index, param.value, grad)
+            param.value = self._update(backend, index, param.value, param.grad)
+
+    def _decayed(self, value, grad):
+        return grad + self.weight_decay * value if self.weight_decay else grad
 
     def _update(self, backend, index: int, value, grad):
         raise NotImplementedError
@@ -69,11 +69,17 @@ class SGD(Optimizer):
 
     def _update(self, backend, index, value, grad):
         if not self.momentum:
-            return backend.sgd_update(value, grad, self.lr)
-        velocity = self.momentum * self.state["velocity"][index] + grad
-        self.state["velocity"][index] = velocity
-        direction = grad + self.momentum * velocity if self.nesterov else velocity
-        return backend.sgd_update(value, direction, self.lr)
+            return backend.sgd_update(value, self._decayed(value, grad), self.lr)
+        value, self.state["velocity"][index] = backend.momentum_update(
+            value,
+            grad,
+            self.state["velocity"][index],
+            self.lr,
+            self.momentum,
+            self.nesterov,
+            self.weight_decay,
+        )
+        return value
 
 
 class Adam(Optimizer):
@@ -94,6 +100,7 @@ class Adam(Optimizer):
 
     def _update(self, backend, index, value, grad):
         xp = backend.xp
+        grad = self._decayed(value, grad)
         m = self.beta1 * self.state["m"][index] + (1.0 - self.beta1) * grad
         v = self.beta2 * self.state["v"][index] + (1.0 - self.beta2) * grad * grad
         self.state["m"][index], self.state["v"][index] = m, v
