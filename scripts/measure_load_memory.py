@@ -4,16 +4,16 @@ Usage: python scripts/measure_load_memory.py DATA_DIR
 """
 
 import json
-import resource
 import sys
 
 import numpy as np  # noqa: F401  (imported before the baseline so it is not counted)
 
 from gpunn.data import load_dataset
+from gpunn.procinfo import peak_rss_bytes
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_bytes() / 2**20
 
 
 if __name__ == "__main__":

@@ -7,12 +7,12 @@ kernel); tests/test_backend_parity.py compares every override with the reference
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from gpunn.errors import DeviceMismatchError, DTypeMismatchError
+from gpunn.procinfo import rss_bytes, total_memory_bytes
 
 
 class Backend:
@@ -100,7 +100,7 @@ class Backend:
 
     def memory_info(self) -> dict[str, int | str]:
         """Memory used by this process: the resident set on the host; GPU backends report the pool."""
-        return {"kind": "host rss", "used_bytes": _rss_bytes(), "total_bytes": _host_total_bytes()}
+        return {"kind": "host rss", "used_bytes": rss_bytes(), "total_bytes": total_memory_bytes()}
 
     # ---- creation and conversion -------------------------------------------------------------------
     def zeros(self, shape, dtype=None):
@@ -204,20 +204,3 @@ class Backend:
         self.check(logits, labels)
         hits = self.xp.argmax(logits, axis=1) == self.astype(labels, self.xp.int64)
         return self.xp.sum(self.astype(hits, self.xp.int64))
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _host_total_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
