@@ -22,13 +22,13 @@ class ConfigError(GpunnError, ValueError):
 # "seed" is the classic from-scratch recipe, reproduced exactly.
 RECIPES: dict[str, dict] = {
     "default": dict(
-        epochs=20,
+        epochs=10,
         batch_size=128,
-        lr=0.1,
+        lr=0.2,
         optimizer="nesterov",
         momentum=0.9,
         weight_decay=1e-4,
-        schedule="cosine",
+        schedule="onecycle",
         hidden=(128, 64),
         activation="relu",
         init="he",

@@ -267,7 +267,7 @@ def main() -> int:
     parser.add_argument("--out", help="JSON path (default benchmarks/results/<date>-<host>.json)")
     args = parser.parse_args()
 
-    n = 3 * BATCH * 100 if args.quick else 60000
+    n = BATCH * 30 if args.quick else 60000
     epochs = 1 if args.quick else args.epochs
     x, y = synthetic(n)
     rows: dict[str, dict] = {}

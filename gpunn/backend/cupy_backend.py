@@ -1,4 +1,10 @@
-"""NVIDIA GPU backend: CuPy on one device, imported only when a cuda device is asked for."""
+"""NVIDIA GPU backend: CuPy on one device, imported only when a cuda device is asked for.
+
+On a GPU this model is launch-bound, so a few primitives are fused into single CuPy ElementwiseKernels
+(ReLU backward with its mask, the softmax-cross-entropy gradient, the optimizer updates). The reference
+versions in gpunn/backend/base.py stay the specification; tests/test_backend_parity.py compares each
+override with them under the `gpu` marker.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ class CupyBackend(Backend):
         self.dtype = cupy.dtype(dtype_name)
         self._cuda = cupy.cuda.Device(index)
         self._cuda.use()
+        self._kernels = _fused_kernels(cupy)
 
     def _is_mine(self, array) -> bool:
         return isinstance(array, self.array_type) and array.device.id == self.index
@@ -52,3 +59,60 @@ class CupyBackend(Backend):
         return self.xp.concatenate(arrays)
 
     astype = NumpyBackend.astype
+
+    # ---- fused kernels (one launch where the reference takes several) ---------------------------------
+    def relu_backward(self, grad, y):
+        self.check(grad, y)
+        return self._kernels["relu_backward"](grad, y)
+
+    def sgd_update(self, param, grad, lr: float):
+        self.check(param, grad)
+        self._kernels["sgd"](grad, param.dtype.type(lr), param)
+        return param
+
+    def momentum_update(self, value, grad, velocity, lr, momentum, nesterov, weight_decay=0.0):
+        self.check(value, grad, velocity)
+        t = value.dtype.type
+        self._kernels["momentum"](grad, t(lr), t(momentum), t(weight_decay), bool(nesterov), value, velocity)
+        return value, velocity
+
+    def softmax_cross_entropy(self, logits, targets):
+        self.check(logits, targets)
+        cp = self.xp
+        row_max = cp.max(logits, axis=1, keepdims=True)
+        log_norm = cp.log(cp.sum(cp.exp(logits - row_max), axis=1, keepdims=True))
+        m = logits.shape[0]
+        grad, loss_terms = self._kernels["softmax_xent"](logits, row_max, log_norm, targets, logits.dtype.type(m))
+        return cp.sum(loss_terms) / m, grad
+
+
+
+def _fused_kernels(cupy) -> dict:
+    """The ElementwiseKernels, compiled by CuPy on first use and cached on disk."""
+    return {
+        "relu_backward": cupy.ElementwiseKernel(
+            "T grad, T y", "T out", "out = y > (T)0 ? grad : (T)0", "gpunn_relu_backward"
+        ),
+        "sgd": cupy.ElementwiseKernel("T grad, T lr", "T value", "value = value - lr * grad", "gpunn_sgd"),
+        "momentum": cupy.ElementwiseKernel(
+            "T grad, T lr, T mu, T wd, bool nesterov",
+            "T value, T velocity",
+            """
+            T g = grad + wd * value;
+            T v = mu * velocity + g;
+            velocity = v;
+            value = value - lr * (nesterov ? g + mu * v : v);
+            """,
+            "gpunn_momentum",
+        ),
+        "softmax_xent": cupy.ElementwiseKernel(
+            "T z, T row_max, T log_norm, T y, T m",
+            "T grad, T loss_term",
+            """
+            T log_p = z - row_max - log_norm;
+            grad = (exp(log_p) - y) / m;
+            loss_term = -y * log_p;
+            """,
+            "gpunn_softmax_xent",
+        ),
+    }

@@ -1,0 +1,47 @@
+"""The benchmark and gpu-check scripts keep working (a smoke: nothing here asserts speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpunn.backend.cuda_probe import cuda_status
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_quick_writes_every_cpu_row(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert {"gpunn numpy", "classic numpy (float64)", "sklearn MLPClassifier"} <= set(result["rows"])
+    assert all(row["epoch_s"] > 0 for row in result["rows"].values())
+    assert result["roofline_epoch_s"] > 0 and result["gemm_gflops"] > 0
+    assert "roofline" in done.stdout and "x gpunn numpy" in done.stdout
+
+
+@pytest.mark.skipif(cuda_status(0)[0], reason="this checks the report of a machine without a usable GPU")
+def test_gpu_check_without_a_gpu_reports_why_and_fails(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu-check"), "--quick", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1
+    report = json.loads(next(tmp_path.glob("gpu-check-*.json")).read_text())
+    parts = report["parts"]
+    assert parts["gpunn info"]["ok"] and parts["bench"]["ok"]  # the CPU parts still report fine
+    assert not parts["pytest -m gpu"]["ok"] and not parts["cpu-vs-gpu parity"]["ok"]
+    assert not report["gpu"]["usable"] and report["gpu"]["reason"]
+    assert "failed" in (next(tmp_path.glob("gpu-check-*.txt")).read_text().splitlines()[-1])
