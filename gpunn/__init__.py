@@ -18,6 +18,20 @@ from gpunn.errors import (  # noqa: E402
     TrainingDivergedError,
 )
 
+
+def __getattr__(name: str):
+    """`gpunn.train(...)`, `gpunn.nn` and `gpunn.data` load on first use, keeping `import gpunn` light."""
+    if name == "train":
+        from gpunn.training import train
+
+        return train
+    if name in ("nn", "data"):
+        import importlib
+
+        return importlib.import_module(f"gpunn.{name}")
+    raise AttributeError(f"module 'gpunn' has no attribute {name!r}")
+
+
 __all__ = [
     "Backend",
     "CheckpointError",
@@ -30,6 +44,7 @@ __all__ = [
     "ShapeError",
     "TrainingDivergedError",
     "__version__",
+    "train",
     "get_backend",
     "parse_device",
     "select",

@@ -51,7 +51,7 @@ def _train_settings(args: argparse.Namespace) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gpunn.train import train
+    from gpunn.training import train
 
     train(
         out=args.out,

@@ -13,7 +13,7 @@ def _label(settings: dict) -> str:
 
 
 def run_sweep(grid: dict[str, list], out: Path, device=None, dtype=None, data_dir=None, recipe=None) -> list:
-    from gpunn.train import train
+    from gpunn.training import train
 
     keys = list(grid)
     combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]

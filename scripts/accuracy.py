@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from bench import _cpu_name
 
-    from gpunn.train import train
+    from gpunn.training import train
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)

@@ -189,7 +189,7 @@ def _time(fn) -> float:
 
 # ---- real-data measurements --------------------------------------------------------------------------------
 def time_to_accuracy(data_dir: str, recipe: str, targets=(0.973, 0.980)) -> dict:
-    from gpunn.train import train
+    from gpunn.training import train
 
     with tempfile.TemporaryDirectory() as out:
         result = train(out=Path(out) / "run", recipe=recipe, data_dir=data_dir, verbose=False)

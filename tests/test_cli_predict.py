@@ -12,7 +12,7 @@ import pytest
 from idx_files import idx_bytes
 
 from gpunn.data import load_dataset
-from gpunn.train import train
+from gpunn.training import train
 
 
 def cli(*args):

@@ -30,3 +30,36 @@ def test_two_two_one_example_prints_the_commented_numbers():
             assert " ".join(expected.split()) in " ".join(printed[label].split()), (label, printed[label])
             checked += 1
     assert checked == 5
+
+
+def test_api_example_runs(tmp_path):
+    code = example_block("api")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    accuracy = float(done.stdout.split("test accuracy ")[1].rstrip("%\n"))
+    assert accuracy > 90
+    assert (tmp_path / "digits.npz").exists() and (tmp_path / "runs" / "digits" / "checkpoint.npz").exists()
+
+
+def test_performance_and_accuracy_numbers_come_from_committed_results():
+    import json
+
+    text = README.read_text()
+    bench_name = re.search(r"\(`(benchmarks/results/[\w.-]+\.json)`\):", text).group(1)
+    bench = json.loads((README.parent / bench_name).read_text())
+    for label, key in [
+        ("gpunn numpy", "gpunn numpy"),
+        ("classic from-scratch", "classic numpy (float64)"),
+        ("PyTorch 2.13 eager CPU", "pytorch eager cpu"),
+        ("scikit-learn MLPClassifier", "sklearn MLPClassifier"),
+    ]:
+        row = next(line for line in text.splitlines() if line.startswith(f"| {label}"))
+        assert f"| {bench['rows'][key]['epoch_s']:.3f} |" in row, (label, row)
+    assert f"| {bench['roofline_epoch_s']:.3f} |" in text
+    accuracy_name = re.search(r"`(benchmarks/results/accuracy-[\w.-]+\.json)`", text).group(1)
+    accuracy = json.loads((README.parent / accuracy_name).read_text())
+    for recipe in ("default", "seed"):
+        mean = accuracy["recipes"][recipe]["mean"]
+        assert f"{mean:.2%} mean" in text, recipe
+    assert accuracy["recipes"]["default"]["mean"] >= 0.98
+    assert 0.973 <= accuracy["recipes"]["seed"]["mean"] <= 0.98

@@ -17,7 +17,7 @@ from gpunn.checkpoint import load_checkpoint
 from gpunn.config import ConfigError
 from gpunn.errors import CheckpointError, TrainingDivergedError
 from gpunn.nn.model import Sequential
-from gpunn.train import train
+from gpunn.training import train
 
 DIGITS = dict(dataset="digits", batch_size=32, verbose=False)
 
@@ -145,7 +145,7 @@ def test_a_pickled_npz_is_refused(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from gpunn import train as train_module
+    from gpunn import training as train_module
 
     real_step = train_module._Loop._step
     calls = {"n": 0}

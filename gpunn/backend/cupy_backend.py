@@ -82,9 +82,10 @@ class CupyBackend(Backend):
         row_max = cp.max(logits, axis=1, keepdims=True)
         log_norm = cp.log(cp.sum(cp.exp(logits - row_max), axis=1, keepdims=True))
         m = logits.shape[0]
-        grad, loss_terms = self._kernels["softmax_xent"](logits, row_max, log_norm, targets, logits.dtype.type(m))
+        grad, loss_terms = self._kernels["softmax_xent"](
+            logits, row_max, log_norm, targets, logits.dtype.type(m)
+        )
         return cp.sum(loss_terms) / m, grad
-
 
 
 def _fused_kernels(cupy) -> dict:
