@@ -61,6 +61,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         recipe=args.recipe,
         verbose=not args.quiet,
+        distributed=args.distributed,
         **_train_settings(args),
     )
     return 0
@@ -222,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder for config.json, metrics.jsonl, checkpoint.npz")
     train.add_argument("--resume", metavar="OUT", help="continue the run saved in OUT")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over MPI: mpiexec -n K gpunn train --distributed ...",
+    )
     train.set_defaults(run=_cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix")
@@ -270,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except GpunnError as exc:
-        print(f"gpunn: error: {exc}", file=sys.stderr)
+        if not getattr(exc, "silent", False):  # under MPI, rank 0 alone reports an error all ranks share
+            print(f"gpunn: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("gpunn: interrupted", file=sys.stderr)

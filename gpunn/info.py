@@ -60,6 +60,15 @@ def info_lines() -> list[str]:
     cuda_ok, cuda_why = cuda_status(0)
     lines.append(f"  cuda    {'available' if cuda_ok else 'unavailable'} ({cuda_why})")
     lines += [f"    {line}" for line in cuda_details()]
+    from gpunn.backend.collectives import nccl_available
+    from gpunn.distributed import mpi_status
+
+    mpi_ok, mpi_why = mpi_status()
+    nccl_ok, nccl_why = nccl_available() if cuda_ok else (False, "needs CUDA")
+    lines.append(
+        f"distributed: MPI {'available' if mpi_ok else 'unavailable'} ({mpi_why}); "
+        f"NCCL {'available' if nccl_ok else 'unavailable'} ({nccl_why})"
+    )
     try:
         chosen = select().describe()
     except gpunn.DeviceUnavailableError as exc:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gpunn.atomic import write_text
-from gpunn.backend import select
+from gpunn.backend import requested_device, select
 from gpunn.checkpoint import architecture_summary, load_checkpoint, save_checkpoint
 from gpunn.config import ConfigError, TrainConfig
 from gpunn.data import load_dataset
@@ -32,6 +32,7 @@ from gpunn.schedules import lr_at
 CHECKPOINT = "checkpoint.npz"
 INIT_NAMES = {"he": "he_normal", "xavier": "xavier_normal"}
 RESUME_MAY_CHANGE = {"epochs"}
+STOP_CHECK_EVERY = 32  # on a GPU, ranks read the shared stop flag every 32 steps (a read is a sync)
 
 
 class TrainingInterrupted(GpunnError):
@@ -122,13 +123,33 @@ def train(
     dtype: str | None = None,
     data_dir=None,
     verbose: bool = True,
+    distributed: bool = False,
     **overrides,
 ) -> TrainResult:
     """Train an MLP and return the model with its history. See `gpunn train --help` for every setting.
 
     `resume=OUT` continues the run saved in OUT (its settings; only `epochs` may be raised).
+    `distributed=True` runs data-parallel under mpiexec (see gpunn/distributed.py).
     """
-    reporter = _Reporter(verbose)
+    kwargs = dict(out=out, resume=resume, device=device, dtype=dtype, data_dir=data_dir, verbose=verbose)
+    if not distributed:
+        return _train(config, job=None, **kwargs, **overrides)
+    from gpunn import distributed as mpi
+
+    job = mpi.start()
+    try:
+        return _train(config, job=job, **kwargs, **overrides)
+    except (TrainingInterrupted, TrainingDivergedError, ConfigError) as exc:
+        exc.silent = job.rank != 0  # every rank raised the same error at the same point: rank 0 reports it
+        raise
+    except Exception as exc:  # this rank alone failed, or lost a peer: nobody may be left waiting
+        job.fail(exc, getattr(exc, "exit_code", 1))
+        raise
+
+
+def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **overrides) -> TrainResult:
+    root = job is None or job.rank == 0
+    reporter = _Reporter(verbose and root)
     checkpoint = None
     if resume is not None:
         out = Path(resume)
@@ -154,10 +175,22 @@ def train(
             f"{out} already holds a run; continue it with --resume {out} or choose another --out"
         )
 
+    dist = None
+    if job is not None:
+        from gpunn.distributed import Distributed, local_rank
+
+        if requested_device(device)[0].kind == "cuda":
+            device = f"cuda:{local_rank(job.comm)}"  # one GPU per rank
     selection = select(device, dtype)
     backend = selection.backend
+    if job is not None:
+        dist = Distributed(job, backend)
+    if dist is not None and not root:
+        dist.barrier()  # rank 0 fetches (or downloads) the data first; no download races
     train_set = load_dataset(config.dataset, "train", data_dir=data_dir)
     test_set = load_dataset(config.dataset, "test", data_dir=data_dir)
+    if dist is not None and root:
+        dist.barrier()
     model = _build_model(config, train_set.features.shape[1], backend)
     optimizer = make_optimizer(config.optimizer, config.lr, config.momentum, config.weight_decay)
     rng = host_rng(config.seed)
@@ -171,25 +204,30 @@ def train(
             header["epoch"],
             header["step_in_epoch"],
             checkpoint.arrays.get("order"),
-            header["loss_sum"],
-            header["correct"],
+            header["loss_sum"] if root else 0.0,  # the partial sums are global: rank 0 carries them
+            header["correct"] if root else 0,
             header["history"],
         )
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(
-        out / "config.json",
-        json.dumps({**config.to_dict(), "device": backend.device, "dtype": backend.dtype_name}, indent=2)
-        + "\n",
-    )
+    if root:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(
+            out / "config.json",
+            json.dumps({**config.to_dict(), "device": backend.device, "dtype": backend.dtype_name}, indent=2)
+            + "\n",
+        )
+    ranks = ""
+    if dist is not None:  # the pids let a launcher's "process N died" be read as a rank
+        pids = ", ".join(f"{rank}={pid}" for rank, (_, pid) in enumerate(job.peers))
+        ranks = f" x {dist.size} ranks (rank=pid {pids}; {dist.reducer.name} allreduce)"
     reporter.line(
-        f"gpunn: device {selection.describe()} | {backend.dtype_name} | {config.dataset} "
+        f"gpunn: device {selection.describe()}{ranks} | {backend.dtype_name} | {config.dataset} "
         f"({len(train_set)} train, {len(test_set)} test) | model {architecture_summary(model.describe())} | "
         f"{model.num_parameters():,} parameters | recipe {config.recipe}"
         + (f" | resuming {out} at epoch {progress.epoch + 1}" if checkpoint is not None else "")
     )
 
-    loop = _Loop(config, model, optimizer, rng, backend, train_set, test_set, out, reporter)
+    loop = _Loop(config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist)
     # overflow is detected and reported once per epoch below, so NumPy's per-operation warnings are noise
     with _SignalCatcher() as signals, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         loop.run(progress, signals)
@@ -201,18 +239,23 @@ def _normal(key: str, value):
 
 
 class _Loop:
-    def __init__(self, config, model, optimizer, rng, backend, train_set, test_set, out, reporter):
+    def __init__(self, config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist=None):
         self.config, self.model, self.optimizer, self.rng = config, model, optimizer, rng
-        self.backend, self.out, self.reporter = backend, out, reporter
+        self.backend, self.out, self.reporter, self.dist = backend, out, reporter, dist
         # uint8 images uploaded once (shared, not copied, on the host backend: they are only read)
         self.x_train = backend.from_host(train_set.features, copy=False)
         self.y_train = backend.from_host(train_set.labels, copy=False)
         self.targets = backend.one_hot(self.y_train, 10)
-        self.x_test = backend.from_host(test_set.features, copy=False)
-        self.y_test = backend.from_host(test_set.labels, copy=False)
-        self.n = len(train_set)
+        test_rows = slice(*dist.shard(len(test_set))) if dist is not None else slice(None)
+        self.x_test = backend.from_host(test_set.features[test_rows], copy=False)  # evaluation is sharded
+        self.y_test = backend.from_host(test_set.labels[test_rows], copy=False)
+        self.n, self.n_test = len(train_set), len(test_set)
         self.steps_per_epoch = -(-self.n // config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
+
+    def _global(self, *values):
+        """Totals over all ranks of small host numbers (the values themselves in one process)."""
+        return self.dist.sum_host(values).tolist() if self.dist is not None else list(values)
 
     def run(self, progress: _Progress, signals: _SignalCatcher) -> None:
         config, backend = self.config, self.backend
@@ -228,21 +271,24 @@ class _Loop:
             bar = self.reporter.bar(self.steps_per_epoch, progress.step_in_epoch, epoch, config.epochs)
             start = time.perf_counter()
             for step in range(progress.step_in_epoch, self.steps_per_epoch):
-                if signals.signum is not None:
-                    progress.step_in_epoch = step
-                    progress.loss_sum = float(backend.to_host(loss_sum))
-                    progress.correct = int(backend.to_host(correct))
-                    self._interrupted(progress, signals.signum)
+                if self.dist is None and signals.signum is not None:
+                    self._stop(progress, step, loss_sum, correct, signals.signum)
                 global_step = progress.epoch * self.steps_per_epoch + step
                 self.optimizer.lr = lr_at(config.schedule, config.lr, global_step, self.total_steps)
                 rows = order[step * config.batch_size : min((step + 1) * config.batch_size, self.n)]
-                batch_loss, batch_correct = self._step(rows)
-                loss_sum = loss_sum + batch_loss * rows.shape[0]
+                stepped = self._step(rows, signals.signum is not None, step)
+                if stepped is None:  # some rank was asked to stop: all stop here, before this step's update
+                    self._stop(progress, step, loss_sum, correct, signals.signum or signal.SIGTERM)
+                batch_loss, batch_correct, batch_rows = stepped
+                loss_sum = loss_sum + batch_loss * batch_rows
                 correct = correct + batch_correct
                 if bar is not None:
                     bar.update(1)
-            loss = float(backend.to_host(loss_sum)) / self.n  # the epoch's one synchronisation
-            train_correct = int(backend.to_host(correct))
+            # the epoch's one synchronisation (and, across ranks, one small Allreduce)
+            loss_total, train_correct = self._global(
+                float(backend.to_host(loss_sum)), int(backend.to_host(correct))
+            )
+            loss = loss_total / self.n
             seconds = time.perf_counter() - start
             if bar is not None:
                 bar.close()
@@ -256,10 +302,10 @@ class _Loop:
                     )
                     + "; try a smaller --lr"
                 )
-            test_accuracy = (
+            (test_correct,) = self._global(
                 int(backend.to_host(count_correct(self.model, self.x_test, self.y_test)))
-                / self.y_test.shape[0]
             )
+            test_accuracy = test_correct / self.n_test
             train_seconds += seconds
             record = {
                 "epoch": epoch,
@@ -280,18 +326,42 @@ class _Loop:
             )
         self._summary(progress, train_seconds)
 
-    def _step(self, rows):
-        """One SGD step on the rows `rows` of the training set; returns (mean loss, correct) on the device."""
+    def _step(self, rows, stop_requested: bool = False, step: int = 0):
+        """One SGD step on `rows` of the training set (this rank's shard of them when distributed).
+
+        Returns (mean loss, correct, rows used) on the device, or None when a rank asked to stop.
+        """
         backend, model = self.backend, self.model
+        global_rows = rows.shape[0]
+        if self.dist is not None:
+            start, stop = self.dist.shard(global_rows)
+            rows = rows[start:stop]
         x = backend.scale_images(backend.take_rows(self.x_train, rows))
         logits = model.forward(x)
         loss, grad = backend.softmax_cross_entropy(logits, backend.take_rows(self.targets, rows))
         correct = backend.count_correct(logits, backend.take_rows(self.y_train, rows))
         model.backward(grad)
+        if self.dist is not None:
+            # each shard's gradient is a mean over its rows: weight it by its share of the global batch
+            read_flag = backend.name != "cupy" or step % STOP_CHECK_EVERY == 0
+            if self.dist.sum_gradients(
+                model.parameters(), rows.shape[0] / global_rows, stop_requested, read_flag
+            ):
+                return None
         self.optimizer.step(model.parameters(), backend)
-        return loss, correct
+        return loss, correct, rows.shape[0]
+
+    def _stop(self, progress: _Progress, step: int, loss_sum, correct, signum: int) -> None:
+        progress.step_in_epoch = step
+        progress.loss_sum, progress.correct = self._global(
+            float(self.backend.to_host(loss_sum)), int(self.backend.to_host(correct))
+        )
+        progress.correct = int(progress.correct)
+        self._interrupted(progress, signum)
 
     def _save(self, progress: _Progress) -> None:
+        if self.dist is not None and not self.dist.is_root:
+            return  # every rank holds the same weights: rank 0 alone writes
         header = {
             "config": self.config.to_dict(),
             "epoch": progress.epoch,

@@ -150,10 +150,10 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     real_step = train_module._Loop._step
     calls = {"n": 0}
 
-    def poisoned(self, rows):
+    def poisoned(self, rows, *args):
         calls["n"] += 1
-        loss, correct = real_step(self, rows)
-        return (loss * float("nan") if calls["n"] > 45 else loss), correct  # 45 steps = epoch 1
+        loss, correct, used = real_step(self, rows, *args)
+        return (loss * float("nan") if calls["n"] > 45 else loss), correct, used  # 45 steps = epoch 1
 
     monkeypatch.setattr(train_module._Loop, "_step", poisoned)
     with pytest.raises(TrainingDivergedError, match="last good checkpoint \\(epoch 1\\)"):

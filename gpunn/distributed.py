@@ -1,0 +1,169 @@
+"""Data-parallel training over MPI (`mpiexec -n K gpunn train --distributed`).
+
+Every rank draws the same batch order from the same seed, computes the gradient of its contiguous shard of
+each global batch, and the ranks sum one flat buffer per step (all gradients, pre-scaled by shard/global
+size, plus one slot that says whether any rank was asked to stop), so every rank applies the same update:
+K ranks end with the weights of one process. Rank 0 alone prints and writes. MPI starts only here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+
+from gpunn.errors import GpunnError
+
+LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+INSTALL_HINT = 'pip install "gpunn[mpi]"'
+
+
+class DistributedError(GpunnError):
+    exit_code = 2
+
+
+def launched_by_mpi() -> bool:
+    return any(name in os.environ for name in LAUNCHER_VARIABLES)
+
+
+def mpi_status() -> tuple[bool, str]:
+    """(usable, description) for `gpunn info`, without initialising MPI."""
+    try:
+        import mpi4py
+    except ImportError:
+        return False, f"mpi4py is not installed ({INSTALL_HINT})"
+    return True, f"mpi4py {mpi4py.__version__}" + ("; launched by mpiexec" if launched_by_mpi() else "")
+
+
+class Job:
+    """The MPI job as this rank sees it: its rank, the size, and where every rank's process lives."""
+
+    def __init__(self, comm):
+        from mpi4py import MPI
+
+        comm.Set_errhandler(MPI.ERRORS_RETURN)  # errors become exceptions we report, not MPICH's abort
+        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        self.peers = comm.allgather((socket.gethostname(), os.getpid()))
+
+    def dead_ranks(self) -> list[int]:
+        """Ranks on this host whose process no longer exists."""
+        here = socket.gethostname()
+        dead = []
+        for rank, (host, pid) in enumerate(self.peers):
+            if rank != self.rank and host == here:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    dead.append(rank)
+                except PermissionError:
+                    pass
+        return dead
+
+    def fail(self, exc: BaseException, code: int = 1) -> None:
+        """Print one line naming the rank(s) involved and bring the whole job down now."""
+        if _is_mpi_error(exc):
+            time.sleep(0.2)  # let a dying peer finish dying before we look for it
+            dead = self.dead_ranks()
+            who = f"rank(s) {', '.join(map(str, dead))} died" if dead else "another rank failed"
+            message = (
+                f"{who}; stopping the whole job. The last checkpoint is kept: continue with "
+                "`gpunn train --resume OUT` on any number of ranks"
+            )
+        else:
+            message = str(exc) or type(exc).__name__
+        print(f"gpunn: error: rank {self.rank}: {message}", file=sys.stderr, flush=True)
+        try:
+            self.comm.Abort(code)
+        finally:
+            os._exit(code)  # Abort may return when a peer is already gone
+
+
+def _is_mpi_error(exc: BaseException) -> bool:
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return False
+    return isinstance(exc, MPI.Exception)
+
+
+class Distributed:
+    """This rank's place in the job and the one collective a step needs."""
+
+    def __init__(self, job: Job, backend):
+        from gpunn.backend.collectives import MpiAllreduce, NcclAllreduce
+
+        comm = job.comm
+        self.job, self.comm, self.backend = job, comm, backend
+        self.rank, self.size = job.rank, job.size
+        if backend.name == "cupy":
+            self.reducer = NcclAllreduce(backend, self.rank, self.size, comm)
+        else:
+            self.reducer = MpiAllreduce(comm, backend)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> tuple[int, int]:
+        """[start, stop) of this rank's contiguous share of n items."""
+        base, extra = divmod(n, self.size)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (1 if self.rank < extra else 0)
+
+    def sum_gradients(self, params, scale: float, stop: bool, read_flag: bool = True) -> bool:
+        """grad <- sum over ranks of scale * grad, in one Allreduce of one flat buffer.
+
+        The buffer's last slot carries this rank's stop request; returns whether any rank asked to stop
+        (read from the device only when `read_flag`, so a GPU need not synchronise every step).
+        """
+        backend = self.backend
+        pieces = [backend.xp.reshape(p.grad, (-1,)) for p in params]
+        pieces.append(backend.from_host(np.array([1.0 if stop else 0.0], dtype=backend.dtype_name)))
+        flat = backend.concat(pieces)
+        if scale != 1.0:
+            flat = flat * scale  # the flag is scaled too: still > 0 exactly when some rank stops
+        flat = self.reducer.sum_(flat)
+        offset = 0
+        for p in params:
+            size = math.prod(p.value.shape)
+            p.grad = backend.xp.reshape(flat[offset : offset + size], p.value.shape)
+            offset += size
+        return read_flag and bool(backend.to_host(flat[offset:])[0] > 0)
+
+    def sum_host(self, values) -> np.ndarray:
+        """Sum small host values (epoch totals) over ranks."""
+        from mpi4py import MPI
+
+        array = np.array(values, dtype=np.float64)
+        self.comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
+        return array
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def abort(self, code: int) -> None:
+        self.comm.Abort(code)
+
+
+def local_rank(comm) -> int:
+    from mpi4py import MPI
+
+    return comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+
+
+def start() -> Job:
+    """This rank's Job, or one clear DistributedError saying how to launch."""
+    if not launched_by_mpi():
+        raise DistributedError(
+            "--distributed runs under MPI: launch it as `mpiexec -n 2 gpunn train --distributed ...` "
+            f"(mpiexec comes with {INSTALL_HINT})"
+        )
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise DistributedError(f"--distributed needs mpi4py and an MPI library: {INSTALL_HINT}") from None
+    return Job(MPI.COMM_WORLD)
