@@ -55,18 +55,23 @@ def max_weight_diff(a, b) -> float:
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
 
 
-def test_two_ranks_match_one_process(tmp_path):
-    done = mpi_run(2, "train", "--distributed", *DIGITS, "--epochs", "2", "--out", str(tmp_path / "two"))
-    assert done.returncode == 0, done.stderr
-    one = train(
+def one_process(tmp_path, epochs: int):
+    """The single-process run that DIGITS describes, for comparison."""
+    return train(
         out=tmp_path / "one",
         dataset="digits",
         dtype="float64",
         batch_size=32,
         schedule="constant",
-        epochs=2,
+        epochs=epochs,
         verbose=False,
     )
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    done = mpi_run(2, "train", "--distributed", *DIGITS, "--epochs", "2", "--out", str(tmp_path / "two"))
+    assert done.returncode == 0, done.stderr
+    one = one_process(tmp_path, epochs=2)
     two = load_checkpoint(tmp_path / "two")
     assert max_weight_diff(one.model.get_weights(), two.weights) <= 1e-10
     assert [h["loss"] for h in two.header["history"]] == pytest.approx(
@@ -79,15 +84,7 @@ def test_a_two_rank_checkpoint_resumes_on_one_rank(tmp_path):
     done = mpi_run(2, "train", "--distributed", *DIGITS, "--epochs", "1", "--out", str(tmp_path / "r"))
     assert done.returncode == 0, done.stderr
     resumed = train(resume=tmp_path / "r", epochs=2, verbose=False)
-    one = train(
-        out=tmp_path / "one",
-        dataset="digits",
-        dtype="float64",
-        batch_size=32,
-        schedule="constant",
-        epochs=2,
-        verbose=False,
-    )
+    one = one_process(tmp_path, epochs=2)
     assert max_weight_diff(one.model.get_weights(), resumed.model.get_weights()) <= 1e-10
 
 

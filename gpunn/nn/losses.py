@@ -34,19 +34,21 @@ def as_targets(backend, targets, classes: int):
     return backend.astype(targets, backend.dtype)
 
 
-def _same_shape(predictions, targets) -> None:
+def _elementwise_inputs(backend, predictions, targets):
+    """Checks shared by the element-wise losses: same device, same shape; returns (targets as floats, count)."""
+    backend.check(predictions, targets)
     if tuple(predictions.shape) != tuple(targets.shape):
         raise ShapeError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ")
+    size = predictions.shape[0] * (predictions.shape[1] if predictions.ndim > 1 else 1)
+    return backend.astype(targets, backend.dtype), size
 
 
 class MSE:
     """mean((p - y)^2) over every element; gradient 2 (p - y) / size."""
 
     def __call__(self, backend, predictions, targets):
-        backend.check(predictions, targets)
-        _same_shape(predictions, targets)
-        diff = predictions - backend.astype(targets, backend.dtype)
-        size = diff.shape[0] * (diff.shape[1] if diff.ndim > 1 else 1)
+        y, size = _elementwise_inputs(backend, predictions, targets)
+        diff = predictions - y
         return backend.xp.sum(diff * diff) / size, (2.0 / size) * diff
 
 
@@ -54,12 +56,9 @@ class BinaryCrossEntropy:
     """-mean(y log p + (1 - y) log(1 - p)) on probabilities clipped to [eps, 1 - eps]."""
 
     def __call__(self, backend, probabilities, targets):
-        backend.check(probabilities, targets)
-        _same_shape(probabilities, targets)
+        y, size = _elementwise_inputs(backend, probabilities, targets)
         xp = backend.xp
-        y = backend.astype(targets, backend.dtype)
         p = xp.clip(probabilities, CLIP_EPS, 1.0 - CLIP_EPS)
-        size = p.shape[0] * (p.shape[1] if p.ndim > 1 else 1)
         loss = -xp.sum(y * xp.log(p) + (1.0 - y) * xp.log(1.0 - p)) / size
         return loss, (p - y) / (p * (1.0 - p)) / size
 
@@ -68,11 +67,8 @@ class BinaryCrossEntropyWithLogits:
     """BCE of sigmoid(z), in the stable form max(z, 0) - z y + log(1 + exp(-|z|)); gradient (sigmoid(z) - y)."""
 
     def __call__(self, backend, logits, targets):
-        backend.check(logits, targets)
-        _same_shape(logits, targets)
+        y, size = _elementwise_inputs(backend, logits, targets)
         xp = backend.xp
-        y = backend.astype(targets, backend.dtype)
-        size = logits.shape[0] * (logits.shape[1] if logits.ndim > 1 else 1)
         per_element = (
             xp.maximum(logits, xp.zeros_like(logits)) - logits * y + xp.log1p(xp.exp(-xp.abs(logits)))
         )
