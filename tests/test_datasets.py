@@ -103,3 +103,67 @@ def test_scaling_to_unit_interval_happens_in_the_backend(backend):
     scaled = backend.to_host(backend.scale_images(backend.from_host(pixels)))
     np.testing.assert_allclose(scaled, [[0.0, 0.2, 1.0]], rtol=1e-6)
     assert scaled.dtype == np.dtype(get_backend("cpu", backend.dtype_name).dtype)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bad magic",
+        "dtype code",
+        "truncated payload",
+        "extra bytes",
+        "label out of range",
+        "corrupt gzip",
+        "empty",
+        "directory",
+    ],
+)
+def test_every_bad_file_is_one_line_and_non_zero_from_the_cli(tmp_path, case):
+    import gzip
+    import subprocess
+    import sys
+
+    from idx_files import labels
+
+    pics = images(4, 28, 28)
+    good = {
+        "train-images-idx3-ubyte.gz": idx_bytes(pics),
+        "train-labels-idx1-ubyte.gz": idx_bytes(labels(4)),
+        "t10k-images-idx3-ubyte.gz": idx_bytes(pics),
+        "t10k-labels-idx1-ubyte.gz": idx_bytes(labels(4)),
+    }
+    for name, data in good.items():
+        write(tmp_path / name, data, gz=True)
+    target = tmp_path / (
+        "train-labels-idx1-ubyte.gz" if case == "label out of range" else "train-images-idx3-ubyte.gz"
+    )
+    broken = {
+        "bad magic": lambda: write(target, b"\x12\x34" + idx_bytes(pics)[2:], gz=True),
+        "dtype code": lambda: write(target, idx_bytes(pics, dtype_code=0x0C), gz=True),
+        "truncated payload": lambda: write(target, idx_bytes(pics)[:-5], gz=True),
+        "extra bytes": lambda: write(target, idx_bytes(pics) + b"\x00", gz=True),
+        "label out of range": lambda: write(target, idx_bytes(np.array([1, 2, 12, 3])), gz=True),
+        "corrupt gzip": lambda: target.write_bytes(gzip.compress(idx_bytes(pics))[:40] + b"\xff" * 64),
+        "empty": lambda: target.write_bytes(b""),
+        "directory": lambda: (target.unlink(), target.mkdir()),
+    }
+    broken[case]()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpunn",
+            "train",
+            "--data-dir",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and target.name in lines[0] and "Traceback" not in done.stderr, done.stderr

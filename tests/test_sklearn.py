@@ -95,10 +95,11 @@ def test_text_pipelines(device, corpus, probes):
     assert probabilities.shape == (2, 2) and np.allclose(probabilities.sum(axis=1), 1.0)
 
 
-def test_grid_search_over_learning_rates_on_digits():
+@pytest.mark.parametrize("device", ["cpu", "strict"])
+def test_grid_search_over_learning_rates_on_digits(device):
     X, y = load_digits(return_X_y=True)
     search = GridSearchCV(
-        MLPClassifier(hidden_layer_sizes=(32,), max_iter=30, random_state=0),
+        MLPClassifier(hidden_layer_sizes=(32,), max_iter=30, random_state=0, device=device),
         {"learning_rate_init": [1e-5, 1e-3, 1e-2]},
         cv=3,
     )
@@ -108,7 +109,8 @@ def test_grid_search_over_learning_rates_on_digits():
     assert scores[0] < 0.6 < search.best_score_ and search.best_score_ > 0.9
 
 
-def test_house_price_regression_with_scaling():
+@pytest.mark.parametrize("device", ["cpu", "strict"])
+def test_house_price_regression_with_scaling(device):
     rng = np.random.default_rng(0)
     size = rng.uniform(50, 250, 400)
     rooms = rng.integers(1, 7, 400)
@@ -118,7 +120,9 @@ def test_house_price_regression_with_scaling():
     model = TransformedTargetRegressor(
         regressor=make_pipeline(
             StandardScaler(),
-            MLPRegressor(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=300, random_state=0),
+            MLPRegressor(
+                hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=300, random_state=0, device=device
+            ),
         ),
         transformer=StandardScaler(),
     )

@@ -287,3 +287,17 @@ def test_seed_recipe_settings(tmp_path):
         "he",
     )
     assert train.__doc__ and config.hidden == (128, 64)
+
+
+@pytest.mark.gpu
+def test_one_epoch_on_cuda_agrees_with_numpy(tmp_path):
+    from conftest import require_usable
+
+    require_usable("cuda")
+    cpu = train(out=tmp_path / "cpu", device="cpu", epochs=1, **DIGITS)
+    gpu = train(out=tmp_path / "gpu", device="cuda", epochs=1, **DIGITS)
+    # float32 on different BLAS libraries (and fused kernels): the same trajectory to within 1e-4
+    assert abs(cpu.history[0]["loss"] - gpu.history[0]["loss"]) < 1e-4
+    assert abs(cpu.test_accuracy - gpu.test_accuracy) <= 2 / 360
+    for x, y in zip(cpu.model.get_weights(), gpu.model.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-4)
