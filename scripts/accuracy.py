@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import socket
 import statistics
 import sys
@@ -19,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from bench import _cpu_name
+    from bench import _cpu_name, write_results
 
     from gpunn.training import train
 
@@ -62,13 +61,7 @@ def main() -> int:
             "config": result.config.to_dict(),
         }
         print(f"{recipe}: mean {statistics.mean(accuracies):.2%} over seeds {args.seeds}")
-    out = (
-        Path(args.out)
-        if args.out
-        else ROOT / "benchmarks" / "results" / (f"accuracy-{results['date']}-{results['host']}.json")
-    )
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(results, args.out, "accuracy-")
     return 0
 
 

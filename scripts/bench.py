@@ -317,15 +317,21 @@ def main() -> int:
         result["peak_rss_mb_gpunn_train"] = round(peak_rss_of_train(args.data_dir), 1)
 
     print_table(result)
-    out = (
-        Path(args.out)
-        if args.out
-        else ROOT / "benchmarks" / "results" / f"{result['date']}-{result['host']}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(result, args.out)
     return 0
+
+
+def write_results(result: dict, out: str | None, prefix: str = "") -> Path:
+    """Write a results JSON to `out`, or benchmarks/results/<prefix><date>-<host>.json; say where."""
+    path = (
+        Path(out)
+        if out
+        else ROOT / "benchmarks" / "results" / f"{prefix}{result['date']}-{result['host']}.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
 
 
 def _cpu_name() -> str:

@@ -111,6 +111,8 @@ def model_table(compute_s: float, parameters: int) -> list[dict]:
 
 
 def main() -> int:
+    from bench import write_results
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -141,13 +143,7 @@ def main() -> int:
                 f"{name}: K={run['ranks']}: {1e3 * run['step_s']:.3f} ms/step "
                 f"({run['samples_per_s']:,.0f} samples/s), Allreduce {1e3 * run['allreduce_s']:.3f} ms"
             )
-    out = (
-        Path(args.out)
-        if args.out
-        else ROOT / "benchmarks" / "results" / (f"scaling-{result['date']}-{result['host']}.json")
-    )
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(result, args.out, "scaling-")
     return 0
 
 
