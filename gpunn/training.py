@@ -352,11 +352,11 @@ class _Loop:
         return loss, correct, rows.shape[0]
 
     def _stop(self, progress: _Progress, step: int, loss_sum, correct, signum: int) -> None:
-        progress.step_in_epoch = step
-        progress.loss_sum, progress.correct = self._global(
+        """Save the exact position (the partial sums over all ranks) and raise TrainingInterrupted."""
+        loss_total, correct_total = self._global(
             float(self.backend.to_host(loss_sum)), int(self.backend.to_host(correct))
         )
-        progress.correct = int(progress.correct)
+        progress.step_in_epoch, progress.loss_sum, progress.correct = step, loss_total, int(correct_total)
         self._interrupted(progress, signum)
 
     def _save(self, progress: _Progress) -> None:
