@@ -266,7 +266,8 @@ class _Loop:
                 progress.order = self.rng.permutation(self.n)
                 progress.step_in_epoch, progress.loss_sum, progress.correct = 0, 0.0, 0
             order = backend.from_host(progress.order.astype(np.int64))
-            loss_sum = backend.from_host(np.array(progress.loss_sum, dtype=backend.dtype_name))
+            # the epoch's loss adds up in float64 on every backend (NumPy 1.x would promote a float32 sum anyway)
+            loss_sum = backend.from_host(np.array(progress.loss_sum), dtype="float64")
             correct = backend.from_host(np.array(progress.correct, dtype=np.int64))
             bar = self.reporter.bar(self.steps_per_epoch, progress.step_in_epoch, epoch, config.epochs)
             start = time.perf_counter()
@@ -280,7 +281,7 @@ class _Loop:
                 if stepped is None:  # some rank was asked to stop: all stop here, before this step's update
                     self._stop(progress, step, loss_sum, correct, signals.signum or signal.SIGTERM)
                 batch_loss, batch_correct, batch_rows = stepped
-                loss_sum = loss_sum + batch_loss * batch_rows
+                loss_sum = loss_sum + backend.astype(batch_loss, backend.xp.float64) * batch_rows
                 correct = correct + batch_correct
                 if bar is not None:
                     bar.update(1)

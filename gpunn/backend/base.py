@@ -116,6 +116,9 @@ class Backend:
         self.check(*arrays)
         return self.xp.concat(arrays)
 
+    def is_integral(self, array) -> bool:
+        return self.xp.isdtype(array.dtype, "integral")
+
     def one_hot(self, labels, classes: int):
         """(N,) integer labels -> (N, classes) one-hot in the backend dtype."""
         self.check(labels)
@@ -176,7 +179,7 @@ class Backend:
         log_norm = xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
         log_probs = shifted - log_norm
         m = logits.shape[0]
-        loss = -xp.sum(targets * log_probs) / m
+        loss = -xp.sum(targets * log_probs / m)  # dividing the array keeps the dtype on NumPy 1.x too
         grad = (xp.exp(log_probs) - targets) / m
         return loss, grad
 

@@ -59,6 +59,7 @@ class CupyBackend(Backend):
         return self.xp.concatenate(arrays)
 
     astype = NumpyBackend.astype
+    is_integral = NumpyBackend.is_integral
 
     # ---- fused kernels (one launch where the reference takes several) ---------------------------------
     def relu_backward(self, grad, y):
@@ -85,7 +86,7 @@ class CupyBackend(Backend):
         grad, loss_terms = self._kernels["softmax_xent"](
             logits, row_max, log_norm, targets, logits.dtype.type(m)
         )
-        return cp.sum(loss_terms) / m, grad
+        return cp.sum(loss_terms / m), grad
 
 
 def _fused_kernels(cupy) -> dict:

@@ -69,6 +69,9 @@ class NumpyBackend(Backend):
     def arange(self, n: int):
         return np.arange(n)
 
+    def is_integral(self, array) -> bool:
+        return np.issubdtype(array.dtype, np.integer)  # np.isdtype needs NumPy 2
+
     def concat(self, arrays):
         self.check(*arrays)
         return np.concatenate(arrays)

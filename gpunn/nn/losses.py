@@ -18,7 +18,7 @@ def as_targets(backend, targets, classes: int):
     """
     backend.check(targets)
     xp = backend.xp
-    if xp.isdtype(targets.dtype, "integral"):
+    if backend.is_integral(targets):
         if targets.ndim != 1:
             raise ShapeError(f"integer labels must be 1-D, got shape {tuple(targets.shape)}")
         out_of_range = xp.any((targets < 0) | (targets >= classes))
