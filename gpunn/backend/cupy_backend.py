@@ -8,6 +8,8 @@ override with them under the `gpu` marker.
 
 from __future__ import annotations
 
+import numpy as np
+
 from gpunn.backend.base import Backend
 from gpunn.backend.cuda_probe import require_cuda
 from gpunn.backend.numpy_backend import NumpyBackend
@@ -22,7 +24,7 @@ class CupyBackend(Backend):
         self.index = index
         self.device = f"cuda:{index}"
         self.array_type = cupy.ndarray
-        self.dtype = cupy.dtype(dtype_name)
+        self.dtype = np.dtype(dtype_name)  # CuPy arrays carry NumPy dtypes
         self._cuda = cupy.cuda.Device(index)
         self._cuda.use()
         self._kernels = _fused_kernels(cupy)
