@@ -39,6 +39,10 @@ def plot_runs(runs: list[Path], output: Path | None = None, labels: list[str] | 
     loss_axis.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
     acc_axis.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     acc_axis.legend(fontsize="small")
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (loss_axis, acc_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     figure.tight_layout()
     with atomic_writer(output) as fh:
         figure.savefig(fh, format="png", dpi=100)

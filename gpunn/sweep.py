@@ -37,7 +37,7 @@ def run_sweep(grid: dict[str, list], out: Path, device=None, dtype=None, data_di
     width = max(len(r[0]) for r in rows)
     print(f"{'setting':<{width}}  test acc   train s")
     for label, accuracy, seconds, _ in rows:
-        print(f"{label:<{width}}  {accuracy:7.2%}  {seconds:8.1f}")
+        print(f"{label:<{width}}  {accuracy:7.2%}  {seconds:8.2f}")
     from gpunn.errors import GpunnError
     from gpunn.plot import plot_runs
 
