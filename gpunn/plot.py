@@ -27,6 +27,7 @@ def plot_runs(runs: list[Path], output: Path | None = None, labels: list[str] | 
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise GpunnError('plotting needs matplotlib: pip install "gpunn[plot]"') from None
     output = output or Path(runs[0]) / "curves.png"
@@ -39,8 +40,6 @@ def plot_runs(runs: list[Path], output: Path | None = None, labels: list[str] | 
     loss_axis.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
     acc_axis.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     acc_axis.legend(fontsize="small")
-    from matplotlib.ticker import MaxNLocator
-
     for axis in (loss_axis, acc_axis):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     figure.tight_layout()
