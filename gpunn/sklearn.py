@@ -23,6 +23,7 @@ from gpunn.nn.model import Sequential, mlp
 from gpunn.rng import host_rng
 
 SOLVERS = ("sgd", "adam")
+_PICKLED_STATE = ("_weights", "_saved_architecture", "_optimizer_state")
 
 
 class _GpunnMLP(BaseEstimator):
@@ -81,13 +82,17 @@ class _GpunnMLP(BaseEstimator):
     # ---- fitting ---------------------------------------------------------------------------------------------
     def fit(self, X, y):
         """Train from scratch for up to max_iter epochs (early stopping optional)."""
-        for attribute in ("model_", "_optimizer", "_weights"):
+        for attribute in ("model_", "_optimizer", *_PICKLED_STATE):
             self.__dict__.pop(attribute, None)
         return self._fit(X, y, epochs=self.max_iter, reset=True)
 
     def partial_fit(self, X, y, **kwargs):
         """One epoch over (X, y), continuing from the current weights."""
-        return self._fit(X, y, epochs=1, reset=not hasattr(self, "model_"), **kwargs)
+        return self._fit(X, y, epochs=1, reset=not self._started(), **kwargs)
+
+    def _started(self) -> bool:
+        """Whether there are weights to continue from: a live model, or host arrays from a pickle."""
+        return "model_" in self.__dict__ or "_weights" in self.__dict__
 
     def _check_params(self) -> None:
         sizes = self._hidden_sizes()
@@ -129,9 +134,7 @@ class _GpunnMLP(BaseEstimator):
                 backend=backend,
                 seed=int(self._rng.integers(2**31)),
             )
-            self._optimizer = make_optimizer(
-                self._optimizer_name(), self.learning_rate_init, self.momentum, self.alpha
-            )
+            self._optimizer = self._new_optimizer()
             self.loss_curve_ = []
             self.n_iter_ = 0
             self.best_loss_ = np.inf
@@ -171,6 +174,9 @@ class _GpunnMLP(BaseEstimator):
             return int(state.randint(2**31))
         return state
 
+    def _new_optimizer(self):
+        return make_optimizer(self._optimizer_name(), self.learning_rate_init, self.momentum, self.alpha)
+
     def _optimizer_name(self) -> str:
         if self.solver == "adam":
             return "adam"
@@ -208,12 +214,25 @@ class _GpunnMLP(BaseEstimator):
 
     # ---- prediction ------------------------------------------------------------------------------------------
     def _ensure_model(self) -> None:
-        """After unpickling (or set_params(device=...)), rebuild the model on the requested device."""
-        if "model_" in self.__dict__ and self.model_.backend is get_backend(self.device, self.dtype):
+        """After unpickling (or set_params(device=...)), rebuild the model and optimizer on the device."""
+        backend = get_backend(self.device, self.dtype)
+        if "model_" in self.__dict__ and self.model_.backend is backend:
             return
-        weights = self.model_.get_weights() if "model_" in self.__dict__ else self._weights
-        self.model_ = Sequential.from_description(self._architecture, self.device, self.dtype)
-        self.model_.set_weights(weights)
+        saved = self._host_state() if "model_" in self.__dict__ else self.__dict__
+        self.model_ = Sequential.from_description(saved["_saved_architecture"], backend)
+        self.model_.set_weights(saved["_weights"])
+        self._optimizer = self._new_optimizer()
+        self._optimizer.load_state_dict(saved["_optimizer_state"], backend)
+        for attribute in _PICKLED_STATE:
+            self.__dict__.pop(attribute, None)
+
+    def _host_state(self) -> dict:
+        """The live model and optimizer as host arrays (what a pickle carries)."""
+        return {
+            "_weights": self.model_.get_weights(),
+            "_saved_architecture": self.model_.describe(),
+            "_optimizer_state": self._optimizer.state_dict(self.model_.backend),
+        }
 
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self, "n_iter_")
@@ -225,30 +244,15 @@ class _GpunnMLP(BaseEstimator):
             rows = np.arange(start, min(start + 4096, X.shape[0]))
             logits = self.model_.forward(backend.from_host(_dense_rows(X, rows)))
             outputs.append(backend.to_host(logits).astype(np.float64))  # scikit-learn returns float64
-        return np.concatenate(outputs) if outputs else np.zeros((0, self._architecture[-1]["out"]))
-
-    @property
-    def _architecture(self):
-        return self.__dict__.get("_saved_architecture") or self.model_.describe()
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.model_.describe()[-1]["out"]))
 
     def __getstate__(self):
-        """Host arrays only: no device objects travel in a pickle."""
+        """Host arrays only: no device objects travel in a pickle (_ensure_model rebuilds them)."""
         state = self.__dict__.copy()
         if "model_" in state:
-            state["_weights"] = self.model_.get_weights()
-            state["_saved_architecture"] = self.model_.describe()
-            optimizer = state.pop("_optimizer", None)
-            state["_optimizer_state"] = (
-                optimizer.state_dict(self.model_.backend) if optimizer is not None else None
-            )
-            state["_optimizer_lr"] = optimizer.lr if optimizer is not None else None
-            del state["model_"]
+            state.update(self._host_state())
+            del state["model_"], state["_optimizer"]
         return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.__dict__.pop("_optimizer_state", None)
-        self.__dict__.pop("_optimizer_lr", None)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -283,11 +287,9 @@ class MLPClassifier(ClassifierMixin, _GpunnMLP):
         return np.eye(len(self.classes_))[self._encoder.transform(y)], len(self.classes_)
 
     def partial_fit(self, X, y, classes=None):
-        if not hasattr(self, "model_") and not hasattr(self, "_weights") and classes is None:
+        if not self._started() and classes is None:
             classes = np.unique(y)
-        return self._fit(
-            X, y, epochs=1, reset=not (hasattr(self, "model_") or hasattr(self, "_weights")), classes=classes
-        )
+        return self._fit(X, y, epochs=1, reset=not self._started(), classes=classes)
 
     def predict_proba(self, X) -> np.ndarray:
         logits = self._forward(X)

@@ -173,6 +173,23 @@ def test_pickle_holds_host_arrays_only_and_predicts_after_moving():
     assert restored.predict(X[:1] / 16).dtype == labels.dtype
 
 
+@pytest.mark.parametrize("make", [MLPClassifier, MLPRegressor])
+def test_an_unpickled_model_continues_training_where_it_stopped(make):
+    X, y = load_digits(return_X_y=True)
+    X, y = X / 16, (y if make is MLPClassifier else y / 9.0)
+    fitted = make(hidden_layer_sizes=(16,), solver="sgd", max_iter=3, random_state=0, device="strict").fit(
+        X, y
+    )
+    restored = pickle.loads(pickle.dumps(fitted))
+    fitted.partial_fit(X, y)
+    restored.partial_fit(X, y)  # weights, optimizer state and the epoch count all travelled
+    assert restored.n_iter_ == fitted.n_iter_ == 4
+    assert restored.loss_curve_[-1] == pytest.approx(fitted.loss_curve_[-1], rel=1e-6)
+    restored.set_params(device="cpu")
+    restored.partial_fit(X, y)  # the optimizer's momentum moves to the new device with the weights
+    assert restored.n_iter_ == 5 and restored.model_.backend.device == "cpu"
+
+
 def test_partial_fit_continues_and_early_stopping_stops():
     X, y = load_digits(return_X_y=True)
     model = MLPClassifier(hidden_layer_sizes=(32,), random_state=0)
