@@ -25,6 +25,11 @@ TRAIN_FLAGS = [
 ]
 
 
+def _setting(flag: str) -> str:
+    """'--batch-size' -> 'batch_size': the argparse dest and the TrainConfig field."""
+    return flag[2:].replace("-", "_")
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line and exit 2, like every other error."""
 
@@ -42,9 +47,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _train_settings(args: argparse.Namespace) -> dict:
     from gpunn.config import parse_hidden
 
-    settings = {
-        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in TRAIN_FLAGS
-    }
+    settings = {_setting(flag): getattr(args, _setting(flag)) for flag, _, _ in TRAIN_FLAGS}
     if settings["hidden"] is not None:
         settings["hidden"] = parse_hidden(settings["hidden"])
     return settings
@@ -117,7 +120,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     grid = {}
     for flag, kind, _ in TRAIN_FLAGS:
-        key = flag[2:].replace("-", "_")
+        key = _setting(flag)
         value = getattr(args, key)
         if value is not None:
             separator = "/" if key == "hidden" else ","

@@ -30,7 +30,6 @@ from gpunn.rng import host_rng
 from gpunn.schedules import lr_at
 
 CHECKPOINT = "checkpoint.npz"
-INIT_NAMES = {"he": "he_normal", "xavier": "xavier_normal"}
 RESUME_MAY_CHANGE = {"epochs"}
 STOP_CHECK_EVERY = 32  # on a GPU, ranks read the shared stop flag every 32 steps (a read is a sync)
 
@@ -109,9 +108,7 @@ class _SignalCatcher:
 
 def _build_model(config: TrainConfig, in_features: int, backend) -> Sequential:
     sizes = [in_features, *config.hidden, 10]
-    return mlp(
-        sizes, activation=config.activation, init=INIT_NAMES[config.init], backend=backend, seed=config.seed
-    )
+    return mlp(sizes, activation=config.activation, init=config.init, backend=backend, seed=config.seed)
 
 
 def train(

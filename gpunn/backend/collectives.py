@@ -16,7 +16,7 @@ class MpiAllreduce:
 
     def __init__(self, comm, backend):
         self.comm, self.backend = comm, backend
-        self._device_buffers = backend.name == "cupy" and _cuda_aware(comm)
+        self._device_buffers = backend.name == "cupy" and _cuda_aware()
         if self._device_buffers:
             self.name = "mpi (cuda-aware)"
 
@@ -67,10 +67,10 @@ def nccl_available() -> tuple[bool, str]:
     return True, "NCCL through CuPy"
 
 
-def _cuda_aware(comm) -> bool:
+def _cuda_aware() -> bool:
     try:
         from mpi4py import MPI
 
-        return "cuda" in MPI.Get_library_version().lower() and comm.Get_size() > 0
+        return "cuda" in MPI.Get_library_version().lower()
     except Exception:
         return False

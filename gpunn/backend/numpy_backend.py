@@ -24,8 +24,8 @@ def tune_host_allocator() -> bool:
 
     A training step frees and re-allocates the same few 0.1-0.5 MB arrays hundreds of times a second; by
     default each one is a fresh mmap that page-faults on first touch. On the 2-core CI machine that made a
-    (128x784) GEMM output 2x slower and a Nesterov update of the 784x128 weight 7x slower
-    (scripts/bench.py reports the epoch time with and without). Set GPUNN_MALLOC_TUNING=0 to opt out.
+    (128x784) GEMM output 2x slower and a Nesterov update of the 784x128 weight 7x slower (measured with
+    and without, in micro-benchmarks of those operations). Set GPUNN_MALLOC_TUNING=0 to opt out.
     """
     global _allocator_tuned
     if (
@@ -104,8 +104,8 @@ class NumpyBackend(Backend):
         if nesterov:
             direction = velocity * momentum
             direction += grad
+            direction *= lr
         else:
-            direction = velocity.copy()
-        direction *= lr
+            direction = velocity * lr
         value -= direction
         return value, velocity
