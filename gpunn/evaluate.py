@@ -23,14 +23,8 @@ def device_predictions(model, images_u8, batch_size: int = EVAL_BATCH):
 def count_correct(model, images_u8, labels, batch_size: int = EVAL_BATCH):
     """Number of correct predictions as a 0-d device array (no host synchronisation)."""
     backend = model.backend
-    total = None
-    n = images_u8.shape[0]
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        logits = model.forward(backend.scale_images(images_u8[start:stop, ...]))
-        correct = backend.count_correct(logits, labels[start:stop])
-        total = correct if total is None else total + correct
-    return total
+    hits = device_predictions(model, images_u8, batch_size) == backend.astype(labels, backend.xp.int64)
+    return backend.xp.sum(backend.astype(hits, backend.xp.int64))
 
 
 @dataclass
