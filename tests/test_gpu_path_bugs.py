@@ -10,6 +10,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -248,16 +249,17 @@ def test_training_under_mpiexec_gives_each_rank_its_gpu(tmp_path):
 
 
 # ---- bug 6: gpu-check writes its report whatever a part raises -----------------------------------------------
-def _load_gpu_check():
-    loader = importlib.machinery.SourceFileLoader("gpu_check", str(ROOT / "scripts" / "gpu-check"))
-    spec = importlib.util.spec_from_loader("gpu_check", loader)
-    module = importlib.util.module_from_spec(spec)
+def load_script(file_name: str):
+    """scripts/`file_name` as a module (scripts/ is not a package, and gpu-check has no .py)."""
+    name = file_name.replace("-", "_").removesuffix(".py")
+    loader = importlib.machinery.SourceFileLoader(name, str(ROOT / "scripts" / file_name))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
     loader.exec_module(module)
     return module
 
 
 def test_gpu_check_reports_whatever_raises(tmp_path, monkeypatch, capsys):
-    gpu_check = _load_gpu_check()
+    gpu_check = load_script("gpu-check")
 
     def fake_run(command, env=None, timeout=1800):
         if "pytest" in command:
@@ -290,3 +292,81 @@ def test_gpu_check_reports_whatever_raises(tmp_path, monkeypatch, capsys):
     for name in ("gpunn info", "pytest -m gpu", "cpu-vs-gpu parity", "bench"):
         assert f"[gpu-check] {name}: started" in progress
     assert "[gpu-check] cpu-vs-gpu parity: FAILED after" in progress
+
+
+# ---- bugs 1 and 10: the images (Docker Hub is out of reach here, so these read the Dockerfiles) ------------
+def dockerfile(name: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of docker/`name`, continuation lines joined, comments dropped."""
+    lines = [line for line in (ROOT / "docker" / name).read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = "\n".join(lines).replace("\\\n", " ")
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines() if line.strip()]
+
+
+def final(steps, instruction: str) -> str:
+    return [args for name, args in steps if name == instruction][-1]
+
+
+def volumes(steps) -> list[str]:
+    return [v for name, args in steps if name == "VOLUME" for v in json.loads(args)]
+
+
+def test_cuda_image_has_the_headers_and_compiles_a_kernel_at_build():
+    steps = dockerfile("Dockerfile.cuda")
+    runs = [args for name, args in steps if name == "RUN"]
+    extra = next(args.split("=")[1] for name, args in steps if name == "ARG" and args.startswith("CUPY_EXTRA="))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    headers_from_pip = any("${CUPY_EXTRA}" in run and "pip install" in run for run in runs) and any(
+        line.startswith(f"{extra} = ") and "[ctk]" in line for line in pyproject.splitlines()
+    )
+    headers_from_base = "-devel-" in final(steps, "FROM") or any("cuda-cudart-dev" in run for run in runs)
+    assert headers_from_pip or headers_from_base
+    install = next(i for i, run in enumerate(runs) if "pip install" in run)
+    assert any("nvrtc_smoke.py" in run for run in runs[install:])  # compiles once everything is installed
+    assert any("nvrtc_smoke.py" in args for name, args in steps if name == "COPY")
+    assert (ROOT / "docker" / "nvrtc_smoke.py").exists()
+    cache = re.search(r"CUPY_CACHE_DIR=(\S+)", final(steps, "ENV"))
+    assert cache and any(cache.group(1).startswith(v) for v in volumes(steps))
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
+def test_runs_land_in_the_volume(name):
+    """`gpunn train` writes runs/ under the working directory: it must be on the volume, not in the layer."""
+    steps = dockerfile(name)
+    workdir = final(steps, "WORKDIR")
+    assert any(workdir == v or workdir.startswith(v.rstrip("/") + "/") for v in volumes(steps)), workdir
+
+
+def test_cpu_image_has_the_plot_and_image_extras():
+    (install,) = [args for name, args in dockerfile("Dockerfile") if name == "RUN" and "pip install" in args]
+    extras = re.search(r"\.\[([a-z0-9,]+)\]", install)
+    assert extras and {"plot", "image"} <= set(extras.group(1).split(","))
+
+
+# ---- bug 7: the GPU workflow and compose keep data and reports where uid 10001 can write ------------------
+def test_gpu_workflow_keeps_data_downloads_it_and_writes_no_bind_mount():
+    problems = load_script("check_workflows.py").problems
+
+    assert problems(str(ROOT / ".github" / "workflows" / "gpu.yml")) == []
+
+
+def test_workflow_checker_catches_the_old_mistakes(tmp_path):
+    problems = load_script("check_workflows.py").problems
+
+    old = tmp_path / "gpu.yml"
+    old.write_text(
+        "on: push\njobs:\n  g:\n    runs-on: [self-hosted]\n    steps:\n      - run: |\n"
+        '          docker run --rm -v "${{ runner.temp }}/d:/data" -v "$PWD/out:/src/out" img \\\n'
+        "            gpu-check --data-dir /data/gpunn\n"
+    )
+    found = "\n".join(problems(str(old)))
+    assert "runner.temp is emptied" in found and "$PWD/out:/src/out: a writable bind mount" in found
+    assert "--data-dir never downloads" in found
+
+
+def test_compose_mounts_only_named_volumes():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    for service in compose["services"].values():
+        for mount in service.get("volumes", []):
+            assert mount.split(":")[0] in compose["volumes"], mount
