@@ -149,10 +149,14 @@ class Distributed:
         self.comm.Abort(code)
 
 
-def local_rank(comm) -> int:
+def local_placement(comm) -> tuple[int, int]:
+    """(rank among the ranks on this host, how many ranks this host runs)."""
     from mpi4py import MPI
 
-    return comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    placement = local.Get_rank(), local.Get_size()
+    local.Free()
+    return placement
 
 
 def start() -> Job:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gpunn.atomic import write_text
-from gpunn.backend import requested_device, select
+from gpunn.backend import select, select_for_local_rank
 from gpunn.checkpoint import architecture_summary, load_checkpoint, save_checkpoint
 from gpunn.config import ConfigError, TrainConfig
 from gpunn.data import load_dataset
@@ -174,11 +174,11 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
 
     dist = None
     if job is not None:
-        from gpunn.distributed import Distributed, local_rank
+        from gpunn.distributed import Distributed, local_placement
 
-        if requested_device(device)[0].kind == "cuda":
-            device = f"cuda:{local_rank(job.comm)}"  # one GPU per rank
-    selection = select(device, dtype)
+        selection = select_for_local_rank(device, dtype, *local_placement(job.comm))  # a GPU per rank
+    else:
+        selection = select(device, dtype)
     backend = selection.backend
     if job is not None:
         dist = Distributed(job, backend)

@@ -7,6 +7,7 @@ from gpunn.backend.selection import (
     requested_device,
     requested_dtype,
     select,
+    select_for_local_rank,
     use_device,
 )
 from gpunn.backend.spec import VALID_DEVICES, VALID_DTYPES, DeviceSpec, parse_device, parse_dtype
@@ -23,5 +24,6 @@ __all__ = [
     "requested_device",
     "requested_dtype",
     "select",
+    "select_for_local_rank",
     "use_device",
 ]

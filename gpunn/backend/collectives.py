@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpunn.errors import DeviceUnavailableError
+
 
 class MpiAllreduce:
     """MPI Allreduce (sum). NumPy buffers go as they are; other devices go through the host (strict) or,
@@ -42,8 +44,12 @@ class NcclAllreduce:
     name = "nccl"
 
     def __init__(self, backend, rank: int = 0, size: int = 1, comm=None):
-        from cupy.cuda import nccl
-
+        nccl = _nccl_module()
+        if nccl is None:
+            raise DeviceUnavailableError(
+                f"distributed CUDA training needs NCCL: {nccl_available()[1]}; or train on the CPU ranks "
+                "with --device cpu"
+            )
         self.backend, self._nccl = backend, nccl
         uid = nccl.get_unique_id() if rank == 0 else None
         if comm is not None and size > 1:
@@ -60,11 +66,37 @@ class NcclAllreduce:
 
 
 def nccl_available() -> tuple[bool, str]:
+    """(usable, description) of NCCL through CuPy, naming the package to install when it is missing."""
+    nccl = _nccl_module()
+    if nccl is not None:
+        return True, "NCCL through CuPy"
+    return False, (
+        f"CuPy cannot load the NCCL library; {_nccl_install_hint()} (CuPy finds the nvidia-nccl wheel)"
+    )
+
+
+def _nccl_module():
+    """CuPy's NCCL module when the library loaded, else None.
+
+    `from cupy.cuda import nccl` never fails: cupy/cuda/nccl.py catches the ImportError of the library and
+    sets `nccl.available = False`, leaving no functions behind (CuPy v13.6 and v14.2 alike).
+    """
     try:
-        from cupy.cuda import nccl  # noqa: F401
-    except Exception as exc:  # ImportError, or CuPy built without NCCL
-        return False, f"NCCL through CuPy unavailable ({type(exc).__name__}: {exc})"
-    return True, "NCCL through CuPy"
+        from cupy.cuda import nccl
+    except Exception:  # no CuPy at all
+        return None
+    return nccl if getattr(nccl, "available", False) else None
+
+
+def _nccl_install_hint() -> str:
+    """CuPy's own advice (cupy/_environment.py `_preload_warning`): the nvidia-nccl-cuXX wheel."""
+    try:
+        import cupy
+
+        major = int(cupy.cuda.runtime.runtimeGetVersion()) // 1000
+    except Exception:
+        return 'pip install "nvidia-nccl-cu12" or "nvidia-nccl-cu13" (the CUDA major of your CuPy)'
+    return f'pip install "nvidia-nccl-cu{major}"'
 
 
 def _cuda_aware() -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gpunn.backend.base import Backend
 from gpunn.backend.spec import DeviceSpec, parse_device, parse_dtype
+from gpunn.errors import InvalidDeviceError
 
 _context_device: ContextVar[DeviceSpec | None] = ContextVar("gpunn_device", default=None)
 _backends: dict[tuple[str, int, str], Backend] = {}
@@ -36,8 +37,8 @@ class Selection:
 
     def describe(self) -> str:
         how = f"from {self.source}"
-        if self.requested.kind == "auto":
-            how += f"; auto: {self.reason}"
+        if self.reason:
+            how += f"; auto: {self.reason}" if self.requested.kind == "auto" else f"; {self.reason}"
         return f"{self.backend.device} ({how})"
 
 
@@ -63,17 +64,51 @@ def requested_dtype(dtype: str | None = None) -> str:
 
 def select(device: str | DeviceSpec | None = None, dtype: str | None = None) -> Selection:
     """Resolve a device request to a backend; cuda that cannot work raises DeviceUnavailableError."""
+    spec, source = requested_device(device)
+    resolved, reason = _resolve_auto(spec)
+    return Selection(_backend_for(resolved, requested_dtype(dtype)), spec, source, reason)
+
+
+def select_for_local_rank(
+    device: str | DeviceSpec | None, dtype: str | None, local_rank: int, local_size: int
+) -> Selection:
+    """The backend of one rank of a distributed run, which needs a GPU of its own.
+
+    `auto` is resolved first. A bare `cuda` (or an `auto` that chose CUDA) takes local rank modulo the
+    visible device count, so a scheduler that shows each rank one GPU gives each rank its own cuda:0. An
+    explicit `cuda:N` is kept when this host runs one rank, and refused when several local ranks would
+    share it (NCCL cannot put two ranks on one GPU). cpu and strict are unchanged.
+    """
     from gpunn.backend import cuda_probe
 
     spec, source = requested_device(device)
-    dtype_name = requested_dtype(dtype)
-    reason = ""
-    resolved = spec
-    if spec.kind == "auto":
-        usable, why = cuda_probe.cuda_status(0)
-        resolved = DeviceSpec("cuda", 0) if usable else DeviceSpec("cpu")
-        reason = f"chose cuda:0 ({why})" if usable else f"chose cpu because CUDA is unusable: {why}"
-    return Selection(_backend_for(resolved, dtype_name), spec, source, reason)
+    resolved, reason = _resolve_auto(spec)
+    if resolved.kind == "cuda" and resolved.index_given:
+        if local_size > 1:
+            raise InvalidDeviceError(
+                f"device {resolved} (from {source}) would put all {local_size} ranks on this host on one "
+                "GPU, which NCCL refuses; ask for `cuda` or `auto` to give each local rank its own GPU "
+                "(local rank modulo the visible devices), or run one rank per host"
+            )
+        reason = f"{resolved} kept as asked (one rank on this host)"
+    elif resolved.kind == "cuda":
+        visible = cuda_probe.visible_devices()
+        resolved = DeviceSpec("cuda", local_rank % visible if visible else 0)
+        mapping = f"local rank {local_rank} of {local_size} -> {resolved} ({visible} visible)"
+        reason = f"{reason}; {mapping}" if reason else mapping
+    return Selection(_backend_for(resolved, requested_dtype(dtype)), spec, source, reason)
+
+
+def _resolve_auto(spec: DeviceSpec) -> tuple[DeviceSpec, str]:
+    """`auto` becomes a bare cuda when cuda:0 passes the probe, else cpu; with the reason why."""
+    from gpunn.backend import cuda_probe
+
+    if spec.kind != "auto":
+        return spec, ""
+    usable, why = cuda_probe.cuda_status(0)
+    if usable:
+        return DeviceSpec("cuda", 0), f"chose cuda ({why})"
+    return DeviceSpec("cpu"), f"chose cpu because CUDA is unusable: {why}"
 
 
 def get_backend(device: str | DeviceSpec | None = None, dtype: str | None = None) -> Backend:

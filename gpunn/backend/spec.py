@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gpunn.errors import InvalidDeviceError
 
@@ -14,10 +14,15 @@ _CUDA_INDEX = re.compile(r"cuda:([0-9]+)")
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """A parsed device request: kind is cpu, cuda, auto or strict; index only matters for cuda."""
+    """A parsed device request: kind is cpu, cuda, auto or strict; index only matters for cuda.
+
+    `index_given` tells `cuda:0` (a pinned GPU) from a bare `cuda`, which a distributed run maps to one
+    GPU per local rank; it does not take part in equality.
+    """
 
     kind: str
     index: int = 0
+    index_given: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"cuda:{self.index}" if self.kind == "cuda" else self.kind
@@ -34,7 +39,7 @@ def parse_device(value: object, origin: str = "device") -> DeviceSpec:
         return DeviceSpec("cuda", 0)
     match = _CUDA_INDEX.fullmatch(text or "")
     if match:
-        return DeviceSpec("cuda", int(match.group(1)))
+        return DeviceSpec("cuda", int(match.group(1)), index_given=True)
     raise InvalidDeviceError(f"invalid {origin} {value!r}: valid values are {VALID_DEVICES}")
 
 
