@@ -64,10 +64,12 @@ def cuda_source(kernel: ElementwiseSource, dtype: str) -> str:
     """A CUDA translation unit with the kernel's body, T bound to `dtype`, as CuPy generates it:
     one thread per element, inputs read into const locals, outputs bound by reference."""
     params, body = [], []
-    for ctype, name in parse_params(kernel.in_params):
+    for type_name, name in parse_params(kernel.in_params):
+        ctype = C_TYPES.get(type_name, type_name)
         params.append(f"const {ctype}* _raw_{name}")
         body.append(f"const {ctype} {name} = _raw_{name}[i];")
-    for ctype, name in parse_params(kernel.out_params):
+    for type_name, name in parse_params(kernel.out_params):
+        ctype = C_TYPES.get(type_name, type_name)
         params.append(f"{ctype}* _raw_{name}")
         body.append(f"{ctype} &{name} = _raw_{name}[i];")
     lines = "\n        ".join(body)

@@ -116,6 +116,7 @@ class _Param:
         self.is_const = is_const
         is_placeholder = len(self.ctype) == 1 and self.ctype.isupper()
         self.dtype = None if is_placeholder else np.dtype(self.ctype)
+        self.ctype = self.ctype if is_placeholder else _c_type(self.dtype)  # float32 -> float in the C code
 
 
 def _params(text: str, is_const: bool) -> tuple[_Param, ...]:
