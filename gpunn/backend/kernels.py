@@ -61,13 +61,15 @@ def parse_params(params: str) -> list[tuple[str, str]]:
 
 
 def cuda_source(kernel: ElementwiseSource, dtype: str) -> str:
-    """A CUDA translation unit with the kernel's body, T bound to `dtype`, as CuPy generates it:
-    one thread per element, inputs read into const locals, outputs bound by reference."""
+    """A CUDA translation unit with the kernel's body, T bound to `dtype`, as CuPy generates it
+    (cupy/_core/_kernel.pyx _get_elementwise_kernel_code and _get_simple_elementwise_kernel_code): one
+    thread per element, each array parameter bound by reference (`const T &x = _raw_x[i];`, outputs
+    without const), the operation followed by ';'."""
     params, body = [], []
     for type_name, name in parse_params(kernel.in_params):
         ctype = C_TYPES.get(type_name, type_name)
         params.append(f"const {ctype}* _raw_{name}")
-        body.append(f"const {ctype} {name} = _raw_{name}[i];")
+        body.append(f"const {ctype} &{name} = _raw_{name}[i];")
     for type_name, name in parse_params(kernel.out_params):
         ctype = C_TYPES.get(type_name, type_name)
         params.append(f"{ctype}* _raw_{name}")
@@ -79,7 +81,7 @@ def cuda_source(kernel: ElementwiseSource, dtype: str) -> str:
         "    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
         "    if (i < _n) {\n"
         f"        {lines}\n"
-        f"        {kernel.operation.strip()}\n"
+        f"        {kernel.operation.strip()};\n"  # CuPy ends the operation with ';' too
         "    }\n"
         "}\n"
     )

@@ -275,8 +275,10 @@ class ElementwiseKernel:
             if kind == "raw":
                 decls.append(f"{const}{p.ctype}* {p.name} = _raw_{p.name};")
                 continue
+            # as cupy/_core/_kernel.pyx _get_elementwise_kernel_code (line ~710): array parameters are
+            # references into the array (`const T &x = _raw_x[...]`); scalars arrive by value
             index = "0" if kind == "scalar" else "i"
-            ref = "" if p.is_const else "&"
+            ref = "" if kind == "scalar" else "&"
             per_element.append(f"{const}{p.ctype} {ref}{p.name} = _raw_{p.name}[{index}];")
         return (
             f"{_PRELUDE}{_typedefs(type_dict)}{self.preamble}\n"
