@@ -128,3 +128,31 @@ def test_a_cuda_checkpoint_loads_on_cpu_and_strict_and_back(tmp_path, cupy):
         assert back.backend.device == "cuda:0"
         for a, b in zip(weights, back.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_cli_trains_on_cuda_in_a_subprocess(tmp_path, cupy):
+    """A `gpunn` subprocess finds the same CuPy (the stand-in travels through PYTHONPATH)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpunn",
+            "train",
+            "--device",
+            "cuda",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("gpunn: device cuda:0")
+    assert Sequential.load(tmp_path / "r", "cpu").backend.device == "cpu"
