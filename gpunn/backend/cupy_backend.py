@@ -1,5 +1,8 @@
 """NVIDIA GPU backend: CuPy on one device, imported only when a cuda device is asked for.
 
+Every public method, and every function reached through `backend.xp`, first makes this backend's device
+current in the calling thread: a cuda:1 backend never disturbs a cuda:0 one, and works from any thread.
+
 On a GPU this model is launch-bound, so a few primitives are fused into single CuPy ElementwiseKernels
 (ReLU backward with its mask, the softmax-cross-entropy gradient, the optimizer updates). The reference
 versions in gpunn/backend/base.py stay the specification; tests/test_backend_parity.py compares each
@@ -121,6 +124,7 @@ class _OnDevice:
             device.use()
             return value(*args, **kwargs)
 
+        setattr(self, name, on_device)  # built once per name: later lookups skip __getattr__
         return on_device
 
 
@@ -136,6 +140,6 @@ def _on_own_device(method):
 # Every primitive makes this backend's device current in the calling thread before it runs (a thread
 # starts on device 0, and another backend may have switched it): then its launches, and the array
 # arithmetic the NN code does on its results, happen where the arrays live.
-for _name, _member in vars(Backend).items():
-    if callable(_member) and not _name.startswith("_"):
+for _name in dir(CupyBackend):
+    if not _name.startswith("_") and callable(getattr(CupyBackend, _name)):
         setattr(CupyBackend, _name, _on_own_device(getattr(CupyBackend, _name)))
