@@ -80,12 +80,20 @@ def compile_source(source: str, name: str) -> ctypes.CDLL:
         cpp = library.with_suffix(f".{os.getpid()}.cpp")
         cpp.write_text(source)
         partial = library.with_suffix(f".{os.getpid()}.so")
-        done = subprocess.run(
-            [os.environ.get("CXX", "g++"), "-O2", "-shared", "-fPIC", "-o", str(partial), str(cpp)],
-            capture_output=True,
-            text=True,
-        )
-        cpp.unlink()
+        compiler = os.environ.get("CXX", "g++")
+        try:
+            done = subprocess.run(
+                [compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(cpp)],
+                capture_output=True,
+                text=True,
+            )
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"the CuPy stand-in compiles kernel bodies with a host C++ compiler and found no {compiler!r}: "
+                "install g++ (apt-get install g++) or set CXX"
+            ) from None
+        finally:
+            cpp.unlink()
         if done.returncode != 0:
             from cupy.cuda.compiler import CompileException
 
