@@ -1,14 +1,57 @@
-"""Shared fixtures: the `backend` fixture runs a test on numpy, strict and (where usable) cuda."""
+"""Shared fixtures: the `backend` fixture runs a test on numpy, strict and (where usable) cuda.
+
+GPUNN_CUDA_STANDIN=1 on a machine where CUDA is unusable puts the CuPy stand-in (tests/cuda_standin) on
+the import path of this process and of every subprocess a test starts, so the `gpu` tests run the real
+CupyBackend against it. With a usable GPU the variable changes nothing: real CuPy runs.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from gpunn.backend import get_backend
 from gpunn.backend.cuda_probe import cuda_status
+
+STANDIN_DIR = Path(__file__).parent / "cuda_standin"
+
+
+def _install_standin_if_asked() -> str:
+    """Returns what `cuda` means in this run (for the pytest header)."""
+    if os.environ.get("GPUNN_CUDA_STANDIN") != "1":
+        return "real CuPy where usable (GPUNN_CUDA_STANDIN=1 runs the gpu tests on the CuPy stand-in)"
+    usable, why = cuda_status(0)
+    if usable:
+        return f"real CuPy ({why}); GPUNN_CUDA_STANDIN=1 ignored because a GPU is usable"
+    for name in [m for m in sys.modules if m == "cupy" or m.startswith(("cupy.", "cupy_backends"))]:
+        del sys.modules[name]
+    sys.path.insert(0, str(STANDIN_DIR))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STANDIN_DIR), os.environ.get("PYTHONPATH")]))
+    return f"the CuPy STAND-IN from {STANDIN_DIR} (CUDA unusable here: {why})"
+
+
+CUDA_MEANS = _install_standin_if_asked()
+
+
+def standin_in_use() -> bool:
+    import cupy
+
+    return getattr(cupy, "STANDIN", False)
+
+
+def require_real_gpu(why: str) -> None:
+    """Skip on the stand-in a test that only real hardware can answer (`why` says what it needs)."""
+    require_usable("cuda")
+    if standin_in_use():
+        pytest.skip(f"needs a real GPU: {why}")
+
+
+def pytest_report_header(config):
+    return f"cuda: {CUDA_MEANS}"
+
 
 DEVICES = ["cpu", "strict", pytest.param("cuda", marks=pytest.mark.gpu)]
 

@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import require_usable
 
 from gpunn.checkpoint import load_checkpoint
 from gpunn.training import train
@@ -178,7 +177,9 @@ def test_distributed_without_mpi4py_names_the_extra():
 
 @pytest.mark.gpu
 def test_nccl_allreduce_with_one_rank():
-    require_usable("cuda")
+    from conftest import require_real_gpu
+
+    require_real_gpu("NCCL (libnccl) runs only on a CUDA device")
     from gpunn.backend import get_backend
     from gpunn.backend.collectives import NcclAllreduce
 

@@ -1,0 +1,92 @@
+"""Device work of ONE training step of the real training loop, counted on the CuPy stand-in.
+
+    GPUNN_CUDA_STANDIN=1 python scripts/gpu_budget.py
+
+prints one JSON line per optimizer config: {"config", "launches", "syncs", "h2d_copies", "d2h_reads"}.
+A step is everything one iteration of gpunn.training's batch loop queues: from one `_step` call to the
+next (slicing the batch, forward, loss, backward, update, adding up the epoch's loss). tests/
+test_gpu_budget.py holds these numbers down: 0 syncs and 0 host-to-device copies per step, and no
+launch creep. The counts need the stand-in (tests/cuda_standin); CuPy on a real GPU has no counters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# optimizer settings on top of the default recipe, one line each
+CONFIGS = {
+    "default": {},
+    "sgd": {"optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0},
+    "sgd+weight_decay": {"optimizer": "sgd", "momentum": 0.0, "weight_decay": 1e-4},
+    "adam": {"optimizer": "adam", "lr": 0.001},
+}
+MEASURED_STEP = 3  # steady state: optimizer state exists, nothing is lazily created any more
+
+
+class _Measured(Exception):
+    """Raised at the start of the step after the measured one: the rest of the epoch is not needed."""
+
+
+def use_standin() -> None:
+    """Put the stand-in first on the import path (the script is run by hand, not by pytest)."""
+    if os.environ.get("GPUNN_CUDA_STANDIN") != "1":
+        sys.exit(
+            "gpu_budget.py: error: the counts come from the CuPy stand-in; "
+            "run it as GPUNN_CUDA_STANDIN=1 python scripts/gpu_budget.py"
+        )
+    sys.path.insert(0, str(ROOT / "tests" / "cuda_standin"))
+
+
+def step_budget(config: str, overrides: dict, dtype: str = "float32") -> dict:
+    """Counters between the MEASURED_STEP-th and the next call of the loop's _step, on cuda:0."""
+    import cupy
+
+    from gpunn import training
+
+    if not getattr(cupy, "STANDIN", False):
+        raise RuntimeError("real CuPy was imported: the budget needs the stand-in's counters")
+    marks = []
+    real_step = training._Loop._step
+
+    def counted(self, *args, **kwargs):
+        marks.append(cupy.counters.snapshot())
+        if len(marks) > MEASURED_STEP:
+            raise _Measured
+        return real_step(self, *args, **kwargs)
+
+    training._Loop._step = counted
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            training.train(
+                out=Path(out) / "run",
+                device="cuda",
+                dtype=dtype,
+                dataset="digits",
+                epochs=1,
+                batch_size=64,
+                verbose=False,
+                **overrides,
+            )
+    except _Measured:
+        pass
+    finally:
+        training._Loop._step = real_step
+    before, after = marks[MEASURED_STEP - 1], marks[MEASURED_STEP]
+    return {"config": config, **{k: after[k] - before[k] for k in before}}
+
+
+def main() -> int:
+    use_standin()
+    for name, overrides in CONFIGS.items():
+        print(json.dumps(step_budget(name, overrides)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

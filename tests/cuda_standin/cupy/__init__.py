@@ -1,0 +1,474 @@
+"""A CuPy stand-in for CPU-only test runs (GPUNN_CUDA_STANDIN=1): the CuPy API gpunn and its tests use,
+on virtual devices whose memory is host memory, enforcing the rules real CuPy enforces so code that
+breaks them fails here as it would on a GPU. Never imported by gpunn itself: tests/conftest.py puts
+tests/cuda_standin on the path only when the variable is set and CUDA is unusable.
+
+Rules and where CuPy has them (github.com/cupy/cupy, main):
+- an array lives on the device that was current when it was made (cupy/_core/core.pyx ndarray.__init__
+  allocates with memory.alloc on the current device); `a.device` is that device.
+- a kernel runs on the current device; an operand on another device raises ValueError "The device where
+  the array resides (i) is different from the current device (j). Peer access is unavailable between these
+  devices." (cupy/_core/_kernel.pyx _check_peer_access, used by _preprocess_args for ufuncs and
+  ElementwiseKernel, by cupy/_core/_reduction.pyx line 608 for reductions and by
+  _routines_manipulation.pyx line 879 for concatenate). The virtual devices have no peer access.
+- implicit conversion to NumPy raises TypeError (cupy/_core/core.pyx ndarray.__array__);
+  a NumPy array as a ufunc operand: TypeError "Unsupported type" (cupy/_core/_scalar.pyx line 344).
+- float(a), int(a), bool(a), repr(a), a.item(), a.get(), asnumpy(a) copy device-to-host and wait for
+  the device (core.pyx __float__/__int__/__nonzero__/__repr__ all call self.get()).
+"""
+
+from __future__ import annotations
+
+import numpy as _np
+
+from cupy import _state, cuda
+from cupy._kernels import ElementwiseKernel, RawKernel, ReductionKernel
+from cupy._state import counters
+
+__version__ = "14.0.0+gpunn-standin"
+STANDIN = True
+
+__all__ = ["ElementwiseKernel", "RawKernel", "ReductionKernel", "counters", "cuda"]
+
+# dtypes and constants are NumPy's (CuPy re-exports them: cupy/__init__.py `from numpy import float32...`)
+for _name in (
+    "bool_ dtype finfo iinfo float16 float32 float64 int8 int16 int32 int64 uint8 uint16 uint32 uint64 "
+    "inf nan pi newaxis can_cast result_type"
+).split():
+    globals()[_name] = getattr(_np, _name)
+
+
+class _MemoryPointer:
+    def __init__(self, memory):
+        self.mem = memory
+        self.ptr = memory.ptr
+        self.device_id = memory.device_id
+
+    @property
+    def device(self):
+        return cuda.Device(self.device_id)
+
+
+class ndarray:
+    """A device array: `_data` is the host buffer standing in for device memory, `_memory` its allocation
+    (shared by views)."""
+
+    __slots__ = ("_data", "_memory", "__weakref__")
+
+    def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
+        if memptr is not None or strides is not None:
+            raise NotImplementedError("the stand-in does not wrap raw device memory")
+        data = _np.empty(shape, dtype=dtype, order=order)
+        self._data = data
+        self._memory = _state.Memory(_state.get_device_id(), data.nbytes)
+
+    @classmethod
+    def _view(cls, data: _np.ndarray, memory) -> ndarray:
+        array = object.__new__(cls)
+        array._data, array._memory = data, memory
+        return array
+
+    @classmethod
+    def _new(cls, data: _np.ndarray) -> ndarray:
+        """A fresh allocation on the current device holding (a copy of) `data`."""
+        data = _np.array(data, copy=True, order="C")
+        return cls._view(data, _state.Memory(_state.get_device_id(), data.nbytes))
+
+    # ---- attributes ----------------------------------------------------------------------------------
+    shape = property(lambda self: self._data.shape)
+    ndim = property(lambda self: self._data.ndim)
+    size = property(lambda self: self._data.size)
+    dtype = property(lambda self: self._data.dtype)
+    itemsize = property(lambda self: self._data.itemsize)
+    nbytes = property(lambda self: self._data.nbytes)
+    strides = property(lambda self: self._data.strides)
+    flags = property(lambda self: self._data.flags)
+    data = property(lambda self: _MemoryPointer(self._memory))
+    device = property(lambda self: cuda.Device(self._memory.device_id))
+    T = property(lambda self: self.transpose())
+
+    def __len__(self):
+        return len(self._data)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(len(self)))
+
+    # ---- leaving the device -------------------------------------------------------------------------
+    def __array__(self, dtype=None, copy=None):
+        # cupy/_core/core.pyx ndarray.__array__
+        raise TypeError(
+            "Implicit conversion to a NumPy array is not allowed. "
+            "Please use `.get()` to construct a NumPy array explicitly."
+        )
+
+    def get(self, stream=None, order="C", out=None, blocking=True):
+        """Device-to-host copy; waits for the device (core.pyx ndarray.get)."""
+        counters.d2h_reads += 1
+        data = _np.array(self._data, order=order, copy=True)
+        if out is not None:
+            out[...] = data
+            return out
+        return data
+
+    def item(self):
+        return self.get().item()
+
+    def tolist(self):
+        return self.get().tolist()
+
+    def __float__(self):
+        return float(self.get())
+
+    def __int__(self):
+        return int(self.get())
+
+    def __complex__(self):
+        return complex(self.get())
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(
+                "The truth value of an array with more than one element is ambiguous. Use a.any() or a.all()"
+            )
+        return bool(self.get())
+
+    def __repr__(self):
+        return repr(self.get())
+
+    def __str__(self):
+        return str(self.get())
+
+    # ---- views, copies, conversions ------------------------------------------------------------------
+    def reshape(self, *shape, order="C"):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return _call(_np.reshape, self, shape, order=order)
+
+    def transpose(self, *axes):
+        return _call(_np.transpose, self, axes or None)
+
+    def ravel(self, order="C"):
+        return _call(_np.ravel, self, order=order)
+
+    def flatten(self):
+        return _call(lambda a: a.flatten(), self)
+
+    def squeeze(self, axis=None):
+        return _call(_np.squeeze, self, axis=axis)
+
+    def copy(self, order="C"):
+        return _call(lambda a: a.copy(order=order), self)
+
+    def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
+        if not copy and _np.dtype(dtype) == self.dtype:
+            return self
+        return _call(lambda a: a.astype(dtype, order=order, copy=True), self)
+
+    def fill(self, value):
+        _launch_into(self, lambda a: _np.full_like(a, value))
+
+    def __getitem__(self, key):
+        return _call(lambda a, k: a[k], self, _index(key))
+
+    def __setitem__(self, key, value):
+        key = _index(key)
+        _check_device(self)
+        host = _operand(value)
+
+        def assign(a):
+            out = a.copy()
+            out[_unwrap(key)] = host
+            return out
+
+        _launch_into(self, assign)
+
+    # reductions and friends as methods
+    def sum(self, axis=None, dtype=None, out=None, keepdims=False):
+        return _call(_np.sum, self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def max(self, axis=None, out=None, keepdims=False):
+        return _call(_np.max, self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, out=None, keepdims=False):
+        return _call(_np.min, self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, dtype=None, out=None, keepdims=False):
+        return _call(_np.mean, self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def argmax(self, axis=None):
+        return _call(_np.argmax, self, axis=axis)
+
+    def any(self, axis=None, keepdims=False):
+        return _call(_np.any, self, axis=axis, keepdims=keepdims)
+
+    def all(self, axis=None, keepdims=False):
+        return _call(_np.all, self, axis=axis, keepdims=keepdims)
+
+    # ---- arithmetic: each operator is one kernel on the current device ------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """NumPy ufuncs on device arrays run as CuPy ufuncs (core.pyx __array_ufunc__); NumPy arrays
+        among the operands are not handled (NotImplemented, so NumPy raises TypeError)."""
+        if method != "__call__" or "out" in kwargs:
+            return NotImplemented
+        if _np.any([isinstance(x, _np.ndarray) for x in inputs]):
+            return NotImplemented
+        return _call(ufunc, *inputs, **kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        mine = globals().get(func.__name__)
+        if mine is None or not callable(mine):
+            return NotImplemented
+        return mine(*args, **kwargs)
+
+
+def _binary(ufunc):
+    def forward(self, other):
+        return _call(ufunc, self, other)
+
+    def reverse(self, other):
+        return _call(ufunc, other, self)
+
+    def inplace(self, other):
+        _launch_into(self, lambda a, b: ufunc(a, b), other)
+        return self
+
+    return forward, reverse, inplace
+
+
+for _name, _ufunc in {
+    "add": _np.add,
+    "sub": _np.subtract,
+    "mul": _np.multiply,
+    "truediv": _np.true_divide,
+    "floordiv": _np.floor_divide,
+    "mod": _np.remainder,
+    "pow": _np.power,
+    "matmul": _np.matmul,
+    "and": _np.bitwise_and,
+    "or": _np.bitwise_or,
+    "xor": _np.bitwise_xor,
+}.items():
+    _f, _r, _i = _binary(_ufunc)
+    setattr(ndarray, f"__{_name}__", _f)
+    setattr(ndarray, f"__r{_name}__", _r)
+    setattr(ndarray, f"__i{_name}__", _i)
+for _name, _ufunc in {
+    "lt": _np.less,
+    "le": _np.less_equal,
+    "gt": _np.greater,
+    "ge": _np.greater_equal,
+    "eq": _np.equal,
+    "ne": _np.not_equal,
+}.items():
+    setattr(ndarray, f"__{_name}__", _binary(_ufunc)[0])
+ndarray.__neg__ = lambda self: _call(_np.negative, self)
+ndarray.__pos__ = lambda self: _call(_np.positive, self)
+ndarray.__abs__ = lambda self: _call(_np.absolute, self)
+ndarray.__invert__ = lambda self: _call(_np.invert, self)
+ndarray.__hash__ = None
+
+
+# ---- the one path every operation takes -------------------------------------------------------------
+def _check_device(array: ndarray) -> None:
+    current = _state.get_device_id()
+    if array._memory.device_id != current:
+        # cupy/_core/_kernel.pyx _check_peer_access (no peer access between virtual devices)
+        raise ValueError(
+            f"The device where the array resides ({array._memory.device_id}) is different from the "
+            f"current device ({current}). Peer access is unavailable between these devices."
+        )
+
+
+def _operand(value):
+    """Host view of one operand: device arrays (on the current device), or scalars as CuPy takes them."""
+    if isinstance(value, ndarray):
+        _check_device(value)
+        return value._data
+    if isinstance(value, _np.ndarray) and value.ndim > 0:
+        raise TypeError(f"Unsupported type {type(value)}")  # cupy/_core/_scalar.pyx line 344
+    if isinstance(value, (tuple, list)):
+        return type(value)(_operand(v) for v in value)
+    return value
+
+
+def _index(key):
+    """Index keys: device arrays stay device arrays (checked when used); host int arrays are uploaded."""
+    if isinstance(key, tuple):
+        return tuple(_index(k) for k in key)
+    if isinstance(key, _np.ndarray):
+        counters.h2d_copies += 1
+        return ndarray._new(key)
+    return key
+
+
+def _unwrap(key):
+    if isinstance(key, tuple):
+        return tuple(_unwrap(k) for k in key)
+    if isinstance(key, ndarray):
+        _check_device(key)
+        return key._data
+    return key
+
+
+def _source_memory(args, result):
+    for arg in args:
+        if isinstance(arg, ndarray) and _np.may_share_memory(result, arg._data):
+            return arg._memory
+        if isinstance(arg, (tuple, list)):
+            found = _source_memory(arg, result)
+            if found is not None:
+                return found
+    return None
+
+
+def _call(func, *args, **kwargs):
+    """Run `func` on the host buffers. A result that is a view of an operand is a view (no kernel, as in
+    CuPy); anything else is one kernel on the current device writing a new allocation there."""
+    host_args = [_peek(a) for a in args]
+    host_kwargs = {k: _peek(v) for k, v in kwargs.items()}
+    result = func(*host_args, **host_kwargs)
+    if isinstance(result, tuple):
+        return tuple(_wrap_result(r, args, kwargs) for r in result)
+    return _wrap_result(result, args, kwargs)
+
+
+def _peek(value):
+    """Host data of an operand without the device check (done once we know a kernel runs)."""
+    if isinstance(value, ndarray):
+        return value._data
+    if isinstance(value, (tuple, list)):
+        return type(value)(_peek(v) for v in value)
+    if isinstance(value, _np.ndarray) and value.ndim > 0:
+        raise TypeError(f"Unsupported type {type(value)}")  # cupy/_core/_scalar.pyx line 344
+    return value
+
+
+def _wrap_result(result, args, kwargs):
+    result = _np.asarray(result)
+    memory = _source_memory(list(args) + list(kwargs.values()), result)
+    if memory is not None:
+        return ndarray._view(result, memory)
+    for arg in list(args) + list(kwargs.values()):
+        _operand(arg)  # device rule: every array operand must be on the current device
+    counters.launches += 1
+    return ndarray._new(result)
+
+
+def _launch_into(target: ndarray, func, *args) -> None:
+    """An in-place kernel: func(target, *args) computed, then written into target's memory."""
+    _check_device(target)
+    host_args = [_operand(a) for a in args]
+    result = func(target._data, *host_args)
+    target._data[...] = _np.asarray(result).astype(target.dtype, casting="same_kind", copy=False)
+    counters.launches += 1
+
+
+# ---- creation and moving data ------------------------------------------------------------------------
+def _created(data) -> ndarray:
+    counters.launches += 1  # a fill kernel (memset) on the current device
+    return ndarray._new(data)
+
+
+def array(obj, dtype=None, copy=True, order="K", ndmin=0):
+    if isinstance(obj, ndarray):
+        if dtype is None and not copy and obj.device.id == _state.get_device_id():
+            return obj
+        return obj.astype(dtype or obj.dtype, copy=True)
+    counters.h2d_copies += 1  # host-to-device copy (cupy/_core/core.pyx _array_default)
+    return ndarray._new(_np.array(obj, dtype=dtype, ndmin=ndmin))
+
+
+def asarray(a, dtype=None, order=None):
+    """Device arrays pass through (on whatever device they are); anything else is copied to the
+    current device (cupy/_creation/from_data.py asarray -> _core.array(a, dtype, False, order))."""
+    if isinstance(a, ndarray):
+        return a if dtype is None or _np.dtype(dtype) == a.dtype else a.astype(dtype)
+    return array(a, dtype=dtype, copy=False)
+
+
+def ascontiguousarray(a, dtype=None):
+    return asarray(a, dtype=dtype) if a.flags.c_contiguous else a.copy().astype(dtype or a.dtype)
+
+
+def asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    """cupy/__init__.py asnumpy: a.get() for device arrays, numpy.asarray otherwise."""
+    if isinstance(a, ndarray):
+        return a.get(stream=stream, order=order, out=out, blocking=blocking)
+    return _np.asarray(a, order=order)
+
+
+def zeros(shape, dtype=float, order="C"):
+    return _created(_np.zeros(shape, dtype=dtype))
+
+
+def ones(shape, dtype=float, order="C"):
+    return _created(_np.ones(shape, dtype=dtype))
+
+
+def empty(shape, dtype=float, order="C"):
+    return ndarray(shape, dtype=dtype)  # allocation only, no kernel
+
+
+def full(shape, fill_value, dtype=None, order="C"):
+    return _created(_np.full(shape, fill_value, dtype=dtype))
+
+
+def arange(start, stop=None, step=1, dtype=None):
+    return _created(
+        _np.arange(start, stop, step, dtype=dtype) if stop is not None else _np.arange(start, dtype=dtype)
+    )
+
+
+def eye(n, m=None, k=0, dtype=float):
+    return _created(_np.eye(n, m, k, dtype=dtype))
+
+
+def _like(fill):
+    def make(a, dtype=None, order="K", subok=None, shape=None):
+        # the new array goes to the *current* device, as in cupy/_creation/basic.py (zeros_like etc.)
+        return _created(fill(_np.empty(shape if shape is not None else a.shape, dtype=dtype or a.dtype)))
+
+    return make
+
+
+zeros_like = _like(_np.zeros_like)
+ones_like = _like(_np.ones_like)
+
+
+def empty_like(a, dtype=None, order="K", subok=None, shape=None):
+    return empty(shape if shape is not None else a.shape, dtype=dtype or a.dtype)
+
+
+def full_like(a, fill_value, dtype=None, order="K", subok=None, shape=None):
+    return _like(lambda t: _np.full_like(t, fill_value))(a, dtype, order, subok, shape)
+
+
+def get_default_memory_pool():
+    return cuda.memory._default_pool
+
+
+def get_default_pinned_memory_pool():
+    return cuda.memory._default_pinned_pool
+
+
+# ---- NumPy functions as device operations (one kernel each unless the result is a view) -------------
+def _device_function(np_func):
+    def run(*args, **kwargs):
+        return _call(np_func, *args, **kwargs)
+
+    run.__name__ = np_func.__name__
+    run.__doc__ = f"numpy.{np_func.__name__} as one device operation"
+    return run
+
+
+for _name in (
+    "exp log log1p expm1 tanh sqrt square abs absolute sign negative maximum minimum clip where add subtract "
+    "multiply divide true_divide power sum max amax min amin mean var std prod argmax argmin any all matmul "
+    "dot take concatenate stack isfinite isnan equal not_equal greater greater_equal less less_equal "
+    "logical_and logical_or logical_not floor ceil around cumsum reshape transpose ravel squeeze expand_dims "
+    "broadcast_to outer einsum tensordot count_nonzero sin cos tan arctan log2 log10 floor_divide remainder "
+    "fmax fmin isclose nanmax nanmin"
+).split():
+    if hasattr(_np, _name):
+        globals()[_name] = _device_function(getattr(_np, _name))

@@ -1,0 +1,158 @@
+"""CupyBackend against CuPy's rules: on a real GPU, or on the stand-in with GPUNN_CUDA_STANDIN=1.
+
+Bugs of issue 12 covered here: 5 (memory_info reads this backend's device pool), 8 (every primitive runs
+on its own device, whatever another backend or thread made current). Also the end-to-end contracts:
+digits training matches NumPy, a float64 resume is bit-equal, checkpoints move between cuda, cpu, strict.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import require_usable
+
+from gpunn import parity
+from gpunn.backend import get_backend
+from gpunn.backend.cupy_backend import CupyBackend
+from gpunn.nn import Sequential
+from gpunn.training import train
+
+pytestmark = pytest.mark.gpu
+
+DIGITS = dict(dataset="digits", batch_size=32, verbose=False)
+
+
+@pytest.fixture
+def cupy():
+    require_usable("cuda")
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture
+def two_devices(cupy):
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two CUDA devices (the stand-in has two)")
+    cupy.cuda.Device(0).use()
+    yield
+    cupy.cuda.Device(0).use()
+
+
+# ---- bug 5: memory_info is this backend's device pool, with CuPy's used/total semantics --------------
+def test_memory_info_counts_live_arrays_of_this_device_only(cupy, two_devices):
+    on_1 = CupyBackend(1, "float32")
+    before = on_1.memory_info()
+    kept = on_1.from_host(np.ones(1000, dtype=np.float32))  # 4000 bytes, a 4096-byte pool block
+    cupy.cuda.Device(0).use()  # another device current: the report must still be cuda:1's
+    during = on_1.memory_info()
+    assert during["used_bytes"] - before["used_bytes"] == 4096
+    assert during["total_bytes"] >= during["used_bytes"]
+    del kept
+    after = on_1.memory_info()
+    assert after["used_bytes"] == before["used_bytes"]  # the block went back to the pool...
+    assert after["total_bytes"] == during["total_bytes"]  # ...which keeps it (total = used + cached)
+    assert "cuda:1" in after["kind"]
+
+
+# ---- bug 8: every primitive runs on the backend's own device ------------------------------------------
+def test_a_cuda1_backend_does_not_break_a_live_cuda0_one(cupy, two_devices):
+    losses_alone, weights_alone = parity.train_steps("cuda:0", "float64", steps=3)
+    zero = CupyBackend(0, "float64")
+    x = zero.from_host(np.array([[-1.0, 2.0]]))
+    CupyBackend(1, "float64")  # creating it must not move cuda:0's work
+    np.testing.assert_array_equal(zero.to_host(zero.relu(x)), [[0.0, 2.0]])
+    losses, weights = parity.train_steps("cuda:0", "float64", steps=3)
+    assert losses == losses_alone
+    for a, b in zip(weights, weights_alone, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_backend_used_from_another_thread_runs_on_its_own_device(cupy, two_devices):
+    get_backend("cuda:1", "float64")  # made (and cached) here: the thread only uses it
+    results = {}
+
+    def work():  # a new thread starts with device 0 current
+        try:
+            results["cuda:1"] = parity.train_steps("cuda:1", "float64", steps=3)
+        except Exception as exc:  # handed to the main thread, which fails the test with it
+            results["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert "error" not in results, results.get("error")
+    reference = parity.train_steps("cpu", "float64", steps=3)
+    np.testing.assert_allclose(results["cuda:1"][0], reference[0], rtol=1e-12)
+
+
+def test_arrays_stay_on_the_backend_device(cupy, two_devices):
+    on_1 = CupyBackend(1, "float32")
+    cupy.cuda.Device(0).use()
+    made = [on_1.zeros((2, 3)), on_1.arange(4), on_1.from_host(np.ones(3)), on_1.relu(on_1.zeros((2,)))]
+    assert {a.device.id for a in made} == {1}
+
+
+# ---- end to end through the real CupyBackend ----------------------------------------------------------
+def test_two_epochs_on_digits_match_numpy_in_float32(tmp_path, cupy):
+    cpu = train(out=tmp_path / "cpu", device="cpu", epochs=2, **DIGITS)
+    gpu = train(out=tmp_path / "gpu", device="cuda", epochs=2, **DIGITS)
+    for a, b in zip(cpu.history, gpu.history, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-4
+    assert abs(cpu.test_accuracy - gpu.test_accuracy) <= 2 / 360
+    for x, y in zip(cpu.model.get_weights(), gpu.model.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_float64_resume_on_cuda_is_bit_equal_to_an_uninterrupted_run(tmp_path, cupy):
+    settings = dict(device="cuda", dtype="float64", optimizer="adam", lr=0.003, schedule="constant", **DIGITS)
+    full = train(out=tmp_path / "full", epochs=3, **settings)
+    train(out=tmp_path / "part", epochs=1, **settings)
+    resumed = train(resume=tmp_path / "part", epochs=3, verbose=False)
+    for x, y in zip(full.model.get_weights(), resumed.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+
+
+def test_a_cuda_checkpoint_loads_on_cpu_and_strict_and_back(tmp_path, cupy):
+    on_cuda = train(out=tmp_path / "r", device="cuda", dtype="float64", epochs=1, **DIGITS)
+    weights = on_cuda.model.get_weights()
+    for device in ("cpu", "strict"):
+        model = Sequential.load(tmp_path / "r", device)
+        assert model.backend.device == device
+        for a, b in zip(weights, model.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        back = model.to("cuda")
+        assert back.backend.device == "cuda:0"
+        for a, b in zip(weights, back.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_cli_trains_on_cuda_in_a_subprocess(tmp_path, cupy):
+    """A `gpunn` subprocess finds the same CuPy (the stand-in travels through PYTHONPATH)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpunn",
+            "train",
+            "--device",
+            "cuda",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("gpunn: device cuda:0")
+    assert Sequential.load(tmp_path / "r", "cpu").backend.device == "cpu"
