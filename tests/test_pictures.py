@@ -22,7 +22,9 @@ from gpunn.training import train  # noqa: E402
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "gpunn", *args], capture_output=True, text=True, env=os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "gpunn", *args], capture_output=True, text=True, env=os.environ
+    )
 
 
 def pixel(figure, axis, x, y) -> np.ndarray:
@@ -41,7 +43,13 @@ def test_confusion_heatmap_colours_each_cell_by_its_row_fraction():
     axis = figure.axes[0]
     cmap = matplotlib.colormaps[CONFUSION_CMAP]
     # off the cell centre, where the count is written
-    for (true, predicted), fraction in {(0, 0): 0.8, (0, 1): 0.2, (1, 2): 0.5, (2, 0): 1.0, (2, 2): 0.0}.items():
+    for (true, predicted), fraction in {
+        (0, 0): 0.8,
+        (0, 1): 0.2,
+        (1, 2): 0.5,
+        (2, 0): 1.0,
+        (2, 2): 0.0,
+    }.items():
         expected = np.array(cmap(fraction)[:3]) * 255
         got = pixel(figure, axis, predicted + 0.35, true - 0.35)
         assert np.abs(got - expected).max() <= 2, ((true, predicted), got, expected)
@@ -65,7 +73,11 @@ def test_mistakes_are_the_most_confident_wrong_ones_titled_true_to_predicted():
     images = np.arange(4 * 4 * 4, dtype=np.uint8).reshape(4, 4, 4)
     figure = mistakes_figure(images, labels, probabilities, ("zero", "one", "two"))
     shown = [axis for axis in figure.axes if axis.images]
-    assert [axis.get_title() for axis in shown] == ["two -> one (0.90)", "one -> two (0.70)", "one -> zero (0.60)"]
+    assert [axis.get_title() for axis in shown] == [
+        "two -> one (0.90)",
+        "one -> two (0.70)",
+        "one -> zero (0.60)",
+    ]
     np.testing.assert_array_equal(shown[0].images[0].get_array(), images[2])
 
 
