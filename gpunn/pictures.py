@@ -79,7 +79,11 @@ def mistakes_figure(images: np.ndarray, labels: np.ndarray, probabilities: np.nd
 
 
 def weights_figure(weight: np.ndarray) -> object:
-    """One square tile per hidden unit of a first-layer weight (in_features, units), zero drawn white."""
+    """One square tile per hidden unit of a first-layer weight (in_features, units), zero drawn white.
+
+    Each tile gets its own symmetric limits (+-its largest |weight|): a few large weights elsewhere
+    would otherwise wash every other tile out to white.
+    """
     plt = pyplot()
     weight = np.asarray(weight, dtype=np.float64)
     side = math.isqrt(weight.shape[0])
@@ -90,13 +94,13 @@ def weights_figure(weight: np.ndarray) -> object:
     units = weight.shape[1]
     columns = math.ceil(math.sqrt(units))
     rows = math.ceil(units / columns)
-    limit = float(np.abs(weight).max()) or 1.0  # symmetric limits put zero at the colour map's centre
     figure, axes = plt.subplots(rows, columns, figsize=(0.8 * columns, 0.8 * rows + 0.5), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for unit, axis in zip(range(units), axes.flat, strict=False):
+        limit = float(np.abs(weight[:, unit]).max()) or 1.0  # symmetric: zero at the colour map's centre
         axis.imshow(weight[:, unit].reshape(side, side), cmap=WEIGHTS_CMAP, vmin=-limit, vmax=limit)
-    figure.suptitle(f"first-layer weights: one {side}x{side} tile per hidden unit (red +, blue -)")
+    figure.suptitle(f"first-layer weights: one {side}x{side} tile per hidden unit (red +, blue -, white 0)")
     figure.tight_layout()
     return figure
 

@@ -83,13 +83,14 @@ def test_mistakes_are_the_most_confident_wrong_ones_titled_true_to_predicted():
 
 def test_weights_are_one_tile_per_unit_on_a_zero_centred_diverging_map():
     weight = np.random.default_rng(0).normal(size=(64, 10))
-    weight[5, 3] = -4.0  # the largest magnitude sets both limits
+    weight[5, 3] = -4.0  # the tile's largest magnitude sets both of its limits
     figure = weights_figure(weight)
     tiles = [axis for axis in figure.axes if axis.images]
     assert len(tiles) == 10 and len(figure.axes) == 12  # a 3x4 grid, two empty cells
     image = tiles[3].images[0]
     np.testing.assert_array_equal(image.get_array(), weight[:, 3].reshape(8, 8))
     assert image.get_clim() == (-4.0, 4.0)
+    assert tiles[0].images[0].get_clim() == (-np.abs(weight[:, 0]).max(), np.abs(weight[:, 0]).max())
     assert image.get_cmap()(0.5)[:3] == pytest.approx((0.97, 0.97, 0.97), abs=0.03)  # white-ish at zero
 
 
