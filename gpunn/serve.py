@@ -91,6 +91,12 @@ def make_handler(predictor: Predictor, log=sys.stderr):
         def log_request(self, code="-", size="-"):  # one line per request, written by _reply
             pass
 
+        def handle(self):
+            try:
+                super().handle()
+            except ConnectionError:  # the client left before its answer was written: nothing to crash over
+                self.log_message("connection closed by the client")
+
         def log_message(self, format, *args):
             print(f"gpunn serve: {self.address_string()} {format % args}", file=log, flush=True)
 
@@ -124,7 +130,9 @@ def make_handler(predictor: Predictor, log=sys.stderr):
                 self._json(bad.status, {"error": str(bad)}, str(bad))
             except TimeoutError:
                 self.close_connection = True
-                self.log_message("%s %s -> dropped: no body within %d s", self.command, self.path, self.timeout)
+                self.log_message(
+                    "%s %s -> dropped: no body within %d s", self.command, self.path, self.timeout
+                )
 
         def _body(self) -> bytes:
             content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()

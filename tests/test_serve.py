@@ -76,7 +76,10 @@ def raw_request(url: str, text: str) -> str:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as connection:
         connection.sendall(text.encode())
-        return connection.recv(4096).decode()
+        reply = b""
+        while chunk := connection.recv(4096):  # error answers close the connection: read to the end
+            reply += chunk
+        return reply.decode()
 
 
 GOOD = drawing_body(np.full((4, 4), 255)).decode()
