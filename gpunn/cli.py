@@ -88,30 +88,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"images have {data.features.shape[1]} pixels"
         )
     print(f"{dataset_name} test set, model from {args.checkpoint}, device {model.backend.device}")
-    print("\n".join(evaluate(model, data.features, data.labels).lines(data.class_names)))
+    evaluation = evaluate(model, data.features, data.labels)
+    print("\n".join(evaluation.lines(data.class_names)))
+    if args.plot:
+        from gpunn.pictures import write_evaluation_pictures
+
+        print("\n".join(write_evaluation_pictures(model, data, evaluation.confusion, args.checkpoint)))
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
+    from gpunn.predict_inputs import load_predictor, read_inputs, top_classes
 
-    from gpunn.checkpoint import load_checkpoint
-    from gpunn.data.sources import SOURCES
-    from gpunn.nn.model import Sequential
-    from gpunn.predict_inputs import read_inputs
-
-    checkpoint = load_checkpoint(args.checkpoint)
-    model = Sequential.from_description(checkpoint.architecture, args.device, checkpoint.header["dtype"])
-    model.set_weights(checkpoint.weights)
-    dataset = checkpoint.header.get("config", {}).get("dataset", "mnist")
-    names = SOURCES[dataset].class_names if dataset in SOURCES else tuple(str(i) for i in range(10))
+    model, names = load_predictor(args.checkpoint, args.device)
     inputs = [(path, read_inputs(path, model.in_features)) for path in args.files]  # all checked first
     for path, rows in inputs:
         probabilities = model.predict_proba(rows)
         for index, row in enumerate(probabilities):
-            top = np.argsort(row)[::-1][: args.top]
             label = f"{path}[{index}]" if len(rows) > 1 else str(path)
-            print(f"{label}: " + ", ".join(f"{names[k]} ({row[k]:.1%})" for k in top))
+            print(f"{label}: " + ", ".join(text for _, _, text in top_classes(row, names, args.top)))
     return 0
 
 
@@ -134,7 +129,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from gpunn.plot import plot_runs
 
+    if args.weights:
+        from gpunn.pictures import write_weights_pictures
+
+        print("\n".join(write_weights_pictures(args.runs, args.output)))
+        return 0
     print(plot_runs([Path(d) for d in args.runs], Path(args.output) if args.output else None))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gpunn.serve import serve
+
+    serve(args.checkpoint, args.device, args.host, args.port)
     return 0
 
 
@@ -238,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", help="default: the dataset the model was trained on")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--device")
+    evaluate.add_argument("--plot", action="store_true", help="also write confusion.png and mistakes.png")
     evaluate.set_defaults(run=_cmd_evaluate)
 
     predict = commands.add_parser("predict", help="top-k classes for .npy, IDX or PNG inputs")
@@ -254,8 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")
     plot.add_argument("runs", nargs="+", metavar="OUT")
-    plot.add_argument("--output", help="PNG path (default: OUT/curves.png)")
+    plot.add_argument("--output", help="PNG path (default: OUT/curves.png, OUT/weights.png)")
+    plot.add_argument("--weights", action="store_true", help="the first layer's weights, one tile per unit")
     plot.set_defaults(run=_cmd_plot)
+
+    serve = commands.add_parser("serve", help="a local page to draw a digit and see the model's guesses")
+    serve.add_argument("checkpoint", help="a checkpoint.npz or a run folder (a 28x28 model)")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free one")
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    serve.add_argument("--device")
+    serve.set_defaults(run=_cmd_serve)
 
     data = commands.add_parser("data", help="download, verify and describe datasets")
     data_commands = data.add_subparsers(

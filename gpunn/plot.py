@@ -19,17 +19,32 @@ def read_metrics(run: Path) -> list[dict]:
         raise GpunnError(f"{path}: unreadable ({exc})") from None
 
 
-def plot_runs(runs: list[Path], output: Path | None = None, labels: list[str] | None = None) -> str:
-    """Loss and test-accuracy curves of each run into one PNG; returns a line saying where."""
-    histories = [read_metrics(Path(run)) for run in runs]
+def pyplot():
+    """matplotlib.pyplot drawing off-screen (Agg), or the one-line error naming the extra to install."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise GpunnError('plotting needs matplotlib: pip install "gpunn[plot]"') from None
+    return plt
+
+
+def save_png(figure, output: Path, dpi: int = 100) -> str:
+    """Write the figure atomically (no half-written PNG), close it; returns a line saying where."""
+    with atomic_writer(output) as fh:
+        figure.savefig(fh, format="png", dpi=dpi)
+    pyplot().close(figure)
+    return f"wrote {output}"
+
+
+def plot_runs(runs: list[Path], output: Path | None = None, labels: list[str] | None = None) -> str:
+    """Loss and test-accuracy curves of each run into one PNG; returns a line saying where."""
+    histories = [read_metrics(Path(run)) for run in runs]
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     output = output or Path(runs[0]) / "curves.png"
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
     for index, history in enumerate(histories):
@@ -43,7 +58,4 @@ def plot_runs(runs: list[Path], output: Path | None = None, labels: list[str] | 
     for axis in (loss_axis, acc_axis):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     figure.tight_layout()
-    with atomic_writer(output) as fh:
-        figure.savefig(fh, format="png", dpi=100)
-    plt.close(figure)
-    return f"wrote {output}"
+    return save_png(figure, output)

@@ -1,4 +1,5 @@
-"""Reading inputs for `gpunn predict`: .npy arrays, IDX files and PNG images, as (N, features) rows."""
+"""Inputs and outputs of `gpunn predict` (and `gpunn serve`): .npy arrays, IDX files and PNG images read as
+(N, features) rows; the model and class names of a checkpoint; top-k classes as text."""
 
 from __future__ import annotations
 
@@ -54,3 +55,23 @@ def read_inputs(path: str | Path, features: int) -> np.ndarray:
     if not np.all(np.isfinite(rows)) or rows.min() < 0 or rows.max() > 1:
         raise DataError(f"{path}: float inputs must be finite and in [0, 1] (or save uint8 pixels 0..255)")
     return rows
+
+
+def load_predictor(checkpoint_path: str | Path, device: str | None = None):
+    """(model on `device`, class names) of a checkpoint or run folder."""
+    from gpunn.checkpoint import load_checkpoint
+    from gpunn.data.sources import SOURCES
+    from gpunn.nn.model import Sequential
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = Sequential.from_description(checkpoint.architecture, device, checkpoint.header["dtype"])
+    model.set_weights(checkpoint.weights)
+    dataset = checkpoint.header.get("config", {}).get("dataset", "mnist")
+    names = SOURCES[dataset].class_names if dataset in SOURCES else tuple(str(i) for i in range(10))
+    return model, names
+
+
+def top_classes(probabilities: np.ndarray, names, k: int) -> list[tuple[str, float, str]]:
+    """The k likeliest classes of one row as (name, probability, 'name (p%)'), the likeliest first."""
+    top = np.argsort(probabilities, kind="stable")[::-1][:k]
+    return [(names[i], float(probabilities[i]), f"{names[i]} ({probabilities[i]:.1%})") for i in top]
