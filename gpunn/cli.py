@@ -22,6 +22,9 @@ TRAIN_FLAGS = [
     ("--init", str, "he | xavier"),
     ("--seed", int, "seed of the host RNG (weights and batch order)"),
     ("--dataset", str, "mnist | fashion-mnist | digits"),
+    ("--val-size", int, "images held out of the training set, stratified, for validation (default 0: none)"),
+    ("--early-stopping", int, "stop after this many epochs without a lower validation loss (needs --val-size)"),
+    ("--dropout", float, "inverted dropout probability after each hidden activation (default 0)"),
 ]
 
 

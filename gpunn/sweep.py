@@ -33,11 +33,16 @@ def run_sweep(grid: dict[str, list], out: Path, device=None, dtype=None, data_di
             **chosen,
         )
         seconds = sum(h["seconds"] for h in result.history)
-        rows.append((_label({k: chosen[k] for k in swept}), result.test_accuracy, seconds, result.out_dir))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'setting':<{width}}  test acc   train s")
-    for label, accuracy, seconds, _ in rows:
-        print(f"{label:<{width}}  {accuracy:7.2%}  {seconds:8.2f}")
+        rows.append(
+            (
+                _label({k: chosen[k] for k in swept}),
+                result.test_accuracy,
+                seconds,
+                result.out_dir,
+                result.best,
+            )
+        )
+    print_table(rows)
     from gpunn.errors import GpunnError
     from gpunn.plot import plot_runs
 
@@ -46,3 +51,19 @@ def run_sweep(grid: dict[str, list], out: Path, device=None, dtype=None, data_di
     except GpunnError as exc:
         print(f"no plot: {exc}")
     return rows
+
+
+def print_table(rows: list) -> None:
+    """One line per run; with a validation split, best first by validation loss (the test set only reports)."""
+    width = max(len(r[0]) for r in rows)
+    if all(r[4] is not None for r in rows):
+        print(f"{'setting':<{width}}  val loss  val acc  best epoch  its test acc  final test acc   train s")
+        for label, accuracy, seconds, _, best in sorted(rows, key=lambda r: r[4]["val_loss"]):
+            print(
+                f"{label:<{width}}  {best['val_loss']:8.4f}  {best['val_accuracy']:7.2%}  {best['epoch']:10d}  "
+                f"{best['test_accuracy']:12.2%}  {accuracy:14.2%}  {seconds:8.2f}"
+            )
+        return
+    print(f"{'setting':<{width}}  test acc   train s")
+    for label, accuracy, seconds, *_ in rows:
+        print(f"{label:<{width}}  {accuracy:7.2%}  {seconds:8.2f}")

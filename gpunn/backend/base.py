@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gpunn.backend.counter_rng import random_bits, stream_key
 from gpunn.errors import DeviceMismatchError, DTypeMismatchError
 from gpunn.procinfo import rss_bytes, total_memory_bytes
 
@@ -201,6 +202,19 @@ class Backend:
         velocity = momentum * velocity + grad
         direction = grad + momentum * velocity if nesterov else velocity
         return value - lr * direction, velocity
+
+    def dropout_mask(self, shape, p: float, key_words: tuple[int, ...]):
+        """Inverted-dropout mask of `shape`: 0 with probability p, else 1 / (1 - p), in the backend dtype.
+
+        The bits come from the counter-based generator (gpunn/backend/counter_rng.py) keyed by key_words
+        (seed, layer, step): the same mask on every backend, computed on the device, nothing uploaded.
+        """
+        count = 1
+        for size in shape:
+            count *= int(size)
+        bits = random_bits(self, count, stream_key(*key_words))
+        keep = bits >= min(round(p * 2**32), 2**32 - 1)
+        return self.xp.reshape(self.astype(keep, self.dtype) * (1.0 / (1.0 - p)), tuple(shape))
 
     def count_correct(self, logits, labels):
         """Number of rows whose argmax equals the integer label, as a 0-d device array."""

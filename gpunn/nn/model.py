@@ -6,7 +6,7 @@ import numpy as np
 
 from gpunn.backend import Backend, get_backend
 from gpunn.errors import ShapeError
-from gpunn.nn.layers import Dense, Layer, activation, layer_from_description
+from gpunn.nn.layers import Dense, Dropout, Layer, activation, layer_from_description
 from gpunn.rng import host_rng
 
 
@@ -29,16 +29,25 @@ class Sequential:
         if dense:
             dense[0].need_input_grad = False  # nothing reads the gradient of the input data
         self.in_features = dense[0].in_features if dense else None
+        self._dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, Dropout):  # its masks: keyed by the seed and its place in the model
+                layer.seed, layer.stream = seed or 0, index
 
     # ---- the two passes --------------------------------------------------------------------------------
-    def forward(self, x):
-        """Forward pass on a device array (N, in_features) of the backend's dtype."""
+    def forward(self, x, step: int | None = None):
+        """Forward pass on a device array (N, in_features) of the backend's dtype.
+
+        `step` is the training step: given, Dropout layers drop (with masks keyed by it); None is inference.
+        """
         self.backend.check(x)
         self.backend.check_dtype(x)
         if x.ndim != 2 or (self.in_features is not None and x.shape[1] != self.in_features):
             raise ShapeError(
                 f"input of shape {tuple(x.shape)} given to a model that expects (N, {self.in_features})"
             )
+        for layer in self._dropouts:
+            layer.step = step
         for layer in self.layers:
             x = layer.forward(x)
         return x
@@ -132,9 +141,13 @@ def mlp(
     backend=None,
     seed: int | None = 0,
     dtype: str | None = None,
+    dropout: float = 0.0,
     **kwargs,
 ) -> Sequential:
-    """Dense layers of the given sizes with `activation` between them (none after the last: logits)."""
+    """Dense layers of the given sizes with `activation` between them (none after the last: logits).
+
+    dropout > 0 adds a Dropout layer after each hidden activation.
+    """
     activation_name = kwargs.pop("activation", activation_name)
     if kwargs:
         raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
@@ -145,4 +158,6 @@ def mlp(
         layers.append(Dense(fan_in, fan_out, init))
         if index < len(sizes) - 2:
             layers.append(activation(activation_name))
+            if dropout:
+                layers.append(Dropout(dropout))
     return Sequential(layers, backend, seed=seed, dtype=dtype)
