@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gpunn.backend import dlpack
 from gpunn.backend.counter_rng import random_bits, stream_key
 from gpunn.errors import DeviceMismatchError, DTypeMismatchError
 from gpunn.procinfo import rss_bytes, total_memory_bytes
@@ -56,6 +57,33 @@ class Backend:
         """Copy a device array back to a NumPy array (a synchronisation point on a GPU)."""
         self.check(array)
         return self._download(array)
+
+    def from_dlpack(self, array):
+        """The door for arrays of other libraries (PyTorch, JAX, CuPy, ...): any DLPack-capable array.
+
+        An array on this backend's own device is imported without a copy (a CuPy array or a torch CUDA
+        tensor on the same GPU never visits the host); a host array is viewed without a copy and moved
+        like from_host (floats take the backend dtype); an array on another device is refused with a
+        DeviceMismatchError naming both devices, as every primitive refuses one.
+        """
+        if self._is_mine(array):
+            return array
+        if isinstance(array, np.ndarray):
+            return self.from_host(array)
+        if not dlpack.is_foreign_array(array):
+            raise DeviceMismatchError(
+                f"from_dlpack expects an array with __dlpack__ (NumPy, PyTorch, JAX, CuPy, ...), got "
+                f"{type(array).__module__}.{type(array).__name__}"
+            )
+        host = dlpack.host_view(array)
+        return self.from_host(host) if host is not None else self._import_device_dlpack(array)
+
+    def _import_device_dlpack(self, array):
+        """A device-resident DLPack array: only a GPU backend on the same device can take it."""
+        raise DeviceMismatchError(
+            f"{dlpack.describe(array)} was passed to the {self.device} backend, which refuses implicit "
+            "transfers: move it to the host first (x.cpu() for a PyTorch tensor) or use a backend on its device"
+        )
 
     def to_scalar(self, array) -> float:
         return float(self.to_host(array))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.backend import Backend, get_backend
+from gpunn.backend import Backend, dlpack, get_backend
 from gpunn.errors import ShapeError
 from gpunn.nn.layers import Dense, Dropout, Layer, activation, layer_from_description
 from gpunn.rng import host_rng
@@ -120,18 +120,44 @@ class Sequential:
         model.set_weights(checkpoint.weights)
         return model
 
-    def predict_proba(self, x_host: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Softmax probabilities for host inputs: uint8 pixels (scaled on the device) or finite floats."""
-        x_host = np.asarray(x_host)
+    def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:
+        """Softmax probabilities (a NumPy array) for uint8 pixels (scaled on the device) or finite floats.
+
+        x may be a host array (NumPy, a list, a PyTorch CPU tensor, any DLPack array in host memory) or an
+        array on this model's device (its own, or a CuPy array / CUDA tensor on the same GPU), which is
+        used where it is, with no round trip through the host (see Backend.from_dlpack).
+        """
+        backend = self.backend
+        if not isinstance(x, np.ndarray) and (dlpack.is_foreign_array(x) or backend._is_mine(x)):
+            host = None if backend._is_mine(x) else dlpack.host_view(x)
+            if host is None:
+                return self._predict_device(backend.from_dlpack(x), batch_size)
+            x = host
+        x_host = np.asarray(x)
         if x_host.dtype != np.uint8 and not np.all(np.isfinite(x_host)):
             raise ShapeError("input contains NaN or infinite values")
         out = []
         for start in range(0, len(x_host), batch_size):
-            batch = self.backend.from_host(x_host[start : start + batch_size])
+            batch = backend.from_host(x_host[start : start + batch_size])
             if x_host.dtype == np.uint8:
-                batch = self.backend.scale_images(batch)
-            out.append(self.backend.to_host(self.backend.softmax(self.forward(batch))))
+                batch = backend.scale_images(batch)
+            out.append(backend.to_host(backend.softmax(self.forward(batch))))
         return np.concatenate(out) if out else np.zeros((0, 0))
+
+    def _predict_device(self, x, batch_size: int) -> np.ndarray:
+        """predict_proba for an array already on this device: batches are slices, only results come back."""
+        backend, xp = self.backend, self.backend.xp
+        images = x.dtype == xp.uint8
+        if not images:
+            x = backend.astype(x, backend.dtype)
+            if not bool(backend.to_host(xp.all(xp.isfinite(x)))):
+                raise ShapeError("input contains NaN or infinite values")
+        out = []
+        n = x.shape[0]
+        for start in range(0, n, batch_size):
+            batch = x[start : min(start + batch_size, n), ...]
+            out.append(backend.softmax(self.forward(backend.scale_images(batch) if images else batch)))
+        return backend.to_host(backend.concat(out)) if out else np.zeros((0, 0))
 
 
 def mlp(
