@@ -134,6 +134,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from gpunn.export_onnx import export_onnx
+
+    path, contract = export_onnx(args.checkpoint, args.onnx, args.input_dtype, args.input_shape)
+    shape = "x".join(map(str, contract["shape"]))
+    print(f"{path}: ONNX opset 17; input {contract['dtype']} {shape} ({contract['values']}); outputs probabilities, label")
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from gpunn.plot import plot_runs
 
@@ -254,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     _training_flags(sweep, as_lists=True)
     sweep.add_argument("--out", default="runs/sweep", help="folder for one run per combination and the plot")
     sweep.set_defaults(run=_cmd_sweep)
+
+    export = commands.add_parser("export", help="write a trained model as an ONNX graph")
+    export.add_argument("checkpoint", metavar="RUN", help="a run folder, its checkpoint.npz or best.npz")
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write (not overwritten)")
+    export.add_argument("--input-dtype", default="uint8", help="uint8 (pixels 0-255, the default) | float32 (pixel/255)")
+    export.add_argument("--input-shape", help="image (N,28,28) | flat (N,784); default: image when square")
+    export.set_defaults(run=_cmd_export)
 
     plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")
     plot.add_argument("runs", nargs="+", metavar="OUT")
