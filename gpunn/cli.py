@@ -129,7 +129,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             separator = "/" if key == "hidden" else ","
             grid[key] = [kind(v) if key != "hidden" else v for v in str(value).split(separator)]
     run_sweep(
-        grid, Path(args.out), device=args.device, dtype=args.dtype, data_dir=args.data_dir, recipe=args.recipe
+        grid,
+        Path(args.out),
+        device=args.device,
+        dtype=args.dtype,
+        data_dir=args.data_dir,
+        recipe=args.recipe,
+        jobs=args.jobs,
+        index=args.index,
     )
     return 0
 
@@ -262,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="train once per combination of listed values, compare")
     _training_flags(sweep, as_lists=True)
     sweep.add_argument("--out", default="runs/sweep", help="folder for one run per combination and the plot")
+    sweep.add_argument("--jobs", type=int, default=1, help="train K combinations at a time, in K processes")
+    sweep.add_argument(
+        "--index", type=int, help="train only combination I (1-based, its folder's number): one per array-job task"
+    )
     sweep.set_defaults(run=_cmd_sweep)
 
     export = commands.add_parser("export", help="write a trained model as an ONNX graph")
