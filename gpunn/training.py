@@ -389,12 +389,12 @@ class _Loop:
         Returns (mean loss, correct, rows used) on the device, or None when a rank asked to stop.
         """
         backend, model = self.backend, self.model
-        global_rows = rows.shape[0]
+        global_rows, start = rows.shape[0], 0
         if self.dist is not None:
             start, stop = self.dist.shard(global_rows)
             rows = rows[start:stop]
         x = backend.scale_images(backend.take_rows(self.x_train, rows))
-        logits = model.forward(x, step=global_step)  # the step keys the dropout masks
+        logits = model.forward(x, step=global_step, first_row=start)  # the step keys the dropout masks
         loss, grad = backend.softmax_cross_entropy(logits, backend.take_rows(self.targets, rows))
         correct = backend.count_correct(logits, backend.take_rows(self.y_train, rows))
         model.backward(grad)

@@ -114,3 +114,10 @@ def test_a_mask_needs_no_upload(backend):
     backend._upload = lambda array, copy: uploads.append(array.shape) or original(array, copy)
     mask = backend.dropout_mask((128, 64), 0.2, (0, 1, 2))
     assert uploads == [] and tuple(mask.shape) == (128, 64)
+
+
+def test_a_shard_of_the_batch_gets_its_rows_of_the_whole_batch_mask(backend):
+    """Data-parallel ranks each mask their own rows of the global batch: K ranks drop what one process does."""
+    whole = backend.to_host(backend.dropout_mask((10, 7), 0.5, (3, 2, 1)))
+    shard = backend.to_host(backend.dropout_mask((4, 7), 0.5, (3, 2, 1), first_row=6))
+    np.testing.assert_array_equal(shard, whole[6:])

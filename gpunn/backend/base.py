@@ -231,16 +231,17 @@ class Backend:
         direction = grad + momentum * velocity if nesterov else velocity
         return value - lr * direction, velocity
 
-    def dropout_mask(self, shape, p: float, key_words: tuple[int, ...]):
+    def dropout_mask(self, shape, p: float, key_words: tuple[int, ...], first_row: int = 0):
         """Inverted-dropout mask of `shape`: 0 with probability p, else 1 / (1 - p), in the backend dtype.
 
         The bits come from the counter-based generator (gpunn/backend/counter_rng.py) keyed by key_words
         (seed, layer, step): the same mask on every backend, computed on the device, nothing uploaded.
+        first_row: where these rows start in the global batch (a rank's shard gets its rows' masks).
         """
-        count = 1
-        for size in shape:
-            count *= int(size)
-        bits = random_bits(self, count, stream_key(*key_words))
+        row = 1
+        for size in shape[1:]:
+            row *= int(size)
+        bits = random_bits(self, int(shape[0]) * row, stream_key(*key_words), first_row * row)
         keep = bits >= min(round(p * 2**32), 2**32 - 1)
         return self.xp.reshape(self.astype(keep, self.dtype) * (1.0 / (1.0 - p)), tuple(shape))
 

@@ -37,10 +37,10 @@ def stream_key(*words: int) -> int:
     return key
 
 
-def random_bits(backend, count: int, key: int):
-    """`count` uint32 values, uniform over [0, 2^32), for element indices 0..count-1 under `key`."""
-    if count >= 2**32:
-        raise ValueError(f"the counter-based generator indexes at most 2^32 elements, asked for {count}")
+def random_bits(backend, count: int, key: int, first: int = 0):
+    """`count` uint32 values, uniform over [0, 2^32), for element indices first..first+count-1 under `key`."""
+    if first + count > 2**32:
+        raise ValueError(f"the counter-based generator indexes at most 2^32 elements, asked for {first + count}")
     uint32 = backend.xp.uint32
-    index = backend.astype(backend.arange(count), uint32)
+    index = backend.astype(backend.arange(count), uint32) + first
     return fmix32(fmix32(index * _GOLDEN + key) ^ fmix32(key ^ 0x68E31DA4))

@@ -162,7 +162,7 @@ class Dropout(Layer):
     the same on every backend and a resumed run recomputes them. With no step (inference) it is identity.
     """
 
-    seed, stream, step = 0, 0, None
+    seed, stream, step, first_row = 0, 0, None, 0
 
     def __init__(self, p: float = 0.5):
         if not 0.0 <= float(p) < 1.0:
@@ -174,7 +174,9 @@ class Dropout(Layer):
         if self.step is None or self.p == 0.0:
             self._mask = None
             return x
-        self._mask = self.backend.dropout_mask(x.shape, self.p, (self.seed, self.stream, self.step))
+        self._mask = self.backend.dropout_mask(
+            x.shape, self.p, (self.seed, self.stream, self.step), self.first_row
+        )
         return x * self._mask
 
     def backward(self, grad):

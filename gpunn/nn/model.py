@@ -35,10 +35,11 @@ class Sequential:
                 layer.seed, layer.stream = seed or 0, index
 
     # ---- the two passes --------------------------------------------------------------------------------
-    def forward(self, x, step: int | None = None):
+    def forward(self, x, step: int | None = None, first_row: int = 0):
         """Forward pass on a device array (N, in_features) of the backend's dtype.
 
         `step` is the training step: given, Dropout layers drop (with masks keyed by it); None is inference.
+        `first_row`: where x starts in the global batch, when x is one rank's shard of it.
         """
         self.backend.check(x)
         self.backend.check_dtype(x)
@@ -47,7 +48,7 @@ class Sequential:
                 f"input of shape {tuple(x.shape)} given to a model that expects (N, {self.in_features})"
             )
         for layer in self._dropouts:
-            layer.step = step
+            layer.step, layer.first_row = step, first_row
         for layer in self.layers:
             x = layer.forward(x)
         return x
