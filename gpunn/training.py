@@ -288,6 +288,11 @@ class _Loop:
     def run(self, progress: _Progress, signals: _SignalCatcher) -> None:
         config, backend = self.config, self.backend
         train_seconds = sum(h["seconds"] for h in progress.history)
+        if progress.stopped_early:
+            self.reporter.line(
+                f"this run stopped early after epoch {progress.epoch} (best: epoch {progress.best_epoch}); "
+                "nothing left to train"
+            )
         while progress.epoch < config.epochs and not progress.stopped_early:
             epoch = progress.epoch + 1
             if progress.order is None:
