@@ -22,6 +22,9 @@ TRAIN_FLAGS = [
     ("--init", str, "he | xavier"),
     ("--seed", int, "seed of the host RNG (weights and batch order)"),
     ("--dataset", str, "mnist | fashion-mnist | digits"),
+    ("--val-size", int, "images held out of the training set, stratified, for validation (default 0: none)"),
+    ("--early-stopping", int, "stop after this many epochs without a lower validation loss (needs --val-size)"),
+    ("--dropout", float, "inverted dropout probability after each hidden activation (default 0)"),
 ]
 
 
@@ -121,8 +124,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             separator = "/" if key == "hidden" else ","
             grid[key] = [kind(v) if key != "hidden" else v for v in str(value).split(separator)]
     run_sweep(
-        grid, Path(args.out), device=args.device, dtype=args.dtype, data_dir=args.data_dir, recipe=args.recipe
+        grid,
+        Path(args.out),
+        device=args.device,
+        dtype=args.dtype,
+        data_dir=args.data_dir,
+        recipe=args.recipe,
+        jobs=args.jobs,
+        index=args.index,
     )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from gpunn.export_onnx import export_onnx
+
+    path, contract = export_onnx(args.checkpoint, args.onnx, args.input_dtype, args.input_shape)
+    shape = "x".join(map(str, contract["shape"]))
+    print(f"{path}: ONNX opset 17; input {contract['dtype']} {shape} ({contract['values']}); outputs probabilities, label")
     return 0
 
 
@@ -258,7 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="train once per combination of listed values, compare")
     _training_flags(sweep, as_lists=True)
     sweep.add_argument("--out", default="runs/sweep", help="folder for one run per combination and the plot")
+    sweep.add_argument("--jobs", type=int, default=1, help="train K combinations at a time, in K processes")
+    sweep.add_argument(
+        "--index", type=int, help="train only combination I (1-based, its folder's number): one per array-job task"
+    )
     sweep.set_defaults(run=_cmd_sweep)
+
+    export = commands.add_parser("export", help="write a trained model as an ONNX graph")
+    export.add_argument("checkpoint", metavar="RUN", help="a run folder, its checkpoint.npz or best.npz")
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write (not overwritten)")
+    export.add_argument("--input-dtype", default="uint8", help="uint8 (pixels 0-255, the default) | float32 (pixel/255)")
+    export.add_argument("--input-shape", help="image (N,28,28) | flat (N,784); default: image when square")
+    export.set_defaults(run=_cmd_export)
 
     plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")
     plot.add_argument("runs", nargs="+", metavar="OUT")

@@ -63,6 +63,9 @@ class TrainConfig:
     dataset: str = "mnist"
     seed: int = 0
     recipe: str = "default"
+    val_size: int = 0  # 0: no validation split (the whole training set trains, as before)
+    early_stopping: int = 0  # patience in epochs on validation loss; 0: off
+    dropout: float = 0.0  # inverted dropout after each hidden activation; 0: none
 
     @classmethod
     def from_recipe(cls, recipe: str = "default", **overrides) -> TrainConfig:
@@ -146,6 +149,22 @@ class TrainConfig:
         need(
             isinstance(self.seed, int) and self.seed >= 0,
             f"--seed must be an integer >= 0, got {self.seed!r}",
+        )
+        need(
+            isinstance(self.val_size, int) and self.val_size >= 0,
+            f"--val-size must be an integer >= 0 (images held out of the training set), got {self.val_size!r}",
+        )
+        need(
+            isinstance(self.early_stopping, int) and self.early_stopping >= 0,
+            f"--early-stopping must be an integer >= 0 (epochs of patience), got {self.early_stopping!r}",
+        )
+        need(
+            self.early_stopping == 0 or self.val_size > 0,
+            "--early-stopping watches the validation loss: add --val-size N (e.g. --val-size 5000)",
+        )
+        need(
+            isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
+            f"--dropout must be a probability in [0, 1), got {self.dropout!r}",
         )
 
 

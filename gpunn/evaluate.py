@@ -56,3 +56,21 @@ def evaluate(model, features_u8: np.ndarray, labels: np.ndarray, classes: int = 
     )
     per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     return Evaluation(float(np.trace(confusion) / max(len(labels), 1)), per_class, confusion)
+
+
+def loss_and_correct(model, images_u8, labels, classes: int = 10, batch_size: int = EVAL_BATCH):
+    """Summed cross-entropy (float64) and number correct over device-resident data, as 0-d device arrays.
+
+    The validation metrics of an epoch: one pass, no host synchronisation until the caller reads them.
+    """
+    backend, xp = model.backend, model.backend.xp
+    total, correct = backend.zeros((), dtype=xp.float64), backend.zeros((), dtype=xp.int64)
+    n = images_u8.shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        logits = model.forward(backend.scale_images(images_u8[start:stop, ...]))
+        batch_labels = labels[start:stop]
+        loss, _ = backend.softmax_cross_entropy(logits, backend.one_hot(batch_labels, classes))
+        total = total + backend.astype(loss, xp.float64) * (stop - start)
+        correct = correct + backend.count_correct(logits, batch_labels)
+    return total, correct

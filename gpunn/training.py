@@ -23,13 +23,15 @@ from gpunn.checkpoint import architecture_summary, load_checkpoint, save_checkpo
 from gpunn.config import ConfigError, TrainConfig
 from gpunn.data import load_dataset
 from gpunn.errors import GpunnError, TrainingDivergedError
-from gpunn.evaluate import count_correct
+from gpunn.evaluate import count_correct, loss_and_correct
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
 from gpunn.rng import host_rng
 from gpunn.schedules import lr_at
+from gpunn.validation_split import split_validation
 
 CHECKPOINT = "checkpoint.npz"
+BEST = "best.npz"  # the weights of the epoch with the lowest validation loss (with --val-size)
 RESUME_MAY_CHANGE = {"epochs"}
 STOP_CHECK_EVERY = 32  # on a GPU, ranks read the shared stop flag every 32 steps (a read is a sync)
 
@@ -48,10 +50,16 @@ class TrainResult:
     history: list[dict]
     config: TrainConfig
     out_dir: Path
+    best_epoch: int = 0  # the epoch with the lowest validation loss (0 without --val-size)
 
     @property
     def test_accuracy(self) -> float:
         return self.history[-1]["test_accuracy"]
+
+    @property
+    def best(self) -> dict | None:
+        """The metrics of the validation-chosen epoch (saved as best.npz), or None without --val-size."""
+        return self.history[self.best_epoch - 1] if self.best_epoch else None
 
 
 @dataclass
@@ -64,6 +72,9 @@ class _Progress:
     loss_sum: float = 0.0
     correct: int = 0
     history: list[dict] = field(default_factory=list)
+    best_val_loss: float | None = None  # early stopping's state: the best validation loss so far
+    best_epoch: int = 0
+    stopped_early: bool = False
 
 
 class _Reporter:
@@ -108,7 +119,14 @@ class _SignalCatcher:
 
 def _build_model(config: TrainConfig, in_features: int, backend) -> Sequential:
     sizes = [in_features, *config.hidden, 10]
-    return mlp(sizes, activation=config.activation, init=config.init, backend=backend, seed=config.seed)
+    return mlp(
+        sizes,
+        activation=config.activation,
+        init=config.init,
+        backend=backend,
+        seed=config.seed,
+        dropout=config.dropout,
+    )
 
 
 def train(
@@ -186,6 +204,9 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
         dist.barrier()  # rank 0 fetches (or downloads) the data first; no download races
     train_set = load_dataset(config.dataset, "train", data_dir=data_dir)
     test_set = load_dataset(config.dataset, "test", data_dir=data_dir)
+    val_set = None
+    if config.val_size:
+        train_set, val_set = split_validation(train_set, config.val_size, config.seed)
     if dist is not None and root:
         dist.barrier()
     model = _build_model(config, train_set.features.shape[1], backend)
@@ -204,6 +225,9 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
             header["loss_sum"] if root else 0.0,  # the partial sums are global: rank 0 carries them
             header["correct"] if root else 0,
             header["history"],
+            header.get("best_val_loss"),
+            header.get("best_epoch", 0),
+            header.get("stopped_early", False),
         )
 
     if root:
@@ -219,16 +243,16 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
         ranks = f" x {dist.size} ranks (rank=pid {pids}; {dist.reducer.name} allreduce)"
     reporter.line(
         f"gpunn: device {selection.describe()}{ranks} | {backend.dtype_name} | {config.dataset} "
-        f"({len(train_set)} train, {len(test_set)} test) | model {architecture_summary(model.describe())} | "
+        f"({len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test) | model {architecture_summary(model.describe())} | "
         f"{model.num_parameters():,} parameters | recipe {config.recipe}"
         + (f" | resuming {out} at epoch {progress.epoch + 1}" if checkpoint is not None else "")
     )
 
-    loop = _Loop(config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist)
+    loop = _Loop(config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist, val_set)
     # overflow is detected and reported once per epoch below, so NumPy's per-operation warnings are noise
     with _SignalCatcher() as signals, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         loop.run(progress, signals)
-    return TrainResult(model, progress.history, config, out)
+    return TrainResult(model, progress.history, config, out, progress.best_epoch)
 
 
 def _normal(key: str, value):
@@ -236,7 +260,9 @@ def _normal(key: str, value):
 
 
 class _Loop:
-    def __init__(self, config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist=None):
+    def __init__(
+        self, config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist=None, val_set=None
+    ):
         self.config, self.model, self.optimizer, self.rng = config, model, optimizer, rng
         self.backend, self.out, self.reporter, self.dist = backend, out, reporter, dist
         # uint8 images uploaded once (shared, not copied, on the host backend: they are only read)
@@ -247,6 +273,11 @@ class _Loop:
         self.x_test = backend.from_host(test_set.features[test_rows], copy=False)  # evaluation is sharded
         self.y_test = backend.from_host(test_set.labels[test_rows], copy=False)
         self.n, self.n_test = len(train_set), len(test_set)
+        if val_set is not None:  # sharded like the test set
+            val_rows = slice(*dist.shard(len(val_set))) if dist is not None else slice(None)
+            self.x_val = backend.from_host(val_set.features[val_rows], copy=False)
+            self.y_val = backend.from_host(val_set.labels[val_rows], copy=False)
+        self.n_val = len(val_set) if val_set is not None else 0
         self.steps_per_epoch = -(-self.n // config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
 
@@ -257,7 +288,12 @@ class _Loop:
     def run(self, progress: _Progress, signals: _SignalCatcher) -> None:
         config, backend = self.config, self.backend
         train_seconds = sum(h["seconds"] for h in progress.history)
-        while progress.epoch < config.epochs:
+        if progress.stopped_early:
+            self.reporter.line(
+                f"this run stopped early after epoch {progress.epoch} (best: epoch {progress.best_epoch}); "
+                "nothing left to train"
+            )
+        while progress.epoch < config.epochs and not progress.stopped_early:
             epoch = progress.epoch + 1
             if progress.order is None:
                 progress.order = self.rng.permutation(self.n)
@@ -274,7 +310,7 @@ class _Loop:
                 global_step = progress.epoch * self.steps_per_epoch + step
                 self.optimizer.lr = lr_at(config.schedule, config.lr, global_step, self.total_steps)
                 rows = order[step * config.batch_size : min((step + 1) * config.batch_size, self.n)]
-                stepped = self._step(rows, signals.signum is not None, step)
+                stepped = self._step(rows, signals.signum is not None, step, global_step)
                 if stepped is None:  # some rank was asked to stop: all stop here, before this step's update
                     self._stop(progress, step, loss_sum, correct, signals.signum or signal.SIGTERM)
                 batch_loss, batch_correct, batch_rows = stepped
@@ -314,28 +350,56 @@ class _Loop:
                 "seconds": seconds,
                 "samples_per_second": self.n / seconds,
             }
+            validation = ""
+            if self.n_val:
+                validation = self._validate(progress, record)
             progress.history.append(record)
             progress.epoch, progress.order, progress.step_in_epoch = epoch, None, 0
             self._save(progress)
             self.reporter.line(
                 f"epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  train {record['train_accuracy']:.2%}  "
-                f"test {test_accuracy:.2%}  lr {self.optimizer.lr:.3g}  {seconds:.2f} s  "
+                f"{validation}test {test_accuracy:.2%}  lr {self.optimizer.lr:.3g}  {seconds:.2f} s  "
                 f"{record['samples_per_second']:,.0f} samples/s"
             )
+            if progress.stopped_early:
+                self.reporter.line(
+                    f"early stopping: no lower validation loss for {config.early_stopping} epochs after "
+                    f"epoch {progress.best_epoch}"
+                )
         self._summary(progress, train_seconds)
 
-    def _step(self, rows, stop_requested: bool = False, step: int = 0):
+    def _validate(self, progress: _Progress, record: dict) -> str:
+        """Validation loss and accuracy into `record`; best.npz and early stopping decided on them."""
+        loss_sum, correct = loss_and_correct(self.model, self.x_val, self.y_val)
+        loss_total, val_correct = self._global(
+            float(self.backend.to_host(loss_sum)), int(self.backend.to_host(correct))
+        )
+        record["val_loss"], record["val_accuracy"] = loss_total / self.n_val, val_correct / self.n_val
+        epoch = record["epoch"]
+        if progress.best_val_loss is None or record["val_loss"] < progress.best_val_loss:
+            progress.best_val_loss, progress.best_epoch = record["val_loss"], epoch
+            self._save_best(record)  # before checkpoint.npz, which records that best.npz holds this epoch
+        patience = self.config.early_stopping
+        progress.stopped_early = bool(patience) and epoch - progress.best_epoch >= patience
+        return f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.2%}  "
+
+    def _save_best(self, record: dict) -> None:
+        if self.dist is None or self.dist.is_root:
+            header = {"config": self.config.to_dict(), "epoch": record["epoch"], "metrics": record}
+            save_checkpoint(self.out / BEST, self.model, header)
+
+    def _step(self, rows, stop_requested: bool = False, step: int = 0, global_step: int = 0):
         """One SGD step on `rows` of the training set (this rank's shard of them when distributed).
 
         Returns (mean loss, correct, rows used) on the device, or None when a rank asked to stop.
         """
         backend, model = self.backend, self.model
-        global_rows = rows.shape[0]
+        global_rows, start = rows.shape[0], 0
         if self.dist is not None:
             start, stop = self.dist.shard(global_rows)
             rows = rows[start:stop]
         x = backend.scale_images(backend.take_rows(self.x_train, rows))
-        logits = model.forward(x)
+        logits = model.forward(x, step=global_step, first_row=start)  # the step keys the dropout masks
         loss, grad = backend.softmax_cross_entropy(logits, backend.take_rows(self.targets, rows))
         correct = backend.count_correct(logits, backend.take_rows(self.y_train, rows))
         model.backward(grad)
@@ -368,6 +432,9 @@ class _Loop:
             "correct": progress.correct,
             "history": progress.history,
             "rng_state": self.rng.bit_generator.state,
+            "best_val_loss": progress.best_val_loss,
+            "best_epoch": progress.best_epoch,
+            "stopped_early": progress.stopped_early,
         }
         arrays = {"order": progress.order} if progress.order is not None else None
         save_checkpoint(self.out / CHECKPOINT, self.model, header, self.optimizer, arrays)
@@ -384,11 +451,18 @@ class _Loop:
 
     def _summary(self, progress: _Progress, train_seconds: float) -> None:
         n_params = self.model.num_parameters()
-        samples = self.n * self.config.epochs
+        samples = self.n * len(progress.history)
         flops = 6 * n_params * samples
         final = progress.history[-1]
+        best = ""
+        if progress.best_epoch:
+            chosen = progress.history[progress.best_epoch - 1]
+            best = (
+                f"; best validation loss at epoch {progress.best_epoch} (val {chosen['val_accuracy']:.2%}, "
+                f"test {chosen['test_accuracy']:.2%}) saved as {self.out / BEST}"
+            )
         self.reporter.line(
-            f"done: {self.config.epochs} epochs, {train_seconds:.1f} s of training; test accuracy "
-            f"{final['test_accuracy']:.2%}; training compute 6*N*D = 6 x {n_params:,} x {samples:,} = "
+            f"done: {len(progress.history)} epochs, {train_seconds:.1f} s of training; test accuracy "
+            f"{final['test_accuracy']:.2%}{best}; training compute 6*N*D = 6 x {n_params:,} x {samples:,} = "
             f"{flops:.3g} FLOP, {flops / max(train_seconds, 1e-9) / 1e9:.1f} GFLOP/s; saved {self.out / CHECKPOINT}"
         )

@@ -79,6 +79,33 @@ def test_two_ranks_match_one_process(tmp_path):
     assert two.header["history"][-1]["test_accuracy"] == one.history[-1]["test_accuracy"]
 
 
+def test_two_ranks_with_dropout_and_validation_match_one_process(tmp_path):
+    """Each rank masks its own rows of the global batch; validation is sharded and summed."""
+    extra = ["--dropout", "0.3", "--val-size", "200", "--early-stopping", "5", "--epochs", "3"]
+    done = mpi_run(2, "train", "--distributed", *DIGITS, *extra, "--out", str(tmp_path / "two"))
+    assert done.returncode == 0, done.stderr
+    one = train(
+        out=tmp_path / "one",
+        dataset="digits",
+        dtype="float64",
+        batch_size=32,
+        schedule="constant",
+        epochs=3,
+        dropout=0.3,
+        val_size=200,
+        early_stopping=5,
+        verbose=False,
+    )
+    two = load_checkpoint(tmp_path / "two")
+    assert max_weight_diff(one.model.get_weights(), two.weights) <= 1e-10
+    assert [h["val_loss"] for h in two.header["history"]] == pytest.approx(
+        [h["val_loss"] for h in one.history], rel=1e-10
+    )
+    assert two.header["best_epoch"] == one.best_epoch
+    best = load_checkpoint(tmp_path / "two" / "best.npz")
+    assert max_weight_diff(load_checkpoint(tmp_path / "one" / "best.npz").weights, best.weights) <= 1e-10
+
+
 def test_a_two_rank_checkpoint_resumes_on_one_rank(tmp_path):
     done = mpi_run(2, "train", "--distributed", *DIGITS, "--epochs", "1", "--out", str(tmp_path / "r"))
     assert done.returncode == 0, done.stderr

@@ -63,3 +63,8 @@ def test_performance_and_accuracy_numbers_come_from_committed_results():
         assert f"{mean:.2%} mean" in text, recipe
     assert accuracy["recipes"]["default"]["mean"] >= 0.98
     assert 0.973 <= accuracy["recipes"]["seed"]["mean"] <= 0.98
+
+
+def test_dlpack_example_runs():
+    done = subprocess.run([sys.executable, "-c", example_block("dlpack")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

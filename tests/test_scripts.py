@@ -45,3 +45,33 @@ def test_gpu_check_without_a_gpu_reports_why_and_fails(tmp_path):
     assert not parts["pytest -m gpu"]["ok"] and not parts["cpu-vs-gpu parity"]["ok"]
     assert not report["gpu"]["usable"] and report["gpu"]["reason"]
     assert "failed" in (next(tmp_path.glob("gpu-check-*.txt")).read_text().splitlines()[-1])
+
+
+def test_accuracy_reports_the_validation_chosen_epoch(tmp_path):
+    out = tmp_path / "accuracy.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "accuracy.py"),
+            "--dataset",
+            "digits",
+            "--recipes",
+            "seed",
+            "--seeds",
+            "0",
+            "--val-size",
+            "200",
+            "--early-stopping",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(out.read_text())["recipes"]["seed"]["runs"]
+    assert run["epochs"] == 20 or run["epochs"] == run["best_epoch"] + 3  # ran out or stopped early
+    assert json.loads(out.read_text())["recipes"]["seed"]["mean"] == run["chosen_test_accuracy"]
+    assert f"epoch {run['best_epoch']} chosen on validation" in done.stdout

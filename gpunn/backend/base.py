@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from gpunn.backend import dlpack
+from gpunn.backend.counter_rng import random_bits, stream_key
 from gpunn.errors import DeviceMismatchError, DTypeMismatchError
 from gpunn.procinfo import rss_bytes, total_memory_bytes
 
@@ -55,6 +57,33 @@ class Backend:
         """Copy a device array back to a NumPy array (a synchronisation point on a GPU)."""
         self.check(array)
         return self._download(array)
+
+    def from_dlpack(self, array):
+        """The door for arrays of other libraries (PyTorch, JAX, CuPy, ...): any DLPack-capable array.
+
+        An array on this backend's own device is imported without a copy (a CuPy array or a torch CUDA
+        tensor on the same GPU never visits the host); a host array is viewed without a copy and moved
+        like from_host (floats take the backend dtype); an array on another device is refused with a
+        DeviceMismatchError naming both devices, as every primitive refuses one.
+        """
+        if self._is_mine(array):
+            return array
+        if isinstance(array, np.ndarray):
+            return self.from_host(array)
+        if not dlpack.is_foreign_array(array):
+            raise DeviceMismatchError(
+                f"from_dlpack expects an array with __dlpack__ (NumPy, PyTorch, JAX, CuPy, ...), got "
+                f"{type(array).__module__}.{type(array).__name__}"
+            )
+        host = dlpack.host_view(array)
+        return self.from_host(host) if host is not None else self._import_device_dlpack(array)
+
+    def _import_device_dlpack(self, array):
+        """A device-resident DLPack array: only a GPU backend on the same device can take it."""
+        raise DeviceMismatchError(
+            f"{dlpack.describe(array)} was passed to the {self.device} backend, which refuses implicit "
+            "transfers: move it to the host first (x.cpu() for a PyTorch tensor) or use a backend on its device"
+        )
 
     def to_scalar(self, array) -> float:
         return float(self.to_host(array))
@@ -201,6 +230,20 @@ class Backend:
         velocity = momentum * velocity + grad
         direction = grad + momentum * velocity if nesterov else velocity
         return value - lr * direction, velocity
+
+    def dropout_mask(self, shape, p: float, key_words: tuple[int, ...], first_row: int = 0):
+        """Inverted-dropout mask of `shape`: 0 with probability p, else 1 / (1 - p), in the backend dtype.
+
+        The bits come from the counter-based generator (gpunn/backend/counter_rng.py) keyed by key_words
+        (seed, layer, step): the same mask on every backend, computed on the device, nothing uploaded.
+        first_row: where these rows start in the global batch (a rank's shard gets its rows' masks).
+        """
+        row = 1
+        for size in shape[1:]:
+            row *= int(size)
+        bits = random_bits(self, int(shape[0]) * row, stream_key(*key_words), first_row * row)
+        keep = bits >= min(round(p * 2**32), 2**32 - 1)
+        return self.xp.reshape(self.astype(keep, self.dtype) * (1.0 / (1.0 - p)), tuple(shape))
 
     def count_correct(self, logits, labels):
         """Number of rows whose argmax equals the integer label, as a 0-d device array."""

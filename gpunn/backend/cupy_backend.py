@@ -40,6 +40,16 @@ class CupyBackend(Backend):
     def _upload(self, array, copy):
         return self.xp.asarray(array)
 
+    def _import_device_dlpack(self, array):
+        """A CUDA DLPack array on this GPU: imported without a copy (floats cast on the device)."""
+        from gpunn.backend import dlpack
+
+        if dlpack.dlpack_device(array) != (dlpack.DLPACK_CUDA, self.index):
+            return super()._import_device_dlpack(array)
+        with self._cuda:
+            imported = self.xp.from_dlpack(array)
+            return imported.astype(self.dtype, copy=False) if imported.dtype.kind == "f" else imported
+
     def _download(self, array):
         return self.xp.asnumpy(array)
 

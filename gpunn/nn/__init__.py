@@ -1,6 +1,6 @@
 """Layers, losses, initialisers, optimizers and the Sequential model, written once for every backend."""
 
-from gpunn.nn.layers import GELU, Dense, Layer, LeakyReLU, Param, ReLU, Sigmoid, Softmax, Tanh
+from gpunn.nn.layers import GELU, Dense, Dropout, Layer, LeakyReLU, Param, ReLU, Sigmoid, Softmax, Tanh
 from gpunn.nn.losses import (
     MSE,
     BinaryCrossEntropy,
@@ -20,6 +20,7 @@ __all__ = [
     "BinaryCrossEntropyWithLogits",
     "CategoricalCrossEntropy",
     "Dense",
+    "Dropout",
     "Layer",
     "LeakyReLU",
     "Optimizer",

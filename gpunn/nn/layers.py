@@ -155,6 +155,37 @@ class Softmax(Layer):
         return y * (grad - self.backend.xp.sum(grad * y, axis=1, keepdims=True))
 
 
+class Dropout(Layer):
+    """Inverted dropout: while training, zero each input with probability p and scale the rest by 1/(1-p).
+
+    Masks are keyed by (seed, position in the model, training step), which Sequential sets, so they are
+    the same on every backend and a resumed run recomputes them. With no step (inference) it is identity.
+    """
+
+    seed, stream, step, first_row = 0, 0, None, 0
+
+    def __init__(self, p: float = 0.5):
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"dropout probability must lie in [0, 1), got {p!r}")
+        self.p = float(p)
+        self._mask = None
+
+    def forward(self, x):
+        if self.step is None or self.p == 0.0:
+            self._mask = None
+            return x
+        self._mask = self.backend.dropout_mask(
+            x.shape, self.p, (self.seed, self.stream, self.step), self.first_row
+        )
+        return x * self._mask
+
+    def backward(self, grad):
+        return grad if self._mask is None else grad * self._mask
+
+    def describe(self) -> dict:
+        return {"type": "Dropout", "p": self.p}
+
+
 ACTIVATIONS = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
@@ -164,7 +195,7 @@ ACTIVATIONS = {
     "softmax": Softmax,
 }
 
-LAYER_TYPES = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax)}
+LAYER_TYPES = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Dropout)}
 
 
 def activation(name: str) -> Layer:
@@ -183,4 +214,6 @@ def layer_from_description(description: dict) -> Layer:
         return Dense(description["in"], description["out"], description.get("init", "he"))
     if kind == "LeakyReLU":
         return LeakyReLU(description.get("alpha", 0.01))
+    if kind == "Dropout":
+        return Dropout(description.get("p", 0.5))
     return LAYER_TYPES[kind]()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.backend import Backend, get_backend
+from gpunn.backend import Backend, dlpack, get_backend
 from gpunn.errors import ShapeError
-from gpunn.nn.layers import Dense, Layer, activation, layer_from_description
+from gpunn.nn.layers import Dense, Dropout, Layer, activation, layer_from_description
 from gpunn.rng import host_rng
 
 
@@ -29,16 +29,26 @@ class Sequential:
         if dense:
             dense[0].need_input_grad = False  # nothing reads the gradient of the input data
         self.in_features = dense[0].in_features if dense else None
+        self._dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, Dropout):  # its masks: keyed by the seed and its place in the model
+                layer.seed, layer.stream = seed or 0, index
 
     # ---- the two passes --------------------------------------------------------------------------------
-    def forward(self, x):
-        """Forward pass on a device array (N, in_features) of the backend's dtype."""
+    def forward(self, x, step: int | None = None, first_row: int = 0):
+        """Forward pass on a device array (N, in_features) of the backend's dtype.
+
+        `step` is the training step: given, Dropout layers drop (with masks keyed by it); None is inference.
+        `first_row`: where x starts in the global batch, when x is one rank's shard of it.
+        """
         self.backend.check(x)
         self.backend.check_dtype(x)
         if x.ndim != 2 or (self.in_features is not None and x.shape[1] != self.in_features):
             raise ShapeError(
                 f"input of shape {tuple(x.shape)} given to a model that expects (N, {self.in_features})"
             )
+        for layer in self._dropouts:
+            layer.step, layer.first_row = step, first_row
         for layer in self.layers:
             x = layer.forward(x)
         return x
@@ -111,18 +121,44 @@ class Sequential:
         model.set_weights(checkpoint.weights)
         return model
 
-    def predict_proba(self, x_host: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Softmax probabilities for host inputs: uint8 pixels (scaled on the device) or finite floats."""
-        x_host = np.asarray(x_host)
+    def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:
+        """Softmax probabilities (a NumPy array) for uint8 pixels (scaled on the device) or finite floats.
+
+        x may be a host array (NumPy, a list, a PyTorch CPU tensor, any DLPack array in host memory) or an
+        array on this model's device (its own, or a CuPy array / CUDA tensor on the same GPU), which is
+        used where it is, with no round trip through the host (see Backend.from_dlpack).
+        """
+        backend = self.backend
+        if not isinstance(x, np.ndarray) and (dlpack.is_foreign_array(x) or backend._is_mine(x)):
+            host = None if backend._is_mine(x) else dlpack.host_view(x)
+            if host is None:
+                return self._predict_device(backend.from_dlpack(x), batch_size)
+            x = host
+        x_host = np.asarray(x)
         if x_host.dtype != np.uint8 and not np.all(np.isfinite(x_host)):
             raise ShapeError("input contains NaN or infinite values")
         out = []
         for start in range(0, len(x_host), batch_size):
-            batch = self.backend.from_host(x_host[start : start + batch_size])
+            batch = backend.from_host(x_host[start : start + batch_size])
             if x_host.dtype == np.uint8:
-                batch = self.backend.scale_images(batch)
-            out.append(self.backend.to_host(self.backend.softmax(self.forward(batch))))
+                batch = backend.scale_images(batch)
+            out.append(backend.to_host(backend.softmax(self.forward(batch))))
         return np.concatenate(out) if out else np.zeros((0, 0))
+
+    def _predict_device(self, x, batch_size: int) -> np.ndarray:
+        """predict_proba for an array already on this device: batches are slices, only results come back."""
+        backend, xp = self.backend, self.backend.xp
+        images = x.dtype == xp.uint8
+        if not images:
+            x = backend.astype(x, backend.dtype)
+            if not bool(backend.to_host(xp.all(xp.isfinite(x)))):
+                raise ShapeError("input contains NaN or infinite values")
+        out = []
+        n = x.shape[0]
+        for start in range(0, n, batch_size):
+            batch = x[start : min(start + batch_size, n), ...]
+            out.append(backend.softmax(self.forward(backend.scale_images(batch) if images else batch)))
+        return backend.to_host(backend.concat(out)) if out else np.zeros((0, 0))
 
 
 def mlp(
@@ -132,9 +168,13 @@ def mlp(
     backend=None,
     seed: int | None = 0,
     dtype: str | None = None,
+    dropout: float = 0.0,
     **kwargs,
 ) -> Sequential:
-    """Dense layers of the given sizes with `activation` between them (none after the last: logits)."""
+    """Dense layers of the given sizes with `activation` between them (none after the last: logits).
+
+    dropout > 0 adds a Dropout layer after each hidden activation.
+    """
     activation_name = kwargs.pop("activation", activation_name)
     if kwargs:
         raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
@@ -145,4 +185,6 @@ def mlp(
         layers.append(Dense(fan_in, fan_out, init))
         if index < len(sizes) - 2:
             layers.append(activation(activation_name))
+            if dropout:
+                layers.append(Dropout(dropout))
     return Sequential(layers, backend, seed=seed, dtype=dtype)

@@ -1,0 +1,123 @@
+"""Dropout: counter-based masks identical on every backend, inverted scaling, gradients, exact resume."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpunn.backend import get_backend
+from gpunn.backend.counter_rng import random_bits, stream_key
+from gpunn.nn import Dense, Dropout, ReLU, Sequential, SoftmaxCrossEntropy
+from gpunn.training import train
+
+DIGITS = dict(dataset="digits", batch_size=32, verbose=False, schedule="constant", lr=0.05)
+
+
+def reference_bits(count: int, key: int) -> np.ndarray:
+    """The generator written again with Python integers: fmix32 twice, as documented in counter_rng."""
+
+    def fmix(h):
+        h ^= h >> 16
+        h = h * 0x85EBCA6B & 0xFFFFFFFF
+        h ^= h >> 13
+        h = h * 0xC2B2AE35 & 0xFFFFFFFF
+        return h ^ (h >> 16)
+
+    salt = fmix(key ^ 0x68E31DA4)
+    return np.array([fmix(fmix((i * 0x9E3779B9 + key) & 0xFFFFFFFF) ^ salt) for i in range(count)])
+
+
+def test_bits_match_a_plain_python_reference_on_every_backend(backend):
+    key = stream_key(7, 3, 12345)
+    bits = backend.to_host(random_bits(backend, 257, key))
+    assert bits.dtype == np.uint32
+    np.testing.assert_array_equal(bits.astype(np.int64), reference_bits(257, key))
+
+
+def test_mask_is_the_same_on_every_backend(backend):
+    shape, p, words = (64, 33), 0.3, (0, 1, 99)
+    expected = get_backend("cpu", "float32").dropout_mask(shape, p, words)
+    np.testing.assert_array_equal(backend.to_host(backend.dropout_mask(shape, p, words)), expected)
+
+
+def test_mask_drops_p_and_scales_the_rest():
+    b = get_backend("cpu", "float64")
+    p, n = 0.25, 200_000
+    mask = b.dropout_mask((n,), p, (0, 0, 0))
+    dropped = np.mean(mask == 0)
+    assert abs(dropped - p) < 4 * np.sqrt(p * (1 - p) / n)  # a binomial's 4 standard deviations
+    np.testing.assert_array_equal(np.unique(mask), [0.0, 1 / (1 - p)])
+    # a different step, layer or seed gives an unrelated mask (agreeing on about p^2 + (1-p)^2 of entries)
+    for words in [(0, 0, 1), (0, 1, 0), (1, 0, 0)]:
+        agree = np.mean((b.dropout_mask((n,), p, words) == 0) == (mask == 0))
+        assert abs(agree - (p * p + (1 - p) ** 2)) < 0.01, words
+
+
+def test_inference_is_identity_and_training_uses_the_step(backend64):
+    b = backend64
+    model = Sequential([Dense(6, 8), ReLU(), Dropout(0.5), Dense(8, 3)], b, seed=1)
+    plain = Sequential([Dense(6, 8), ReLU(), Dense(8, 3)], b, seed=1)
+    x = b.from_host(np.random.default_rng(0).standard_normal((5, 6)))
+    np.testing.assert_array_equal(b.to_host(model.forward(x)), b.to_host(plain.forward(x)))
+    at_3 = b.to_host(model.forward(x, step=3))
+    assert not np.allclose(at_3, b.to_host(plain.forward(x)))
+    np.testing.assert_array_equal(b.to_host(model.forward(x, step=3)), at_3)
+    assert not np.array_equal(b.to_host(model.forward(x, step=4)), at_3)
+
+
+def test_gradient_through_dropout_matches_finite_differences(backend64):
+    b = backend64
+    rng = np.random.default_rng(0)
+    model = Sequential([Dense(5, 7), ReLU(), Dropout(0.4), Dense(7, 3)], b, seed=2, dtype="float64")
+    x = b.from_host(rng.standard_normal((4, 5)))
+    targets = b.one_hot(b.from_host(np.array([0, 2, 1, 2])), 3)
+    loss_fn = SoftmaxCrossEntropy()
+
+    def loss_at(weights):
+        model.set_weights(weights)
+        return b.to_scalar(loss_fn(b, model.forward(x, step=5), targets)[0])
+
+    weights = model.get_weights()
+    loss_at(weights)
+    _, grad = loss_fn(b, model.forward(x, step=5), targets)
+    model.backward(grad)
+    analytic = b.to_host(model.layers[0].weight.grad)
+    numeric = np.zeros_like(weights[0])
+    for index in np.ndindex(weights[0].shape):
+        for sign in (1, -1):
+            shifted = [w.copy() for w in weights]
+            shifted[0][index] += sign * 1e-6
+            numeric[index] += sign * loss_at(shifted) / 2e-6
+    assert np.abs(analytic).max() > 0
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_training_with_dropout_numpy_equals_strict_and_resume_is_exact(tmp_path):
+    cpu = train(out=tmp_path / "cpu", epochs=3, dropout=0.3, dtype="float64", **DIGITS)
+    strict = train(out=tmp_path / "strict", epochs=3, dropout=0.3, dtype="float64", device="strict", **DIGITS)
+    no_dropout = train(out=tmp_path / "plain", epochs=3, dtype="float64", **DIGITS)
+    train(out=tmp_path / "part", epochs=1, dropout=0.3, dtype="float64", **DIGITS)
+    resumed = train(resume=tmp_path / "part", epochs=3, verbose=False)
+    for a, s, r in zip(
+        cpu.model.get_weights(), strict.model.get_weights(), resumed.model.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(a, s)
+        np.testing.assert_array_equal(a, r)
+    assert [layer["type"] for layer in cpu.model.describe()].count("Dropout") == 2
+    assert cpu.history[-1]["loss"] != no_dropout.history[-1]["loss"]
+    assert cpu.history[-1]["test_accuracy"] > 0.85  # dropout regularises, it does not break training
+
+
+def test_a_mask_needs_no_upload(backend):
+    """The key travels as a scalar argument: no host array crosses to the device per step (GPU included)."""
+    uploads = []
+    original = backend._upload
+    backend._upload = lambda array, copy: uploads.append(array.shape) or original(array, copy)
+    mask = backend.dropout_mask((128, 64), 0.2, (0, 1, 2))
+    assert uploads == [] and tuple(mask.shape) == (128, 64)
+
+
+def test_a_shard_of_the_batch_gets_its_rows_of_the_whole_batch_mask(backend):
+    """Data-parallel ranks each mask their own rows of the global batch: K ranks drop what one process does."""
+    whole = backend.to_host(backend.dropout_mask((10, 7), 0.5, (3, 2, 1)))
+    shard = backend.to_host(backend.dropout_mask((4, 7), 0.5, (3, 2, 1), first_row=6))
+    np.testing.assert_array_equal(shard, whole[6:])
