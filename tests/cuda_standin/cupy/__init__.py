@@ -248,6 +248,9 @@ for _name, _ufunc in {
     "and": _np.bitwise_and,
     "or": _np.bitwise_or,
     "xor": _np.bitwise_xor,
+    # cupy/_core/core.pyx ndarray.__lshift__/__rshift__ (the left_shift/right_shift ufuncs)
+    "lshift": _np.left_shift,
+    "rshift": _np.right_shift,
 }.items():
     _f, _r, _i = _binary(_ufunc)
     setattr(ndarray, f"__{_name}__", _f)
