@@ -8,7 +8,6 @@ K ranks end with the weights of one process. Rank 0 alone prints and writes. MPI
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import sys
@@ -114,25 +113,20 @@ class Distributed:
         start = self.rank * base + min(self.rank, extra)
         return start, start + base + (1 if self.rank < extra else 0)
 
-    def sum_gradients(self, params, scale: float, stop: bool, read_flag: bool = True) -> bool:
-        """grad <- sum over ranks of scale * grad, in one Allreduce of one flat buffer.
+    def sum_gradients(self, buffer, scale: float, stop: bool, read_flag: bool = True) -> bool:
+        """Gradient <- sum over ranks of scale * gradient: one Allreduce of the model's flat gradient buffer.
 
-        The buffer's last slot carries this rank's stop request; returns whether any rank asked to stop
+        The buffer's spare last slot carries this rank's stop request; returns whether any rank asked to stop
         (read from the device only when `read_flag`, so a GPU need not synchronise every step).
         """
         backend = self.backend
-        pieces = [backend.xp.reshape(p.grad, (-1,)) for p in params]
-        pieces.append(backend.from_host(np.array([1.0 if stop else 0.0], dtype=backend.dtype_name)))
-        flat = backend.concat(pieces)
+        flat = buffer.collect_gradient()
+        flat[-1] = 1.0 if stop else 0.0
         if scale != 1.0:
-            flat = flat * scale  # the flag is scaled too: still > 0 exactly when some rank stops
+            flat = backend.scale(flat, scale)  # the flag is scaled too: still > 0 exactly when some rank stops
         flat = self.reducer.sum_(flat)
-        offset = 0
-        for p in params:
-            size = math.prod(p.value.shape)
-            p.grad = backend.xp.reshape(flat[offset : offset + size], p.value.shape)
-            offset += size
-        return read_flag and bool(backend.to_host(flat[offset:])[0] > 0)
+        buffer.set_gradient(flat)
+        return read_flag and bool(backend.to_host(flat[-1:])[0] > 0)
 
     def sum_host(self, values) -> np.ndarray:
         """Sum small host values (epoch totals) over ranks."""

@@ -26,6 +26,7 @@ from gpunn.errors import GpunnError, TrainingDivergedError
 from gpunn.evaluate import count_correct
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
+from gpunn.nn.step import train_step
 from gpunn.rng import host_rng
 from gpunn.schedules import lr_at
 
@@ -329,25 +330,28 @@ class _Loop:
 
         Returns (mean loss, correct, rows used) on the device, or None when a rank asked to stop.
         """
-        backend, model = self.backend, self.model
+        backend, dist = self.backend, self.dist
         global_rows = rows.shape[0]
-        if self.dist is not None:
-            start, stop = self.dist.shard(global_rows)
+        hook = None
+        if dist is not None:
+            start, stop = dist.shard(global_rows)
             rows = rows[start:stop]
-        x = backend.scale_images(backend.take_rows(self.x_train, rows))
-        logits = model.forward(x)
-        loss, grad = backend.softmax_cross_entropy(logits, backend.take_rows(self.targets, rows))
-        correct = backend.count_correct(logits, backend.take_rows(self.y_train, rows))
-        model.backward(grad)
-        if self.dist is not None:
             # each shard's gradient is a mean over its rows: weight it by its share of the global batch
             read_flag = backend.name != "cupy" or step % STOP_CHECK_EVERY == 0
-            if self.dist.sum_gradients(
-                model.parameters(), rows.shape[0] / global_rows, stop_requested, read_flag
-            ):
-                return None
-        self.optimizer.step(model.parameters(), backend)
-        return loss, correct, rows.shape[0]
+            share = rows.shape[0] / global_rows
+
+            def hook(buffer):
+                return dist.sum_gradients(buffer, share, stop_requested, read_flag)
+
+        stepped = train_step(
+            self.model,
+            self.optimizer,
+            backend.gather_images(self.x_train, rows),
+            backend.take_rows(self.targets, rows),
+            labels=backend.take_rows(self.y_train, rows),
+            gradient_hook=hook,
+        )
+        return None if stepped is None else (stepped.loss, stepped.correct, rows.shape[0])
 
     def _stop(self, progress: _Progress, step: int, loss_sum, correct, signum: int) -> None:
         """Save the exact position (the partial sums over all ranks) and raise TrainingInterrupted."""
