@@ -209,6 +209,14 @@ class Backend:
         self.check(*arrays)
         return self.xp.concat([self.xp.reshape(a, (-1,)) for a in arrays])
 
+    def softmax_cross_entropy_counted(self, logits, targets, labels):
+        """softmax_cross_entropy and count_correct of one batch together: (loss, grad, correct), all on the device.
+
+        A training step needs all three; a GPU backend computes them in one pass over the rows.
+        """
+        loss, grad = self.softmax_cross_entropy(logits, targets)
+        return loss, grad, self.count_correct(logits, labels)
+
     def sgd_update(self, value, grad, lr: float, weight_decay: float = 0.0):
         """value - lr * (grad + wd * value)."""
         self.check(value, grad)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from gpunn.nn.losses import SoftmaxCrossEntropy
+from gpunn.nn.losses import SoftmaxCrossEntropy, loss_and_correct
 
 softmax_cross_entropy = SoftmaxCrossEntropy()
 
@@ -40,8 +40,10 @@ def train_step(
     """
     backend = model.backend
     outputs = model.forward(x)
-    loss_value, grad = loss(backend, outputs, targets)
-    correct = backend.count_correct(outputs, labels) if labels is not None else None
+    if labels is None:
+        (loss_value, grad), correct = loss(backend, outputs, targets), None
+    else:
+        loss_value, grad, correct = loss_and_correct(loss, backend, outputs, targets, labels)
     model.backward(grad)
     model.buffer.collect_gradient()
     if gradient_hook is not None and gradient_hook(model.buffer):
