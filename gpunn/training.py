@@ -217,7 +217,8 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
     ranks = ""
     if dist is not None:  # the pids let a launcher's "process N died" be read as a rank
         pids = ", ".join(f"{rank}={pid}" for rank, (_, pid) in enumerate(job.peers))
-        ranks = f" x {dist.size} ranks (rank=pid {pids}; {dist.reducer.name} allreduce)"
+        threads = f"; {job.blas_threads} BLAS threads each" if job.blas_threads else ""
+        ranks = f" x {dist.size} ranks (rank=pid {pids}; {dist.reducer.name} allreduce{threads})"
     reporter.line(
         f"gpunn: device {selection.describe()}{ranks} | {backend.dtype_name} | {config.dataset} "
         f"({len(train_set)} train, {len(test_set)} test) | model {architecture_summary(model.describe())} | "
