@@ -123,8 +123,8 @@ class Distributed:
         backend = self.backend
         flat = buffer.collect_gradient()
         flat[-1] = 1.0 if stop else 0.0
-        if scale != 1.0:
-            flat = backend.scale(flat, scale)  # the flag is scaled too: still > 0 exactly when some rank stops
+        if scale != 1.0:  # the flag is scaled too: still > 0 exactly when some rank stops
+            flat = backend.scale(flat, scale)
         flat = self.reducer.sum_(flat)
         buffer.set_gradient(flat)
         return read_flag and bool(backend.to_host(flat[-1:])[0] > 0)
