@@ -279,9 +279,7 @@ class _Loop:
                 stepped = self._step(rows, signals.signum is not None, step)
                 if stepped is None:  # some rank was asked to stop: all stop here, before this step's update
                     self._stop(progress, step, loss_sum, correct, signals.signum or signal.SIGTERM)
-                batch_loss, batch_correct, batch_rows = stepped
-                loss_sum = loss_sum + backend.astype(batch_loss, backend.xp.float64) * batch_rows
-                correct = correct + batch_correct
+                loss_sum, correct = backend.add_to_totals(loss_sum, correct, *stepped)
                 if bar is not None:
                     bar.update(1)
             # the epoch's one synchronisation (and, across ranks, one small Allreduce)

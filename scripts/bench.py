@@ -90,8 +90,7 @@ def gpunn_epoch(device: str, x, y):
                 backend.take_rows(targets, rows),
                 labels=backend.take_rows(y_dev, rows),
             )
-            loss_sum = loss_sum + backend.astype(result.loss, backend.xp.float64) * rows.shape[0]
-            correct = correct + result.correct
+            loss_sum, correct = backend.add_to_totals(loss_sum, correct, *result, rows.shape[0])
         backend.to_host(loss_sum), backend.to_host(correct)  # the epoch's synchronisation, as in gpunn train
 
     return run

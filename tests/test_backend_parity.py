@@ -8,6 +8,13 @@ import pytest
 from gpunn.backend import Backend, get_backend
 
 
+class KeepDtype:
+    """An input uploaded in its own dtype (the float64 epoch totals), not the backend's."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+
 def _inputs(rng):
     """Arguments for each primitive, drawn on the host (float64, moved to the backend by the test)."""
     x, w, b = rng.standard_normal((16, 12)), rng.standard_normal((12, 7)), rng.standard_normal(7)
@@ -31,6 +38,7 @@ def _inputs(rng):
         "sgd_update[decay]": ((flat, flat_grad, 0.1), {"weight_decay": 1e-3}),
         "adam_update": ((flat, flat_grad, m, v, 0.01, 0.9, 0.999, 1e-8, 3), {"weight_decay": 1e-3}),
         "scale": ((flat_grad, 0.25), {}),
+        "add_to_totals": ((KeepDtype(np.array(1.5)), np.array(3), np.array(0.25), np.array(7), 128), {}),
         "gather_images": ((images, rng.integers(0, 20, 16)), {}),
         "momentum_update": ((value, value * 0.3, velocity, 0.05, 0.9, True), {"weight_decay": 1e-3}),
         "momentum_update[plain]": ((value, value * 0.3, velocity, 0.05, 0.9, False), {}),
@@ -44,6 +52,8 @@ PRIMITIVES = [name for name in _inputs(np.random.default_rng(0))]
 def _to_device(backend, value):
     if isinstance(value, tuple):
         return tuple(_to_device(backend, v) for v in value)
+    if isinstance(value, KeepDtype):
+        return backend.from_host(value.array, dtype=str(value.array.dtype))
     return backend.from_host(value) if isinstance(value, np.ndarray) else value
 
 

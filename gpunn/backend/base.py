@@ -217,6 +217,14 @@ class Backend:
         loss, grad = self.softmax_cross_entropy(logits, targets)
         return loss, grad, self.count_correct(logits, labels)
 
+    def add_to_totals(self, loss_sum, correct_sum, loss, correct, rows: int):
+        """An epoch's running totals after one batch: (loss_sum + float64(loss) * rows, correct_sum + correct).
+
+        loss_sum is a float64 0-d array on every backend, correct_sum an int64 one; nothing is read back.
+        """
+        self.check(loss_sum, correct_sum, loss, correct)
+        return loss_sum + self.astype(loss, self.xp.float64) * rows, correct_sum + correct
+
     def sgd_update(self, value, grad, lr: float, weight_decay: float = 0.0):
         """value - lr * (grad + wd * value)."""
         self.check(value, grad)

@@ -100,6 +100,11 @@ class CupyBackend(Backend):
         self._kernels["gather_images"](images_u8, indices, width, out)
         return out
 
+    def add_to_totals(self, loss_sum, correct_sum, loss, correct, rows):
+        self.check(loss_sum, correct_sum, loss, correct)
+        self._kernels["add_to_totals"](loss, correct, np.float64(rows), loss_sum, correct_sum)
+        return loss_sum, correct_sum
+
     def sgd_update(self, value, grad, lr, weight_decay=0.0):
         self.check(value, grad)
         t = value.dtype.type

@@ -90,6 +90,15 @@ RELU_IN = "T x"
 RELU_OUT = "T y"
 RELU_OPERATION = "y = x > (T)0 ? x : (T)0;"
 
+# Backend.add_to_totals in place on the epoch's 0-d accumulators: one launch instead of four.
+ADD_TO_TOTALS_NAME = "gpunn_add_to_totals"
+ADD_TO_TOTALS_IN = "T loss, int64 correct, float64 rows"
+ADD_TO_TOTALS_OUT = "float64 loss_sum, int64 correct_sum"
+ADD_TO_TOTALS_OPERATION = """
+loss_sum = loss_sum + (double)loss * rows;
+correct_sum = correct_sum + correct;
+"""
+
 FUSED_KERNELS = {
     "flat_sgd": (FLAT_SGD_IN, FLAT_SGD_OUT, FLAT_SGD_OPERATION, FLAT_SGD_NAME),
     "flat_momentum": (FLAT_MOMENTUM_IN, FLAT_MOMENTUM_OUT, FLAT_MOMENTUM_OPERATION, FLAT_MOMENTUM_NAME),
@@ -102,5 +111,6 @@ FUSED_KERNELS = {
         SOFTMAX_XENT_ROWS_NAME,
     ),
     "relu": (RELU_IN, RELU_OUT, RELU_OPERATION, RELU_NAME),
+    "add_to_totals": (ADD_TO_TOTALS_IN, ADD_TO_TOTALS_OUT, ADD_TO_TOTALS_OPERATION, ADD_TO_TOTALS_NAME),
 }
 """name -> the cupy.ElementwiseKernel arguments (in_params, out_params, operation, name)."""
