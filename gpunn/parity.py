@@ -28,7 +28,8 @@ def train_steps(
     losses = []
     for step in range(steps):
         rows = slice(step * batch, (step + 1) * batch)
-        result = train_step(model, opt, backend.from_host(x_all[rows]), backend.from_host(y_all[rows]))
+        labels = backend.from_host(y_all[rows])
+        result = train_step(model, opt, backend.from_host(x_all[rows]), labels, labels=labels)
         losses.append(backend.to_scalar(result.loss))
     return losses, model.get_weights()
 
