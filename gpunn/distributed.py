@@ -8,7 +8,6 @@ K ranks end with the weights of one process. Rank 0 alone prints and writes. MPI
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import sys
@@ -48,6 +47,7 @@ class Job:
         comm.Set_errhandler(MPI.ERRORS_RETURN)  # errors become exceptions we report, not MPICH's abort
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
         self.peers = comm.allgather((socket.gethostname(), os.getpid()))
+        self.blas_threads = share_blas_threads(comm)
 
     def dead_ranks(self) -> list[int]:
         """Ranks on this host whose process no longer exists."""
@@ -114,25 +114,20 @@ class Distributed:
         start = self.rank * base + min(self.rank, extra)
         return start, start + base + (1 if self.rank < extra else 0)
 
-    def sum_gradients(self, params, scale: float, stop: bool, read_flag: bool = True) -> bool:
-        """grad <- sum over ranks of scale * grad, in one Allreduce of one flat buffer.
+    def sum_gradients(self, buffer, scale: float, stop: bool, read_flag: bool = True) -> bool:
+        """Gradient <- sum over ranks of scale * gradient: one Allreduce of the model's flat gradient buffer.
 
-        The buffer's last slot carries this rank's stop request; returns whether any rank asked to stop
+        The buffer's spare last slot carries this rank's stop request; returns whether any rank asked to stop
         (read from the device only when `read_flag`, so a GPU need not synchronise every step).
         """
         backend = self.backend
-        pieces = [backend.xp.reshape(p.grad, (-1,)) for p in params]
-        pieces.append(backend.from_host(np.array([1.0 if stop else 0.0], dtype=backend.dtype_name)))
-        flat = backend.concat(pieces)
-        if scale != 1.0:
-            flat = flat * scale  # the flag is scaled too: still > 0 exactly when some rank stops
+        flat = buffer.collect_gradient()
+        flat[-1] = 1.0 if stop else 0.0
+        if scale != 1.0:  # the flag is scaled too: still > 0 exactly when some rank stops
+            flat = backend.scale(flat, scale)
         flat = self.reducer.sum_(flat)
-        offset = 0
-        for p in params:
-            size = math.prod(p.value.shape)
-            p.grad = backend.xp.reshape(flat[offset : offset + size], p.value.shape)
-            offset += size
-        return read_flag and bool(backend.to_host(flat[offset:])[0] > 0)
+        buffer.set_gradient(flat)
+        return read_flag and bool(backend.to_host(flat[-1:])[0] > 0)
 
     def sum_host(self, values) -> np.ndarray:
         """Sum small host values (epoch totals) over ranks."""
@@ -157,6 +152,27 @@ def local_placement(comm) -> tuple[int, int]:
     placement = local.Get_rank(), local.Get_size()
     local.Free()
     return placement
+
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def share_blas_threads(comm) -> int | None:
+    """Limit this rank's BLAS to cores / ranks on this host; returns the thread count (None: left as set).
+
+    Every rank would otherwise start a BLAS pool as wide as the machine: 2 ranks on 2 cores spun 4 threads
+    and ran 16.5 s per epoch instead of 0.24 s. An explicit OMP/OPENBLAS/MKL_NUM_THREADS is respected.
+    """
+    if any(name in os.environ for name in BLAS_THREAD_VARIABLES):
+        return None
+    from mpi4py import MPI
+    from threadpoolctl import threadpool_limits
+
+    ranks_here = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // ranks_here)
+    threadpool_limits(limits=threads, user_api="blas")
+    return threads
 
 
 def start() -> Job:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from gpunn.backend import get_backend
-from gpunn.nn import SoftmaxCrossEntropy, make_optimizer, mlp
+from gpunn.nn import make_optimizer, mlp
+from gpunn.nn.step import train_step
 
 
 def train_steps(
@@ -24,16 +25,12 @@ def train_steps(
     y_all = rng.integers(0, sizes[-1], steps * batch)
     model = mlp(list(sizes), backend=backend, seed=seed)
     opt = make_optimizer(optimizer, 0.05)
-    loss_fn = SoftmaxCrossEntropy()
     losses = []
     for step in range(steps):
         rows = slice(step * batch, (step + 1) * batch)
-        loss, grad = loss_fn(
-            backend, model.forward(backend.from_host(x_all[rows])), backend.from_host(y_all[rows])
-        )
-        losses.append(backend.to_scalar(loss))
-        model.backward(grad)
-        opt.step(model.parameters(), backend)
+        labels = backend.from_host(y_all[rows])
+        result = train_step(model, opt, backend.from_host(x_all[rows]), labels, labels=labels)
+        losses.append(backend.to_scalar(result.loss))
     return losses, model.get_weights()
 
 

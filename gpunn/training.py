@@ -26,6 +26,7 @@ from gpunn.errors import GpunnError, TrainingDivergedError
 from gpunn.evaluate import count_correct, loss_and_correct
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
+from gpunn.nn.step import train_step
 from gpunn.rng import host_rng
 from gpunn.schedules import lr_at
 from gpunn.validation_split import split_validation
@@ -240,7 +241,8 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
     ranks = ""
     if dist is not None:  # the pids let a launcher's "process N died" be read as a rank
         pids = ", ".join(f"{rank}={pid}" for rank, (_, pid) in enumerate(job.peers))
-        ranks = f" x {dist.size} ranks (rank=pid {pids}; {dist.reducer.name} allreduce)"
+        threads = f"; {job.blas_threads} BLAS threads each" if job.blas_threads else ""
+        ranks = f" x {dist.size} ranks (rank=pid {pids}; {dist.reducer.name} allreduce{threads})"
     reporter.line(
         f"gpunn: device {selection.describe()}{ranks} | {backend.dtype_name} | {config.dataset} "
         f"({len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test) | model {architecture_summary(model.describe())} | "
@@ -313,9 +315,7 @@ class _Loop:
                 stepped = self._step(rows, signals.signum is not None, step, global_step)
                 if stepped is None:  # some rank was asked to stop: all stop here, before this step's update
                     self._stop(progress, step, loss_sum, correct, signals.signum or signal.SIGTERM)
-                batch_loss, batch_correct, batch_rows = stepped
-                loss_sum = loss_sum + backend.astype(batch_loss, backend.xp.float64) * batch_rows
-                correct = correct + batch_correct
+                loss_sum, correct = backend.add_to_totals(loss_sum, correct, *stepped)
                 if bar is not None:
                     bar.update(1)
             # the epoch's one synchronisation (and, across ranks, one small Allreduce)
@@ -393,25 +393,30 @@ class _Loop:
 
         Returns (mean loss, correct, rows used) on the device, or None when a rank asked to stop.
         """
-        backend, model = self.backend, self.model
+        backend, dist = self.backend, self.dist
         global_rows, start = rows.shape[0], 0
-        if self.dist is not None:
-            start, stop = self.dist.shard(global_rows)
+        hook = None
+        if dist is not None:
+            start, stop = dist.shard(global_rows)
             rows = rows[start:stop]
-        x = backend.scale_images(backend.take_rows(self.x_train, rows))
-        logits = model.forward(x, step=global_step, first_row=start)  # the step keys the dropout masks
-        loss, grad = backend.softmax_cross_entropy(logits, backend.take_rows(self.targets, rows))
-        correct = backend.count_correct(logits, backend.take_rows(self.y_train, rows))
-        model.backward(grad)
-        if self.dist is not None:
             # each shard's gradient is a mean over its rows: weight it by its share of the global batch
             read_flag = backend.name != "cupy" or step % STOP_CHECK_EVERY == 0
-            if self.dist.sum_gradients(
-                model.parameters(), rows.shape[0] / global_rows, stop_requested, read_flag
-            ):
-                return None
-        self.optimizer.step(model.parameters(), backend)
-        return loss, correct, rows.shape[0]
+            share = rows.shape[0] / global_rows
+
+            def hook(buffer):
+                return dist.sum_gradients(buffer, share, stop_requested, read_flag)
+
+        stepped = train_step(
+            self.model,
+            self.optimizer,
+            backend.gather_images(self.x_train, rows),
+            backend.take_rows(self.targets, rows),
+            labels=backend.take_rows(self.y_train, rows),
+            gradient_hook=hook,
+            step=global_step,  # keys the dropout masks
+            first_row=start,
+        )
+        return None if stepped is None else (stepped.loss, stepped.correct, rows.shape[0])
 
     def _stop(self, progress: _Progress, step: int, loss_sum, correct, signum: int) -> None:
         """Save the exact position (the partial sums over all ranks) and raise TrainingInterrupted."""

@@ -1,14 +1,18 @@
 """Benchmark: one MNIST-shaped epoch of the 784-128-64-10 MLP (batch 128, SGD) for gpunn and its peers.
 
-    python scripts/bench.py [--data-dir DIR] [--quick] [--epochs 3] [--out FILE]
+    python scripts/bench.py [--data-dir DIR] [--quick] [--epochs 5] [--out FILE]
 
-Rows: gpunn numpy (float32); the classic from-scratch NumPy MLP (float64, weights-first, as in the seed);
-PyTorch eager CPU; scikit-learn MLPClassifier (one partial_fit pass, sgd); gpunn cuda and PyTorch eager
-CUDA where a GPU is usable. Each is the median of --epochs timed epochs after one warm-up epoch, all in one
-process on the same synthetic MNIST-shaped data. Peers that are not installed are skipped with a note
-(pip install "gpunn[bench]"). With --data-dir (MNIST files) it also measures time-to-accuracy and the
-peak resident memory of `gpunn train`. --quick runs a few hundred steps to keep this script working in
-CI; it asserts nothing about speed. Results go to benchmarks/results/<date>-<host>.json.
+Rows: gpunn numpy (float32, the train_step `gpunn train` runs, fed as its loop feeds it); the classic
+from-scratch NumPy MLP (float64, weights-first, as in the seed); PyTorch eager CPU; scikit-learn
+MLPClassifier (one partial_fit pass, sgd); gpunn cuda and PyTorch eager CUDA where a GPU is usable. After
+one warm-up epoch each, the implementations take turns, one epoch at a time, for --epochs rounds (so a
+slow spell of the machine hits all of them alike); each row is the median, all in one process on the same
+synthetic MNIST-shaped data. The roofline is the GEMM FLOPs gpunn really does (it skips the first layer's
+input gradient: 27.3 GFLOP per 60,000 samples, not 39.3) at the GEMM rate measured in the same run.
+Peers that are not installed are skipped with a note (pip install "gpunn[bench]"). With --data-dir (MNIST
+files) it also measures time-to-accuracy and the peak resident memory of `gpunn train`. --quick runs a
+few dozen steps to keep this script working in CI; it asserts nothing about speed. Library versions are
+printed and saved; results go to benchmarks/results/<date>-<host>.json.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ sys.path.insert(0, str(ROOT))
 SIZES = [784, 128, 64, 10]
 BATCH = 128
 LR = 0.1
-# GEMM FLOPs of one epoch: forward x@W (3 GEMMs), backward dW (3) and dX (3, incl. the first layer's
-# input gradient that gpunn skips), 2*m*n*k each: the DESIGN brief's 39.3 GFLOP for 60,000 samples.
-GEMMS_PER_SAMPLE = 3 * 2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=False))
+# GEMM FLOPs per sample, 2*m*n*k each: forward x@W and backward dW for every layer, dX for all but the
+# first (gpunn skips the input's gradient): 27.3 GFLOP per 60,000 samples. With the first dX: 39.3.
+_WEIGHTS = [a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=False)]
+GEMM_FLOPS_PER_SAMPLE = 2 * (2 * sum(_WEIGHTS) + sum(_WEIGHTS[1:]))
+GEMM_FLOPS_PER_SAMPLE_FULL_BACKWARD = 2 * 3 * sum(_WEIGHTS)
 
 
 def synthetic(n: int, seed: int = 0):
@@ -44,20 +50,24 @@ def synthetic(n: int, seed: int = 0):
     return rng.integers(0, 256, (n, 784), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64)
 
 
-def timed(run_epoch, epochs: int) -> dict:
-    run_epoch()  # warm-up
-    times = []
+def timed_in_turns(runners: dict, epochs: int) -> dict[str, dict]:
+    """One warm-up epoch each, then `epochs` rounds in which every runner times one epoch in turn."""
+    for run in runners.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(epochs):
-        start = time.perf_counter()
-        run_epoch()
-        times.append(time.perf_counter() - start)
-    return {"epoch_s": statistics.median(times), "epochs_s": times}
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: {"epoch_s": statistics.median(t), "epochs_s": t} for name, t in times.items()}
 
 
-# ---- gpunn ---------------------------------------------------------------------------------------------
+# ---- gpunn: the step `gpunn train` takes, fed as its loop feeds it ----------------------------------------
 def gpunn_epoch(device: str, x, y):
     from gpunn.backend import get_backend
     from gpunn.nn import SGD, mlp
+    from gpunn.nn.step import train_step
 
     backend = get_backend(device, "float32")
     model = mlp(SIZES, backend=backend, seed=0)
@@ -69,15 +79,19 @@ def gpunn_epoch(device: str, x, y):
 
     def run():
         order = backend.from_host(rng.permutation(n))
-        total = None
+        loss_sum = backend.from_host(np.array(0.0), dtype="float64")
+        correct = backend.from_host(np.array(0, dtype=np.int64))
         for start in range(0, n, BATCH):
             rows = order[start : min(start + BATCH, n)]
-            logits = model.forward(backend.scale_images(backend.take_rows(x_dev, rows)))
-            loss, grad = backend.softmax_cross_entropy(logits, backend.take_rows(targets, rows))
-            model.backward(grad)
-            opt.step(model.parameters(), backend)
-            total = loss if total is None else total + loss
-        backend.to_host(total)  # one synchronisation per epoch, as in gpunn train
+            result = train_step(
+                model,
+                opt,
+                backend.gather_images(x_dev, rows),
+                backend.take_rows(targets, rows),
+                labels=backend.take_rows(y_dev, rows),
+            )
+            loss_sum, correct = backend.add_to_totals(loss_sum, correct, *result, rows.shape[0])
+        backend.to_host(loss_sum), backend.to_host(correct)  # the epoch's synchronisation, as in gpunn train
 
     return run
 
@@ -244,6 +258,24 @@ def peak_rss_of_train(data_dir: str, epochs: int = 2) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def library_versions() -> dict[str, str]:
+    """Versions of what the rows ran on, BLAS included (threadpoolctl sees the loaded libraries)."""
+    from importlib import metadata
+
+    from threadpoolctl import threadpool_info
+
+    versions = {"python": platform.python_version()}
+    for package in ("gpunn", "numpy", "torch", "scikit-learn", "cupy-cuda12x", "cupy-cuda13x"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    for info in threadpool_info():
+        if info["user_api"] == "blas":
+            versions[f"blas {info['internal_api']}"] = f"{info['version']} ({info['num_threads']} threads)"
+    return versions
+
+
 def cuda_usable() -> bool:
     from gpunn.backend.cuda_probe import cuda_status
 
@@ -262,15 +294,14 @@ def torch_cuda() -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", help="MNIST folder for time-to-accuracy and peak memory")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per row (median)")
-    parser.add_argument("--quick", action="store_true", help="a few hundred steps, for CI")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per row, taken in turns (median)")
+    parser.add_argument("--quick", action="store_true", help="a few dozen steps, for CI")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/<date>-<host>.json)")
     args = parser.parse_args()
 
-    n = BATCH * 30 if args.quick else 60000
-    epochs = 1 if args.quick else args.epochs
+    n = BATCH * 12 if args.quick else 60000
+    epochs = 2 if args.quick else args.epochs
     x, y = synthetic(n)
-    rows: dict[str, dict] = {}
     notes: list[str] = []
     candidates = [
         ("gpunn numpy", lambda: gpunn_epoch("cpu", x, y)),
@@ -284,17 +315,15 @@ def main() -> int:
         notes.append("gpunn cuda: skipped, CUDA unusable here")
     if torch_cuda():
         candidates.append(("pytorch eager cuda", lambda: torch_epoch("cuda", x, y)))
+    runners = {}
     for name, make in candidates:
         try:
-            run = make()
+            runners[name] = make()
         except ImportError as exc:
             notes.append(f'{name}: skipped, {exc.name or exc} not installed (pip install "gpunn[bench]")')
-            continue
-        rows[name] = timed(run, epochs)
-        print(f"  measured {name}: {rows[name]['epoch_s']:.3f} s/epoch", file=sys.stderr, flush=True)
+    rows = timed_in_turns(runners, epochs)
 
     rate = gemm_rate()
-    roofline = GEMMS_PER_SAMPLE * n / (rate * 1e9)
     result = {
         "date": datetime.date.today().isoformat(),
         "host": socket.gethostname(),
@@ -305,10 +334,14 @@ def main() -> int:
             "numpy": np.__version__,
             "processor": _cpu_name(),
         },
+        "versions": library_versions(),
         "samples_per_epoch": n,
+        "timed_epochs": epochs,
         "quick": args.quick,
         "gemm_gflops": round(rate, 1),
-        "roofline_epoch_s": round(roofline, 4),
+        "gemm_gflop_per_epoch": round(GEMM_FLOPS_PER_SAMPLE * n / 1e9, 3),
+        "roofline_epoch_s": round(GEMM_FLOPS_PER_SAMPLE * n / (rate * 1e9), 4),
+        "roofline_full_backward_epoch_s": round(GEMM_FLOPS_PER_SAMPLE_FULL_BACKWARD * n / (rate * 1e9), 4),
         "rows": rows,
         "notes": notes,
     }
@@ -345,6 +378,7 @@ def _cpu_name() -> str:
 
 
 def print_table(result: dict) -> None:
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))
     rows = result["rows"]
     ours = rows.get("gpunn numpy", {}).get("epoch_s")
     print(f"{'implementation':<26} {'s/epoch':>9} {'x gpunn numpy':>14}")
@@ -353,8 +387,15 @@ def print_table(result: dict) -> None:
         print(f"{name:<26} {row['epoch_s']:>9.3f} {ratio:>14}")
     print(
         f"{'roofline (GEMM peak)':<26} {result['roofline_epoch_s']:>9.3f}   "
-        f"({result['gemm_gflops']} GFLOP/s float32 GEMM measured in this run)"
+        f"({result['gemm_gflop_per_epoch']} GFLOP of GEMMs at {result['gemm_gflops']} GFLOP/s float32 GEMM "
+        "measured in this run)"
     )
+    torch_row = rows.get("pytorch eager cpu")
+    if ours and torch_row:
+        print(
+            f"gpunn numpy / pytorch eager cpu = {ours / torch_row['epoch_s']:.2f} (target <= 0.5); "
+            f"gpunn numpy / roofline = {ours / result['roofline_epoch_s']:.2f} (target <= 1.5)"
+        )
     for note in result["notes"]:
         print(f"note: {note}")
     for entry in result.get("time_to_accuracy", []):

@@ -1,6 +1,9 @@
 """Data-parallel scaling: measured step and Allreduce times for K = 1, 2 ranks here, and a model of larger K.
 
-    python scripts/scaling.py [--steps 300] [--out FILE]     # launches mpiexec itself; one BLAS thread per rank
+    python scripts/scaling.py [--steps 300] [--out FILE]     # launches mpiexec itself
+
+Each rank's BLAS threads are gpunn's own rule (cores / ranks on the host, gpunn.distributed), recorded in the
+results; the step timed is gpunn's train_step with the allreduce as its gradient hook.
 
 Each rank trains the 784-128-64-10 MLP on MNIST-shaped data with a global batch of 128 (its shard is 128/K
 rows), summing gradients with gpunn's one-buffer Allreduce. The model (docs/scaling.md) then puts the
@@ -25,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from gpunn.distributed import BLAS_THREAD_VARIABLES  # noqa: E402
+
 BATCH = 128
 LATENCY_S = 5e-6  # per ring hop, a typical datacentre NIC + MPI figure (an assumption, stated in the doc)
 
@@ -33,6 +38,7 @@ def worker(steps: int, hidden: list[int]) -> None:
     from gpunn.backend import get_backend
     from gpunn.distributed import Distributed, start
     from gpunn.nn import SGD, mlp
+    from gpunn.nn.step import train_step
 
     job = start()
     backend = get_backend("cpu", "float32")
@@ -43,21 +49,27 @@ def worker(steps: int, hidden: list[int]) -> None:
     model = mlp([784, *hidden, 10], backend=backend, seed=0)
     opt = SGD(0.05)
     step_times, reduce_times = [], []
-    for step in range(steps + 20):
+    lo, hi = dist.shard(BATCH)
+
+    def allreduce(buffer):
+        start_reduce = time.perf_counter()
+        dist.sum_gradients(buffer, (hi - lo) / BATCH, False)
+        reduce_times.append(time.perf_counter() - start_reduce)
+        return False
+
+    for _ in range(steps + 20):
         rows = backend.from_host(rng.integers(0, 60000, BATCH))
         start_step = time.perf_counter()
-        lo, hi = dist.shard(BATCH)
         mine = rows[lo:hi]
-        logits = model.forward(backend.scale_images(backend.take_rows(x, mine)))
-        _, grad = backend.softmax_cross_entropy(logits, backend.take_rows(targets, mine))
-        model.backward(grad)
-        start_reduce = time.perf_counter()
-        dist.sum_gradients(model.parameters(), (hi - lo) / BATCH, False)
-        reduce_done = time.perf_counter()
-        opt.step(model.parameters(), backend)
-        if step >= 20:  # warm-up excluded
-            step_times.append(time.perf_counter() - start_step)
-            reduce_times.append(reduce_done - start_reduce)
+        train_step(
+            model,
+            opt,
+            backend.gather_images(x, mine),
+            backend.take_rows(targets, mine),
+            gradient_hook=allreduce,
+        )
+        step_times.append(time.perf_counter() - start_step)
+    step_times, reduce_times = step_times[20:], reduce_times[20:]  # warm-up excluded
     totals = dist.sum_host([statistics.median(step_times), statistics.median(reduce_times)]) / dist.size
     if dist.is_root:
         print(
@@ -66,6 +78,7 @@ def worker(steps: int, hidden: list[int]) -> None:
                     "ranks": dist.size,
                     "hidden": hidden,
                     "parameters": model.num_parameters(),
+                    "blas_threads_per_rank": job.blas_threads,
                     "step_s": totals[0],
                     "allreduce_s": totals[1],
                     "samples_per_s": BATCH / totals[0],
@@ -75,7 +88,8 @@ def worker(steps: int, hidden: list[int]) -> None:
 
 
 def measure(ranks: int, steps: int, hidden: list[int]) -> dict:
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
+    env["PYTHONPATH"] = str(ROOT)
     command = [
         shutil.which("mpiexec") or "mpiexec",
         "-n",
@@ -138,6 +152,7 @@ def main() -> int:
         ]
         result["measured"][name] = runs
         result["model"][name] = model_table(runs[0]["step_s"], runs[0]["parameters"])
+        result.setdefault("throughput_k2_over_k1", {})[name] = round(runs[0]["step_s"] / runs[1]["step_s"], 3)
         for run in runs:
             print(
                 f"{name}: K={run['ranks']}: {1e3 * run['step_s']:.3f} ms/step "

@@ -214,3 +214,32 @@ def test_nccl_allreduce_with_one_rank():
     flat = backend.from_host(np.arange(10, dtype=np.float32))
     summed = NcclAllreduce(backend).sum_(flat)
     np.testing.assert_array_equal(backend.to_host(summed), np.arange(10, dtype=np.float32))
+
+
+BLAS_PROBE = """
+from threadpoolctl import threadpool_info
+from gpunn.distributed import start
+job = start()
+pools = sorted({info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"})
+seen = job.comm.gather((job.blas_threads, pools))
+if job.rank == 0:
+    print(seen)
+"""
+
+
+def test_ranks_on_one_host_share_its_cores_among_their_blas_threads():
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
+    done = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", BLAS_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert done.stdout.strip() == str([(expected, [expected])] * 2)

@@ -91,10 +91,12 @@ def test_numpy_and_strict_training_agree_to_1e12(optimizer):
 
 
 @pytest.mark.gpu
-def test_numpy_and_cuda_training_agree():
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
+def test_numpy_and_cuda_training_agree(optimizer):
+    """The whole train_step on CuPy (fused loss rows with correct-count, flat-buffer update) against NumPy."""
     require_usable("cuda")
     # float32 on different BLAS libraries: per-step losses within 1e-5, weights within 1e-5 after 20 steps
-    result = parity.compare("cpu", "cuda", "float32")
+    result = parity.compare("cpu", "cuda", "float32", optimizer=optimizer)
     assert result["max_loss_diff"] <= 1e-5 and result["max_weight_diff"] <= 1e-5, result
 
 

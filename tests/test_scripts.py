@@ -25,9 +25,16 @@ def test_bench_quick_writes_every_cpu_row(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert {"gpunn numpy", "classic numpy (float64)", "sklearn MLPClassifier"} <= set(result["rows"])
-    assert all(row["epoch_s"] > 0 for row in result["rows"].values())
-    assert result["roofline_epoch_s"] > 0 and result["gemm_gflops"] > 0
-    assert "roofline" in done.stdout and "x gpunn numpy" in done.stdout
+    assert all(row["epoch_s"] > 0 and len(row["epochs_s"]) == 2 for row in result["rows"].values())
+    # the GEMMs gpunn does per sample: forward and dW of 784x128, 128x64, 64x10, dX of the last two only
+    flops = 2 * (2 * (784 * 128 + 128 * 64 + 64 * 10) + (128 * 64 + 64 * 10))
+    assert result["gemm_gflop_per_epoch"] == round(flops * result["samples_per_epoch"] / 1e9, 3)
+    rate = result["gemm_gflops"]
+    assert result["roofline_epoch_s"] == pytest.approx(
+        flops * result["samples_per_epoch"] / (rate * 1e9), rel=1e-2
+    )
+    assert result["versions"]["numpy"] and any(key.startswith("blas") for key in result["versions"])
+    assert "roofline" in done.stdout and "x gpunn numpy" in done.stdout and "versions: " in done.stdout
 
 
 @pytest.mark.skipif(cuda_status(0)[0], reason="this checks the report of a machine without a usable GPU")

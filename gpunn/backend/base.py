@@ -164,6 +164,10 @@ class Backend:
         self.check(array, indices)
         return self.xp.take(array, indices, axis=0)
 
+    def gather_images(self, images_u8, indices):
+        """scale_images(take_rows(images_u8, indices)): a training batch's inputs from the uploaded set."""
+        return self.scale_images(self.take_rows(images_u8, indices))
+
     # ---- NN primitives (reference versions) --------------------------------------------------------
     def matmul(self, a, b):
         self.check(a, b)
@@ -174,8 +178,12 @@ class Backend:
         self.check(x, weight, bias)
         return self.xp.matmul(x, weight) + bias
 
-    def linear_backward(self, x, weight, grad, need_input_grad: bool = True):
-        """Gradients of x @ W + b: (dx or None, dW = x.T @ grad, db = sum(grad))."""
+    def linear_backward(self, x, weight, grad, need_input_grad: bool = True, out=None):
+        """Gradients of x @ W + b: (dx or None, dW = x.T @ grad, db = sum(grad)).
+
+        out: optional (dW, db) destinations (views of the model's flat gradient buffer) that a backend which
+        writes in place fills and returns; the reference, like any functional backend, returns new arrays.
+        """
         self.check(x, weight, grad)
         grad_weight = self.xp.matmul(x.T, grad)
         grad_bias = self.xp.sum(grad, axis=0)
@@ -212,10 +220,43 @@ class Backend:
         grad = (xp.exp(log_probs) - targets) / m
         return loss, grad
 
-    def sgd_update(self, param, grad, lr: float):
-        """param - lr * grad; a backend may do it in place (callers always rebind to the result)."""
-        self.check(param, grad)
-        return param - lr * grad
+    # ---- whole-model optimizer updates on flat buffers (a backend may work in place; callers rebind) ----
+    writes_in_place = False  # whether updates and gradients land in the arrays given (NumPy, CuPy)
+
+    @staticmethod
+    def decayed(grad, value, weight_decay: float):
+        """The one home of weight decay: L2 added to the gradient, g + wd * w, before every update rule."""
+        return grad + weight_decay * value if weight_decay else grad
+
+    def scale(self, array, factor: float):
+        """array * factor (in place on backends that write in place)."""
+        self.check(array)
+        return array * factor
+
+    def flatten(self, arrays):
+        """One contiguous 1-D array holding every array's elements in order (a copy)."""
+        return self.concat([self.xp.reshape(a, (-1,)) for a in arrays])
+
+    def softmax_cross_entropy_counted(self, logits, targets, labels):
+        """softmax_cross_entropy and count_correct of one batch together: (loss, grad, correct), all on the device.
+
+        A training step needs all three; a GPU backend computes them in one pass over the rows.
+        """
+        loss, grad = self.softmax_cross_entropy(logits, targets)
+        return loss, grad, self.count_correct(logits, labels)
+
+    def add_to_totals(self, loss_sum, correct_sum, loss, correct, rows: int):
+        """An epoch's running totals after one batch: (loss_sum + float64(loss) * rows, correct_sum + correct).
+
+        loss_sum is a float64 0-d array on every backend, correct_sum an int64 one; nothing is read back.
+        """
+        self.check(loss_sum, correct_sum, loss, correct)
+        return loss_sum + self.astype(loss, self.xp.float64) * rows, correct_sum + correct
+
+    def sgd_update(self, value, grad, lr: float, weight_decay: float = 0.0):
+        """value - lr * (grad + wd * value)."""
+        self.check(value, grad)
+        return value - lr * self.decayed(grad, value, weight_decay)
 
     def momentum_update(
         self, value, grad, velocity, lr: float, momentum: float, nesterov: bool, weight_decay: float = 0.0
@@ -225,8 +266,7 @@ class Backend:
         g = grad + wd * value; v = mu * v + g; value -= lr * (g + mu * v if nesterov else v).
         """
         self.check(value, grad, velocity)
-        if weight_decay:
-            grad = grad + weight_decay * value
+        grad = self.decayed(grad, value, weight_decay)
         velocity = momentum * velocity + grad
         direction = grad + momentum * velocity if nesterov else velocity
         return value - lr * direction, velocity
@@ -245,8 +285,38 @@ class Backend:
         keep = bits >= min(round(p * 2**32), 2**32 - 1)
         return self.xp.reshape(self.astype(keep, self.dtype) * (1.0 / (1.0 - p)), tuple(shape))
 
+    def adam_update(
+        self,
+        value,
+        grad,
+        m,
+        v,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        step: int,
+        weight_decay: float = 0.0,
+    ):
+        """Adam with bias correction at 1-based `step`: returns (new value, new m, new v).
+
+        g = grad + wd * value; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g;
+        value -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+        """
+        self.check(value, grad, m, v)
+        grad = self.decayed(grad, value, weight_decay)
+        m = beta1 * m + (1.0 - beta1) * grad
+        v = beta2 * v + (1.0 - beta2) * grad * grad
+        m_hat_scale, v_hat_scale = adam_bias_corrections(beta1, beta2, step)
+        return value - lr * (m * m_hat_scale) / (self.xp.sqrt(v * v_hat_scale) + eps), m, v
+
     def count_correct(self, logits, labels):
         """Number of rows whose argmax equals the integer label, as a 0-d device array."""
         self.check(logits, labels)
         hits = self.xp.argmax(logits, axis=1) == self.astype(labels, self.xp.int64)
         return self.xp.sum(self.astype(hits, self.xp.int64))
+
+
+def adam_bias_corrections(beta1: float, beta2: float, step: int) -> tuple[float, float]:
+    """Adam's bias-correction factors 1 / (1 - beta^t), computed on the host once per step."""
+    return 1.0 / (1.0 - beta1**step), 1.0 / (1.0 - beta2**step)

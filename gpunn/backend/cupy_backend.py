@@ -4,9 +4,10 @@ Every public method, and every function reached through `backend.xp`, first make
 current in the calling thread: a cuda:1 backend never disturbs a cuda:0 one, and works from any thread.
 
 On a GPU this model is launch-bound, so a few primitives are fused into single CuPy ElementwiseKernels
-(ReLU backward with its mask, the softmax-cross-entropy gradient, the optimizer updates). The reference
-versions in gpunn/backend/base.py stay the specification; tests/test_backend_parity.py compares each
-override with them under the `gpu` marker.
+(the batch gather with its scaling, ReLU and its backward, softmax cross-entropy with its gradient and
+correct-count, the whole-model optimizer updates on the flat buffers; sources in fused_kernels.py). The
+reference versions in gpunn/backend/base.py stay the specification; tests/test_backend_parity.py compares
+each override with them under the `gpu` marker.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import functools
 
 import numpy as np
 
-from gpunn.backend.base import Backend
+from gpunn.backend.base import Backend, adam_bias_corrections
 from gpunn.backend.cuda_probe import require_cuda
+from gpunn.backend.fused_kernels import FUSED_KERNELS
 from gpunn.backend.kernels import KERNELS
 from gpunn.backend.numpy_backend import NumpyBackend
 
@@ -33,6 +35,7 @@ class CupyBackend(Backend):
         self.array_type = cupy.ndarray
         self.dtype = np.dtype(dtype_name)  # CuPy arrays carry NumPy dtypes
         self._kernels = _fused_kernels(cupy)
+        self._kernels.update((name, cupy.ElementwiseKernel(*spec)) for name, spec in FUSED_KERNELS.items())
 
     def _is_mine(self, array) -> bool:
         return isinstance(array, self.array_type) and array.device.id == self.index
@@ -84,16 +87,81 @@ class CupyBackend(Backend):
         self.check(grad, y)
         return self._kernels["relu_backward"](grad, y)
 
-    def sgd_update(self, param, grad, lr: float):
-        self.check(param, grad)
-        self._kernels["sgd"](grad, param.dtype.type(lr), param)
-        return param
+    writes_in_place = True
+
+    def linear_backward(self, x, weight, grad, need_input_grad=True, out=None):
+        """The reference's GEMMs, written straight into the flat gradient buffer's views when given."""
+        self.check(x, weight, grad)
+        cp = self.xp
+        grad_weight, grad_bias = out if out is not None else (None, None)
+        grad_weight = cp.matmul(x.T, grad, out=grad_weight)
+        grad_bias = cp.sum(grad, axis=0, out=grad_bias)
+        grad_input = cp.matmul(grad, weight.T) if need_input_grad else None
+        return grad_input, grad_weight, grad_bias
+
+    def relu(self, x):
+        self.check(x)
+        return self._kernels["relu"](x)
+
+    def scale(self, array, factor):
+        self.check(array)
+        array *= factor
+        return array
+
+    def gather_images(self, images_u8, indices):
+        self.check(images_u8, indices)
+        width = images_u8.shape[1]
+        with self._cuda:
+            out = self.xp.empty((indices.shape[0], width), dtype=self.dtype)
+        self._kernels["gather_images"](images_u8, indices, width, out)
+        return out
+
+    def add_to_totals(self, loss_sum, correct_sum, loss, correct, rows):
+        self.check(loss_sum, correct_sum, loss, correct)
+        self._kernels["add_to_totals"](loss, correct, np.float64(rows), loss_sum, correct_sum)
+        return loss_sum, correct_sum
+
+    def sgd_update(self, value, grad, lr, weight_decay=0.0):
+        self.check(value, grad)
+        t = value.dtype.type
+        self._kernels["flat_sgd"](grad, t(lr), t(weight_decay), value)
+        return value
 
     def momentum_update(self, value, grad, velocity, lr, momentum, nesterov, weight_decay=0.0):
         self.check(value, grad, velocity)
         t = value.dtype.type
-        self._kernels["momentum"](grad, t(lr), t(momentum), t(weight_decay), bool(nesterov), value, velocity)
+        self._kernels["flat_momentum"](
+            grad, t(lr), t(momentum), t(weight_decay), bool(nesterov), value, velocity
+        )
         return value, velocity
+
+    def adam_update(self, value, grad, m, v, lr, beta1, beta2, eps, step, weight_decay=0.0):
+        self.check(value, grad, m, v)
+        t = value.dtype.type
+        m_hat_scale, v_hat_scale = adam_bias_corrections(beta1, beta2, step)
+        self._kernels["flat_adam"](
+            grad,
+            *(t(s) for s in (lr, beta1, beta2, 1.0 - beta1, 1.0 - beta2, eps, m_hat_scale, v_hat_scale)),
+            t(weight_decay),
+            value,
+            m,
+            v,
+        )
+        return value, m, v
+
+    def softmax_cross_entropy_counted(self, logits, targets, labels):
+        """Loss, gradient and correct-count from one row kernel plus two sums (the reference takes ~12)."""
+        self.check(logits, targets, labels)
+        cp = self.xp
+        rows, classes = logits.shape
+        with self._cuda:
+            grad = cp.empty_like(logits)
+            loss_rows = cp.empty((rows,), dtype=logits.dtype)
+            hits = cp.empty((rows,), dtype=cp.int64)
+        self._kernels["softmax_xent_rows"](
+            logits, targets, labels, classes, logits.dtype.type(rows), grad, loss_rows, hits
+        )
+        return cp.sum(loss_rows), grad, cp.sum(hits)
 
     def softmax_cross_entropy(self, logits, targets):
         self.check(logits, targets)

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from gpunn.backend.base import Backend
+from gpunn.backend.base import Backend, adam_bias_corrections
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_BYTES = 256 * 2**20
@@ -88,17 +88,33 @@ class NumpyBackend(Backend):
         self.check(grad, y)
         return grad * (y > 0)
 
-    def sgd_update(self, param, grad, lr: float):
-        self.check(param, grad)
-        step = grad * lr
-        param -= step  # in place: the optimizer owns the parameter array
-        return param
+    # ---- in place on the model's flat buffers: one NumPy pass per operation for the whole model ----------
+    writes_in_place = True
+
+    def linear_backward(self, x, weight, grad, need_input_grad=True, out=None):
+        """The reference's GEMMs, written straight into the flat gradient buffer's views when given."""
+        self.check(x, weight, grad)
+        grad_weight, grad_bias = out if out is not None else (None, None)
+        grad_weight = np.matmul(x.T, grad, out=grad_weight)
+        grad_bias = np.sum(grad, axis=0, out=grad_bias)
+        grad_input = np.matmul(grad, weight.T) if need_input_grad else None
+        return grad_input, grad_weight, grad_bias
+
+    def scale(self, array, factor):
+        self.check(array)
+        array *= factor
+        return array
+
+    def sgd_update(self, value, grad, lr, weight_decay=0.0):
+        self.check(value, grad)
+        step = self.decayed(grad, value, weight_decay) * lr
+        value -= step  # in place: the optimizer owns the parameter buffer
+        return value
 
     def momentum_update(self, value, grad, velocity, lr, momentum, nesterov, weight_decay=0.0):
         """In place on value and velocity; the same operations in the same order as the reference."""
         self.check(value, grad, velocity)
-        if weight_decay:
-            grad = grad + weight_decay * value
+        grad = self.decayed(grad, value, weight_decay)
         velocity *= momentum
         velocity += grad
         if nesterov:
@@ -109,3 +125,24 @@ class NumpyBackend(Backend):
             direction = velocity * lr
         value -= direction
         return value, velocity
+
+    def adam_update(self, value, grad, m, v, lr, beta1, beta2, eps, step, weight_decay=0.0):
+        """In place on value, m and v; the reference's operations in its order (two temporaries)."""
+        self.check(value, grad, m, v)
+        grad = self.decayed(grad, value, weight_decay)
+        m_hat_scale, v_hat_scale = adam_bias_corrections(beta1, beta2, step)
+        m *= beta1
+        term = (1.0 - beta1) * grad
+        m += term
+        v *= beta2
+        np.multiply((1.0 - beta2), grad, out=term)
+        term *= grad
+        v += term
+        np.multiply(v, v_hat_scale, out=term)
+        np.sqrt(term, out=term)
+        term += eps
+        direction = m * m_hat_scale
+        direction *= lr
+        direction /= term
+        value -= direction
+        return value, m, v

@@ -14,14 +14,15 @@ from gpunn.nn.init import get_initializer
 
 
 class Param:
-    """A trainable array and its gradient, both on the layer's device."""
+    """A trainable array and its gradient, both on the layer's device (views of the model's flat buffers)."""
 
-    __slots__ = ("name", "value", "grad")
+    __slots__ = ("name", "value", "grad", "owner")
 
     def __init__(self, name: str, value):
         self.name = name
         self.value = value
         self.grad = None
+        self.owner = None  # the ParameterBuffer whose views value and grad are
 
 
 class Layer:
@@ -73,7 +74,7 @@ class Dense(Layer):
 
     def backward(self, grad):
         grad_x, self.weight.grad, self.bias.grad = self.backend.linear_backward(
-            self._x, self.weight.value, grad, self.need_input_grad
+            self._x, self.weight.value, grad, self.need_input_grad, out=(self.weight.grad, self.bias.grad)
         )
         return grad_x
 

@@ -95,6 +95,20 @@ class SoftmaxCrossEntropy:
         backend.check(logits, targets)
         return backend.softmax_cross_entropy(logits, as_targets(backend, targets, logits.shape[1]))
 
+    def with_correct(self, backend, logits, targets, labels):
+        """(loss, gradient, number of rows whose argmax is the label) in one backend call."""
+        backend.check(logits, targets, labels)
+        targets = as_targets(backend, targets, logits.shape[1])
+        return backend.softmax_cross_entropy_counted(logits, targets, labels)
+
+
+def loss_and_correct(loss, backend, outputs, targets, labels):
+    """(loss, gradient, correct count) for any loss: its fused `with_correct` when it has one."""
+    if hasattr(loss, "with_correct"):
+        return loss.with_correct(backend, outputs, targets, labels)
+    value, grad = loss(backend, outputs, targets)
+    return value, grad, backend.count_correct(outputs, labels)
+
 
 LOSSES = {
     "mse": MSE,

@@ -6,6 +6,7 @@ import numpy as np
 
 from gpunn.backend import Backend, dlpack, get_backend
 from gpunn.errors import ShapeError
+from gpunn.nn.flat import ParameterBuffer
 from gpunn.nn.layers import Dense, Dropout, Layer, activation, layer_from_description
 from gpunn.rng import host_rng
 
@@ -25,6 +26,7 @@ class Sequential:
         rng = host_rng(seed)
         for layer in self.layers:
             layer.bind(self.backend, rng)
+        self.buffer = ParameterBuffer(self.backend, self.parameters())
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         if dense:
             dense[0].need_input_grad = False  # nothing reads the gradient of the input data
@@ -54,7 +56,8 @@ class Sequential:
         return x
 
     def backward(self, grad) -> None:
-        """Backward pass from the loss gradient; leaves each Param's `.grad` set."""
+        """Backward pass from the loss gradient; leaves each Param's `.grad` set (in the flat buffer where the
+        backend writes in place; `self.buffer.collect_gradient()` gathers them otherwise)."""
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
 
@@ -71,8 +74,8 @@ class Sequential:
         return [tuple(p.value.shape) for p in self.parameters()]
 
     def get_weights(self) -> list[np.ndarray]:
-        """Host copies of every parameter, in order."""
-        return [self.backend.to_host(p.value) for p in self.parameters()]
+        """Host copies of every parameter, in order (one transfer of the flat buffer)."""
+        return self.buffer.split_host(self.backend.to_host(self.buffer.values))
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         params = self.parameters()
@@ -82,8 +85,7 @@ class Sequential:
             raise ShapeError(
                 f"weights of shapes {[tuple(w.shape) for w in weights]} do not fit this model's {self.shapes()}"
             )
-        for param, weight in zip(params, weights, strict=True):
-            param.value = self.backend.from_host(np.asarray(weight))
+        self.buffer.load_host([np.asarray(weight) for weight in weights])
 
     def to(self, device: Backend | str, dtype: str | None = None) -> Sequential:
         """Move every weight to another device (through the host) and return self."""
@@ -93,6 +95,7 @@ class Sequential:
         for layer in self.layers:
             layer.bind(target)
         self.backend = target
+        self.buffer = ParameterBuffer(target, self.parameters())
         return self
 
     # ---- description (for checkpoints) ----------------------------------------------------------------

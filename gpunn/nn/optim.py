@@ -1,6 +1,8 @@
-"""Optimizers. State lives on the parameters' device and serialises to host arrays for checkpoints.
+"""Optimizers. One update rule per optimizer runs over the model's whole flat parameter buffer at once.
 
-Weight decay is L2 added to the gradient (wd * w) before the update, for every optimizer.
+State (velocity, Adam's moments) is one flat array per name on the parameters' device, laid out like the
+parameter buffer; checkpoints keep it per parameter (`name.index`), as host arrays. Weight decay (L2 added
+to the gradient) lives in Backend.decayed, which every update rule calls.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ import math
 
 import numpy as np
 
+from gpunn.nn.flat import ParameterBuffer, split
+
 
 class Optimizer:
-    """Updates a list of Params (their `.value`, from their `.grad`); `lr` may be changed between steps."""
+    """Updates a model's ParameterBuffer (or a list of Params) from its gradient; `lr` may change between steps."""
 
     state_names: tuple[str, ...] = ()
 
@@ -23,34 +27,41 @@ class Optimizer:
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.steps = 0
-        self.state: dict[str, list] = {name: [] for name in self.state_names}
+        self.state: dict = {}  # name -> one flat device array, created on the first step or by loading
+        self.shapes: list[tuple[int, ...]] = []  # the per-parameter layout of the state buffers
 
-    def step(self, params, backend) -> None:
-        if self.state_names and not self.state[self.state_names[0]]:
-            self.state = {name: [backend.xp.zeros_like(p.value) for p in params] for name in self.state_names}
+    def step(self, params, backend=None) -> None:
+        """One update of every parameter: `params` is a ParameterBuffer or a list of Params (with `.grad`)."""
+        buffer = ParameterBuffer.of(params, backend if backend is not None else params.backend)
+        backend = buffer.backend
+        buffer.collect_gradient()
+        if any(name not in self.state for name in self.state_names):
+            self.state = {name: backend.zeros((buffer.size,)) for name in self.state_names}
+            self.shapes = list(buffer.shapes)
         self.steps += 1
-        for index, param in enumerate(params):
-            param.value = self._update(backend, index, param.value, param.grad)
+        buffer.set_values(self._update(backend, buffer.values, buffer.gradient))
 
-    def _decayed(self, value, grad):
-        return grad + self.weight_decay * value if self.weight_decay else grad
-
-    def _update(self, backend, index: int, value, grad):
+    def _update(self, backend, values, gradient):
+        """New flat values from flat values and gradient (updating self.state); in place where it can."""
         raise NotImplementedError
 
     def state_dict(self, backend) -> dict[str, np.ndarray]:
-        """Host copies of the step count and every state array, named `name.index`."""
+        """Host copies of the step count and every state array, per parameter, named `name.index`."""
         out = {"steps": np.array(self.steps, dtype=np.int64)}
-        for name, arrays in self.state.items():
-            for index, array in enumerate(arrays):
-                out[f"{name}.{index}"] = backend.to_host(array)
+        for name in self.state_names:
+            if name in self.state:
+                for index, array in enumerate(split(backend.to_host(self.state[name]), self.shapes)):
+                    out[f"{name}.{index}"] = array
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray], backend) -> None:
         self.steps = int(state["steps"])
+        self.state = {}
         for name in self.state_names:
             keys = sorted((k for k in state if k.startswith(f"{name}.")), key=lambda k: int(k.split(".")[1]))
-            self.state[name] = [backend.from_host(state[k]) for k in keys]
+            if keys:
+                self.shapes = [tuple(state[k].shape) for k in keys]
+                self.state[name] = backend.from_host(np.concatenate([np.ravel(state[k]) for k in keys]))
 
 
 class SGD(Optimizer):
@@ -67,19 +78,13 @@ class SGD(Optimizer):
         self.state_names = ("velocity",) if momentum else ()
         super().__init__(lr, weight_decay)
 
-    def _update(self, backend, index, value, grad):
+    def _update(self, backend, values, gradient):
         if not self.momentum:
-            return backend.sgd_update(value, self._decayed(value, grad), self.lr)
-        value, self.state["velocity"][index] = backend.momentum_update(
-            value,
-            grad,
-            self.state["velocity"][index],
-            self.lr,
-            self.momentum,
-            self.nesterov,
-            self.weight_decay,
+            return backend.sgd_update(values, gradient, self.lr, self.weight_decay)
+        values, self.state["velocity"] = backend.momentum_update(
+            values, gradient, self.state["velocity"], self.lr, self.momentum, self.nesterov, self.weight_decay
         )
-        return value
+        return values
 
 
 class Adam(Optimizer):
@@ -98,15 +103,20 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         super().__init__(lr, weight_decay)
 
-    def _update(self, backend, index, value, grad):
-        xp = backend.xp
-        grad = self._decayed(value, grad)
-        m = self.beta1 * self.state["m"][index] + (1.0 - self.beta1) * grad
-        v = self.beta2 * self.state["v"][index] + (1.0 - self.beta2) * grad * grad
-        self.state["m"][index], self.state["v"][index] = m, v
-        m_hat_scale = 1.0 / (1.0 - self.beta1**self.steps)
-        v_hat_scale = 1.0 / (1.0 - self.beta2**self.steps)
-        return value - self.lr * (m * m_hat_scale) / (xp.sqrt(v * v_hat_scale) + self.eps)
+    def _update(self, backend, values, gradient):
+        values, self.state["m"], self.state["v"] = backend.adam_update(
+            values,
+            gradient,
+            self.state["m"],
+            self.state["v"],
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.steps,
+            self.weight_decay,
+        )
+        return values
 
 
 def make_optimizer(name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> Optimizer:

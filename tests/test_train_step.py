@@ -1,0 +1,127 @@
+"""The one train_step and the model's flat buffers: the update rule, the gradient hook, state layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpunn.backend import get_backend
+from gpunn.nn import SGD, Adam, make_optimizer, mlp
+from gpunn.nn.step import train_step
+
+SIZES = [6, 5, 4, 3]
+
+
+def batch(backend, seed=0, rows=8):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, SIZES[-1], rows)
+    return (
+        backend.from_host(rng.standard_normal((rows, SIZES[0]))),
+        backend.from_host(np.eye(3)[labels]),
+        labels,
+    )
+
+
+def test_sgd_step_moves_every_weight_by_lr_times_its_decayed_gradient(backend64):
+    b = backend64
+    model = mlp(SIZES, backend=b, seed=1)
+    before = model.get_weights()
+    seen = {}
+
+    def hook(buffer):
+        seen["grads"] = buffer.split_host(b.to_host(buffer.gradient))
+        return False
+
+    x, targets, _ = batch(b)
+    train_step(model, SGD(0.5, weight_decay=0.1), x, targets, gradient_hook=hook)
+    for w0, g, w1 in zip(before, seen["grads"], model.get_weights(), strict=True):
+        np.testing.assert_allclose(w1, w0 - 0.5 * (g + 0.1 * w0), rtol=1e-12, atol=1e-15)
+    assert any(np.abs(g).max() > 0 for g in seen["grads"])
+
+
+def test_the_gradient_is_the_backward_pass_of_each_layer(backend64):
+    """The flat gradient holds exactly the per-layer gradients the backward pass computed, in order."""
+    b = backend64
+    model = mlp(SIZES, backend=b, seed=2)
+    x, targets, _ = batch(b, seed=3)
+    loss, grad = b.softmax_cross_entropy(model.forward(x), targets)
+    model.backward(grad)
+    per_param = [b.to_host(p.grad) for p in model.parameters()]
+    flat = b.to_host(model.buffer.collect_gradient())
+    assert flat.shape == (model.num_parameters() + 1,)
+    np.testing.assert_array_equal(flat[:-1], np.concatenate([g.ravel() for g in per_param]))
+
+
+def test_a_hook_that_says_stop_skips_the_update(backend):
+    model = mlp(SIZES, backend=backend, seed=1)
+    before = model.get_weights()
+    x, targets, _ = batch(backend)
+    assert train_step(model, SGD(0.5), x, targets, gradient_hook=lambda buffer: True) is None
+    for w0, w1 in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(w0, w1)
+
+
+def test_a_hook_that_replaces_the_gradient_is_what_the_update_uses(backend64):
+    """As an allreduce does on a device without in-place collectives: a new buffer via set_gradient."""
+    b = backend64
+    runs = []
+    for factor in (1.0, 2.0):
+        model = mlp(SIZES, backend=b, seed=1)
+        start = model.get_weights()
+
+        def hook(buffer, factor=factor):
+            buffer.set_gradient(buffer.collect_gradient() * factor)
+            return False
+
+        x, targets, _ = batch(b)
+        train_step(model, SGD(0.25), x, targets, gradient_hook=hook)
+        runs.append([w1 - w0 for w0, w1 in zip(start, model.get_weights(), strict=True)])
+    for once, twice in zip(*runs, strict=True):
+        np.testing.assert_allclose(twice, 2 * once, rtol=1e-12, atol=1e-15)
+
+
+def test_in_place_backends_reuse_one_buffer_per_step():
+    """NumPy: the hook (the allreduce) gets the same gradient buffer every step, and values stay put."""
+    b = get_backend("cpu", "float32")
+    model = mlp(SIZES, backend=b, seed=1)
+    values, seen = model.buffer.values, []
+    opt = make_optimizer("nesterov", 0.1, weight_decay=1e-4)
+    for seed in range(3):
+        x, targets, _ = batch(b, seed)
+        train_step(
+            model, opt, x, targets, gradient_hook=lambda buffer: seen.append(buffer.gradient_with_slot)
+        )
+    assert all(g is seen[0] for g in seen) and model.buffer.values is values
+    assert all(np.shares_memory(p.value, values) for p in model.parameters())
+
+
+def test_train_step_counts_correct_predictions(backend):
+    model = mlp(SIZES, backend=backend, seed=4)
+    x, targets, labels = batch(backend, seed=5, rows=32)
+    expected = int((backend.to_host(model.forward(x)).argmax(axis=1) == labels).sum())
+    result = train_step(model, SGD(0.1), x, targets, labels=backend.from_host(labels))
+    assert int(backend.to_host(result.correct)) == expected
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: Adam(0.01, weight_decay=1e-3), lambda: make_optimizer("nesterov", 0.1)]
+)
+def test_optimizer_state_saved_per_parameter_resumes_bit_exactly(backend64, make):
+    b = backend64
+    straight, first = mlp(SIZES, backend=b, seed=1), make()
+    for seed in range(4):
+        train_step(straight, first, *batch(b, seed)[:2])
+
+    model, opt = mlp(SIZES, backend=b, seed=1), make()
+    for seed in range(2):
+        train_step(model, opt, *batch(b, seed)[:2])
+    state, weights = opt.state_dict(b), model.get_weights()
+    name = opt.state_names[0]
+    assert [state[f"{name}.{i}"].shape for i in range(6)] == [w.shape for w in weights]
+    resumed, opt2 = mlp(SIZES, backend=b, seed=9), make()
+    resumed.set_weights(weights)
+    opt2.load_state_dict(state, b)
+    for seed in range(2, 4):
+        train_step(resumed, opt2, *batch(b, seed)[:2])
+    for a, c in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, c)
