@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpunn.errors import GpunnError
+from gpunn.errors import GpunnError, cli_message
+from gpunn.output import describe_os_error, quiet_stdout
 
 TRAIN_FLAGS = [
     # (flag, type, help); every default is None so the recipe fills what is not given
@@ -275,15 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except GpunnError as exc:
         if not getattr(exc, "silent", False):  # under MPI, rank 0 alone reports an error all ranks share
-            print(f"gpunn: error: {exc}", file=sys.stderr)
+            print(f"gpunn: error: {cli_message(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also one that lands while a module is being imported
         print("gpunn: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # a reader of our output went away (`gpunn info | head -1`): nothing to say
+        quiet_stdout()
         return 0
+    except OSError as exc:  # a file or folder we were told to use: unwritable, missing, full disk, ...
+        print(f"gpunn: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
