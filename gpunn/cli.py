@@ -73,14 +73,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gpunn.checkpoint import load_checkpoint
-    from gpunn.data import load_dataset
+    from gpunn.data import load_dataset, provenance
     from gpunn.errors import CheckpointError
     from gpunn.evaluate import evaluate
     from gpunn.nn.model import Sequential
 
     checkpoint = load_checkpoint(args.checkpoint)
-    dataset_name = args.dataset or checkpoint.header.get("config", {}).get("dataset", "mnist")
-    data = load_dataset(dataset_name, "test", data_dir=args.data_dir)
+    trained_on = checkpoint.header.get("config", {}).get("dataset", "mnist")
+    dataset_name = args.dataset or trained_on
+    recorded = checkpoint.header.get("data") if dataset_name == trained_on else None
+    data = load_dataset(dataset_name, "test", data_dir=provenance.data_dir_for(recorded, args.data_dir))
     model = Sequential.from_description(checkpoint.architecture, args.device, checkpoint.header["dtype"])
     model.set_weights(checkpoint.weights)
     if model.in_features != data.features.shape[1]:
@@ -106,7 +108,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model.set_weights(checkpoint.weights)
     dataset = checkpoint.header.get("config", {}).get("dataset", "mnist")
     names = SOURCES[dataset].class_names if dataset in SOURCES else tuple(str(i) for i in range(10))
-    inputs = [(path, read_inputs(path, model.in_features)) for path in args.files]  # all checked first
+    if not 1 <= args.top <= len(names):
+        raise GpunnError(f"--top must be between 1 and {len(names)} (the number of classes), got {args.top}")
+    inputs = [(path, read_inputs(path, model.in_features, args.invert)) for path in args.files]  # checked first
     for path, rows in inputs:
         probabilities = model.predict_proba(rows)
         for index, row in enumerate(probabilities):
@@ -114,6 +118,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             label = f"{path}[{index}]" if len(rows) > 1 else str(path)
             print(f"{label}: " + ", ".join(f"{names[k]} ({row[k]:.1%})" for k in top))
     return 0
+
+
+def _grid_value(flag: str, kind, text: str):
+    if kind is str:
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        what = "integers" if kind is int else "numbers"
+        raise GpunnError(f"{flag} takes a comma-separated list of {what}, got {text!r}") from None
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -125,10 +139,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             separator = "/" if key == "hidden" else ","
-            grid[key] = [kind(v) if key != "hidden" else v for v in str(value).split(separator)]
-    run_sweep(
-        grid, Path(args.out), device=args.device, dtype=args.dtype, data_dir=args.data_dir, recipe=args.recipe
-    )
+            grid[key] = [_grid_value(flag, kind, v) for v in str(value).split(separator)]
+    out = Path(args.out) if args.out else None
+    run_sweep(grid, out, device=args.device, dtype=args.dtype, data_dir=args.data_dir, recipe=args.recipe)
     return 0
 
 
@@ -241,16 +254,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device")
     evaluate.set_defaults(run=_cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="top-k classes for .npy, IDX or PNG inputs")
+    predict = commands.add_parser(
+        "predict", help="top-k classes for .npy, IDX or PNG inputs (28x28, white digit on black, like MNIST)"
+    )
     predict.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("--top", type=int, default=3, help="how many classes to show (1..10)")
+    predict.add_argument(
+        "--invert", action="store_true", help="flip dark-on-light images to MNIST's white digit on black"
+    )
     predict.add_argument("--device")
     predict.set_defaults(run=_cmd_predict)
 
     sweep = commands.add_parser("sweep", help="train once per combination of listed values, compare")
     _training_flags(sweep, as_lists=True)
-    sweep.add_argument("--out", default="runs/sweep", help="folder for one run per combination and the plot")
+    sweep.add_argument(
+        "--out", help="a new folder for one run per combination and the plot (default: runs/sweep-<time>)"
+    )
     sweep.set_defaults(run=_cmd_sweep)
 
     plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")

@@ -51,20 +51,28 @@ def remove_stale_temp_files(folder: Path) -> None:
 def _holds_run(folder: Path) -> RunFolderError:
     return RunFolderError(
         Options(
-            lambda n: f"{folder} already holds a run: continue it with {n('resume', folder)} "
-            f"or choose another {n('out')}"
+            lambda n: (
+                f"{folder} already holds a run: continue it with {n('resume', folder)} "
+                f"or choose another {n('out')}"
+            )
         )
     )
 
 
 @contextlib.contextmanager
-def claim(folder: Path, resuming: bool) -> Iterator[Path]:
-    """Hold `folder` exclusively for one run; refuse a new run in a folder that already holds one."""
+def claim(folder: Path, resuming: bool, created: bool = False) -> Iterator[Path]:
+    """Hold `folder` exclusively for one run; refuse a new run in a folder that already holds one.
+
+    A folder created for this run (here, or by the caller: `created`) is removed if it is still empty
+    when the run ends, so a run that failed early leaves nothing behind."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise RunFolderError(Options(lambda n: f"{folder} is a file, not a folder: choose another {n('out')}"))
+        raise RunFolderError(
+            Options(lambda n: f"{folder} is a file, not a folder: choose another {n('out')}")
+        )
     if not resuming and holds_run(folder):
         raise _holds_run(folder)
+    created = created or not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -73,12 +81,17 @@ def claim(folder: Path, resuming: bool) -> Iterator[Path]:
         except BlockingIOError:
             raise RunFolderError(
                 Options(
-                    lambda n: f"{folder} is being written by another gpunn process right now: wait for it to "
-                    f"finish{'' if resuming else ', or choose another ' + n('out')}"
+                    lambda n: (
+                        f"{folder} is being written by another gpunn process right now: wait for it to "
+                        f"finish{'' if resuming else ', or choose another ' + n('out')}"
+                    )
                 )
             ) from None
         if not resuming and holds_run(folder):  # another run finished in it between the check and the lock
             raise _holds_run(folder)
         yield folder
     finally:
+        if created:  # a run that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         os.close(fd)  # closing the descriptor releases the lock

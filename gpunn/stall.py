@@ -33,9 +33,11 @@ def chance_level_message(history: list[dict], config, out) -> Options | None:
         return None
     last = history[-1]
     return Options(
-        lambda n: f"the loss is stuck at chance level ({last['loss']:.3f}, ln {N_CLASSES} = "
-        f"{math.log(N_CLASSES):.3f}; train accuracy {last['train_accuracy']:.1%}) after {check_at} "
-        f"epoch(s): the model is not learning, most likely because the lr {config.lr:g} is too high for "
-        f"batch size {config.batch_size}; try {n('lr', f'{config.lr / 4:g}')} or a larger "
-        f"{n('batch_size')} (run saved in {out})"
+        lambda n: (
+            f"the loss is stuck at chance level ({last['loss']:.3f}, ln {N_CLASSES} = "
+            f"{math.log(N_CLASSES):.3f}; train accuracy {last['train_accuracy']:.1%}) after {check_at} "
+            f"epoch(s): the model is not learning, most likely because the lr {config.lr:g} is too high for "
+            f"batch size {config.batch_size}; try {n('lr', f'{config.lr / 4:g}')} or a larger "
+            f"{n('batch_size')} (run saved in {out})"
+        )
     )

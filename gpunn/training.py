@@ -20,11 +20,12 @@ import numpy as np
 
 from gpunn import validate
 from gpunn.atomic import write_text
-from gpunn.backend import requested_device, select
-from gpunn.checkpoint import architecture_summary, load_checkpoint, save_checkpoint
+from gpunn.backend import requested_device, requested_dtype, select
+from gpunn.checkpoint import architecture_summary, load_checkpoint, require_training_state, save_checkpoint
 from gpunn.config import ConfigError, TrainConfig
 from gpunn.data import load_dataset, provenance
 from gpunn.errors import (
+    CheckpointError,
     DataError,
     GpunnError,
     Options,
@@ -166,13 +167,17 @@ def train(
 def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **overrides) -> TrainResult:
     root = job is None or job.rank == 0
     reporter = _Reporter(verbose and root)
-    out, resume, data_dir = (validate.path(k, v) for k, v in (("out", out), ("resume", resume), ("data_dir", data_dir)))
+    out, resume, data_dir = (
+        validate.path(k, v) for k, v in (("out", out), ("resume", resume), ("data_dir", data_dir))
+    )
     if resume is not None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise ConfigError(
                 Options(
-                    lambda n: f"{n('resume')} continues the run in its own folder {resume}: drop "
-                    f"{n('out', out)}, or start a new run there without {n('resume')}"
+                    lambda n: (
+                        f"{n('resume')} continues the run in its own folder {resume}: drop "
+                        f"{n('out', out)}, or start a new run there without {n('resume')}"
+                    )
                 )
             )
         out = Path(resume)
@@ -180,12 +185,14 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
         config = TrainConfig.from_recipe(overrides.pop("recipe", None) or "default", **overrides)
     elif overrides:
         raise ConfigError("pass either a TrainConfig or keyword settings, not both")
-    if out is None:
+    requested_device(device), requested_dtype(dtype)  # a typo fails before any folder is made
+    named = out is not None
+    if not named:
         out = default_run_folder(config.dataset) if root else None
         if job is not None:  # every rank names the same folder
             out = job.comm.bcast(out, root=0)
     out = Path(out)
-    with claim(out, resuming=resume is not None) if root else contextlib.nullcontext(out):
+    with claim(out, resume is not None, created=not named) if root else contextlib.nullcontext(out):
         return _train_claimed(config, job, out, resume, device, dtype, data_dir, reporter, overrides)
 
 
@@ -203,10 +210,12 @@ def _resumed_config(out: Path, checkpoint, overrides: dict) -> TrainConfig:
     if config.epochs < done + mid_epoch or (config.epochs == done and not mid_epoch):
         raise ConfigError(
             Options(
-                lambda n: f"{out} has already trained {done} of {saved.epochs} epochs"
-                + (f" (and part of epoch {done + 1})" if mid_epoch else "")
-                + f": to train further, resume with {n('epochs')} greater than {done}"
-                + (f" (asked for {config.epochs})" if "epochs" in changed else "")
+                lambda n: (
+                    f"{out} has already trained {done} of {saved.epochs} epochs"
+                    + (f" (and part of epoch {done + 1})" if mid_epoch else "")
+                    + f": to train further, resume with {n('epochs')} greater than {done}"
+                    + (f" (asked for {config.epochs})" if "epochs" in changed else "")
+                )
             )
         )
     return config
@@ -217,6 +226,7 @@ def _train_claimed(config, job, out, resume, device, dtype, data_dir, reporter, 
     checkpoint = None
     if resume is not None:
         checkpoint = load_checkpoint(out / CHECKPOINT)
+        require_training_state(out / CHECKPOINT, checkpoint)
         config = _resumed_config(out, checkpoint, overrides)
         dtype = dtype or checkpoint.header["dtype"]
     saved_data = checkpoint.header.get("data") if checkpoint is not None else None
@@ -249,6 +259,11 @@ def _train_claimed(config, job, out, resume, device, dtype, data_dir, reporter, 
     rng = host_rng(config.seed)
     progress = _Progress()
     if checkpoint is not None:
+        order = checkpoint.arrays.get("order")
+        if order is not None and sorted(order.tolist()) != list(range(len(train_set))):
+            raise CheckpointError(
+                f"{out / CHECKPOINT}: its sample order does not fit the {len(train_set)} training samples"
+            )
         model.set_weights(checkpoint.weights)
         optimizer.load_state_dict(checkpoint.optimizer_state, backend)
         rng.bit_generator.state = checkpoint.header["rng_state"]
@@ -427,8 +442,10 @@ class _Loop:
         value = getattr(config, culprit)
         raise TrainingDivergedError(
             Options(
-                lambda n: f"loss became {loss} in epoch {epoch} (lr {config.lr}, weight decay "
-                f"{config.weight_decay}): training stopped; {kept}; try a smaller {n(culprit)} (now {value:g})"
+                lambda n: (
+                    f"loss became {loss} in epoch {epoch} (lr {config.lr}, weight decay "
+                    f"{config.weight_decay}): training stopped; {kept}; try a smaller {n(culprit)} (now {value:g})"
+                )
             )
         )
 
@@ -455,8 +472,14 @@ class _Loop:
         where = f"{name} received in epoch {progress.epoch + 1}, step {progress.step_in_epoch}/{self.steps_per_epoch}"
         raise TrainingInterrupted(
             Options(
-                lambda n: f"{where}: saved {self.out / CHECKPOINT}; continue with: "
-                + (f"gpunn train --resume {self.out}" if n is flag_name else f"train(resume={str(self.out)!r})")
+                lambda n: (
+                    f"{where}: saved {self.out / CHECKPOINT}; continue with: "
+                    + (
+                        f"gpunn train --resume {self.out}"
+                        if n is flag_name
+                        else f"train(resume={str(self.out)!r})"
+                    )
+                )
             ),
             signum,
         )

@@ -58,8 +58,10 @@ def hidden_sizes(value) -> tuple[int, ...]:
     example = "(128, 64)"
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise fail(
-            lambda n: f"{n('hidden')} takes a sequence of layer sizes such as {example} "
-            f"(or (128,) for one layer), got {value!r}"
+            lambda n: (
+                f"{n('hidden')} takes a sequence of layer sizes such as {example} "
+                f"(or (128,) for one layer), got {value!r}"
+            )
         )
     sizes = tuple(value)
     if not sizes or not all(_is_integer(s) and s >= 1 for s in sizes):
