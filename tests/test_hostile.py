@@ -500,6 +500,22 @@ def test_sweep_grid_checked_before_the_first_run(env, capsys, argv, code, needle
     assert not (here / "s").exists()
 
 
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (
+            ["sweep", "--dataset", "digits", "--epochs", "1", "--out", "/proc/gpunn-sweep"],
+            "/proc/gpunn-sweep",
+        ),
+        (["data", "download", "--data-dir", "/proc/gpunn-data"], "/proc/gpunn-data"),
+        (["train", "--out", "r", "--epochs", "1", "--data-dir", "/proc/gpunn-data"], "/proc/gpunn-data"),
+    ],
+    ids=["sweep-out", "download-dir", "data-dir"],
+)
+def test_unwritable_or_missing_folders(env, capsys, argv, needle):
+    one_line_error(capsys, argv, 1, needle)
+
+
 def test_sweep_into_a_used_folder(env, capsys):
     runs, _ = env
     one_line_error(
