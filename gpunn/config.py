@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 from gpunn.data.sources import DATASET_NAMES
@@ -51,7 +52,7 @@ LR_TUNED_FOR_BATCH = {"default": 128}
 def scaled_lr(recipe: str, batch_size) -> float | None:
     """The recipe's lr for `batch_size` (None: keep the recipe's lr)."""
     reference = LR_TUNED_FOR_BATCH.get(recipe)
-    if reference is None or batch_size is None or not isinstance(batch_size, int) or batch_size >= reference:
+    if reference is None or not isinstance(batch_size, numbers.Integral) or batch_size >= reference:
         return None
     return RECIPES[recipe]["lr"] * batch_size / reference
 
