@@ -1,11 +1,12 @@
 """gpunn: a small neural-network toolkit whose same code trains an MLP on NumPy (CPU) or CuPy (GPU).
 
-Importing gpunn never imports CuPy or touches CUDA: the device is resolved at first use.
+Importing gpunn never imports CuPy or touches CUDA: the device is resolved at first use. It does not even
+import NumPy: the backend names load on first use, so the `gpunn` command starts inside its own error
+handling (a Ctrl-C during start-up is one line, not a traceback).
 """
 
 __version__ = "0.1.0"
 
-from gpunn.backend import Backend, get_backend, parse_device, select, use_device  # noqa: E402
 from gpunn.errors import (  # noqa: E402
     CheckpointError,
     DataError,
@@ -18,9 +19,15 @@ from gpunn.errors import (  # noqa: E402
     TrainingDivergedError,
 )
 
+_BACKEND_NAMES = ("Backend", "get_backend", "parse_device", "select", "use_device")
+
 
 def __getattr__(name: str):
     """`gpunn.train(...)`, `gpunn.nn` and `gpunn.data` load on first use, keeping `import gpunn` light."""
+    if name in _BACKEND_NAMES:
+        import gpunn.backend
+
+        return getattr(gpunn.backend, name)
     if name == "train":
         from gpunn.training import train
 

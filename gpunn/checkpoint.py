@@ -4,6 +4,7 @@ checkpoint from the internet cannot run code. Written atomically; readable on ev
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,22 +63,42 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint; anything wrong is one CheckpointError naming the file."""
+    """Read and validate a checkpoint; anything wrong is one CheckpointError naming the file.
+
+    Nothing is read blindly: the header comes first (size-capped), its architecture fixes the shape of
+    every parameter, and every member's declared shape and size are checked against it before any of
+    its data is read. Members the format does not define are refused, not skipped.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.npz"
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            contents = {key: archive[key] for key in archive.files}  # read all: CRC errors surface here
+        with zipfile.ZipFile(path) as archive:
+            return _read(path, archive)
+    except CheckpointError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zipfile.LargeZipFile) as exc:
         raise CheckpointError(
             f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})"
         ) from None
+
+
+def _read(path: Path, archive: zipfile.ZipFile) -> Checkpoint:
+    members = {info.filename: info for info in archive.infolist()}
+    for name, info in members.items():
+        if not MEMBER.fullmatch(name):
+            raise CheckpointError(f"{path}: unexpected member {name!r}: not a gpunn checkpoint")
+        if info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1) + 1024:
+            raise CheckpointError(f"{path}: member {name!r} claims an impossible size")
+    if "header.npy" not in members:
+        raise CheckpointError(f"{path}: not a gpunn checkpoint (no readable header)")
+    if members["header.npy"].file_size > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: header larger than {MAX_HEADER_BYTES} bytes: not a gpunn checkpoint")
     try:
-        header = json.loads(contents.pop("header").tobytes().decode())
-    except (KeyError, ValueError, UnicodeDecodeError):
+        header = json.loads(_array(archive, members["header.npy"], None).tobytes().decode())
+    except (ValueError, UnicodeDecodeError):
         raise CheckpointError(f"{path}: not a gpunn checkpoint (no readable header)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gpunn checkpoint")
@@ -86,30 +107,121 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path}: checkpoint format version {header.get('version')} is not {FORMAT_VERSION}; "
             f"it was written by gpunn {header.get('gpunn_version')}"
         )
-    count = sum(key.startswith("param.") for key in contents)
-    weights = []
-    for index in range(count):
-        if f"param.{index}" not in contents:
+    shapes = _parameter_shapes(path, header)
+    if header.get("dtype") not in ("float32", "float64"):
+        raise CheckpointError(f"{path}: dtype {header.get('dtype')!r} is not float32 or float64")
+    weights, optimizer_state, arrays = [], {}, {}
+    for index, shape in enumerate(shapes):
+        name = f"param.{index}.npy"
+        if name not in members:
             raise CheckpointError(f"{path}: parameter {index} is missing")
-        weights.append(contents[f"param.{index}"])
-    optimizer_state = {k.removeprefix("optim."): v for k, v in contents.items() if k.startswith("optim.")}
-    arrays = {k.removeprefix("array."): v for k, v in contents.items() if k.startswith("array.")}
+        weights.append(_array(archive, members[name], shape))
+    for name, info in members.items():
+        key = name.removesuffix(".npy")
+        if key.startswith("param.") and int(key.split(".")[1]) >= len(shapes):
+            raise CheckpointError(f"{path}: parameter {key} is not in the architecture")
+        if key.startswith("optim."):
+            optimizer_state[key.removeprefix("optim.")] = _array(archive, info, _optim_shape(key, shapes))
+        elif key == "array.order":
+            arrays["order"] = _array(archive, info, "order")
     checkpoint = Checkpoint(header, weights, optimizer_state, arrays)
-    _check_shapes(path, checkpoint)
-    return checkpoint
-
-
-def _check_shapes(path: Path, checkpoint: Checkpoint) -> None:
-    expected = []
-    for layer in checkpoint.architecture:
-        if layer.get("type") == "Dense":
-            expected += [(layer["in"], layer["out"]), (layer["out"],)]
-    found = [tuple(w.shape) for w in checkpoint.weights]
-    if found != expected:
-        raise CheckpointError(f"{path}: weights of shapes {found} do not match the architecture's {expected}")
     for weight in checkpoint.weights:
         if weight.dtype.kind != "f" or not np.all(np.isfinite(weight)):
             raise CheckpointError(f"{path}: weights must be finite floats")
+    return checkpoint
+
+
+MEMBER = re.compile(
+    r"header\.npy|param\.\d{1,4}\.npy|optim\.steps\.npy|optim\.[a-z_]{1,32}\.\d{1,4}\.npy|array\.order\.npy"
+)
+MAX_DEFLATE_RATIO = 1032
+MAX_HEADER_BYTES = 64 << 20  # a header holds the history: 64 MiB is thousands of epochs
+MAX_PARAMETERS = 1 << 28  # 1 GiB of float32: far beyond any MLP this toolkit trains
+MAX_ORDER = 1 << 26  # the epoch's sample order: 67M samples
+
+
+def _parameter_shapes(path: Path, header: dict) -> list[tuple[int, ...]]:
+    """The shape of every parameter the header's architecture declares (checked and bounded)."""
+    from gpunn.nn.layers import LAYER_TYPES
+
+    architecture = header.get("architecture")
+    if not isinstance(architecture, list) or not architecture:
+        raise CheckpointError(f"{path}: the header has no architecture: not a gpunn checkpoint")
+    shapes, previous = [], None
+    for layer in architecture:
+        kind = layer.get("type") if isinstance(layer, dict) else None
+        if kind not in LAYER_TYPES:
+            raise CheckpointError(
+                f"{path}: unknown layer type {kind!r} (this gpunn knows {', '.join(LAYER_TYPES)}); "
+                "it may come from a newer gpunn"
+            )
+        if kind != "Dense":
+            continue
+        fan_in, fan_out = layer.get("in"), layer.get("out")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (fan_in, fan_out)):
+            raise CheckpointError(f"{path}: a Dense layer needs positive integer sizes, got {layer}")
+        if previous is not None and fan_in != previous:
+            raise CheckpointError(f"{path}: layer sizes do not chain ({previous} then {fan_in})")
+        previous = fan_out
+        shapes += [(fan_in, fan_out), (fan_out,)]
+    if not shapes:
+        raise CheckpointError(f"{path}: the architecture has no Dense layer")
+    if sum(int(np.prod(s)) for s in shapes) > MAX_PARAMETERS:
+        raise CheckpointError(f"{path}: the architecture declares more than {MAX_PARAMETERS:,} parameters")
+    return shapes
+
+
+def _optim_shape(key: str, shapes: list[tuple[int, ...]]):
+    if key == "optim.steps":
+        return ()
+    index = int(key.rsplit(".", 1)[1])
+    return shapes[index] if index < len(shapes) else "missing"
+
+
+def _array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected) -> np.ndarray:
+    """One member as an array, after its .npy header was checked: `expected` is its shape, None for the
+    checkpoint header (1-D uint8), or "order" (1-D integers, bounded)."""
+    from numpy.lib import format as npy
+
+    with archive.open(info) as fh:
+        version = npy.read_magic(fh)
+        shape, fortran, dtype = (
+            npy.read_array_header_1_0(fh) if version == (1, 0) else npy.read_array_header_2_0(fh)
+        )
+        name = info.filename
+        if dtype.hasobject or fortran:
+            raise ValueError(f"member {name} holds objects or Fortran order")
+        if expected is None:
+            ok = dtype == np.uint8 and len(shape) == 1
+        elif expected == "order":
+            ok = dtype.kind in "iu" and len(shape) == 1 and shape[0] <= MAX_ORDER
+        elif expected == "missing":
+            ok = False
+        else:
+            ok = tuple(shape) == tuple(expected) and dtype.kind in "fi"
+        if not ok:
+            raise ValueError(f"member {name} declares {dtype} {shape}, which the architecture does not allow")
+        count = int(np.prod(shape, dtype=np.int64))
+        if fh.tell() + count * dtype.itemsize != info.file_size:
+            raise ValueError(f"member {name}: its size does not match the shape it declares")
+        data = fh.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise ValueError(f"member {name} is truncated")
+        array = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+        if fh.read(1):  # reading to the end also makes zipfile check the CRC
+            raise ValueError(f"member {name} has bytes after its data")
+    return array
+
+
+def require_training_state(path, checkpoint: Checkpoint) -> None:
+    """A run's checkpoint, not a Model.save() file (weights only): only the former can be resumed."""
+    needed = ("config", "epoch", "step_in_epoch", "loss_sum", "correct", "history", "rng_state")
+    missing = [key for key in needed if key not in checkpoint.header]
+    if missing:
+        raise CheckpointError(
+            f"{path}: holds weights only (written by Model.save(), or missing {', '.join(missing)}), not a "
+            "training run: it cannot be resumed; evaluate or predict with it, or start a new run"
+        )
 
 
 def architecture_summary(architecture: list[dict]) -> str:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpunn.errors import GpunnError
+from gpunn.errors import GpunnError, cli_message
+from gpunn.output import describe_os_error, quiet_stdout
 
 TRAIN_FLAGS = [
     # (flag, type, help); every default is None so the recipe fills what is not given
@@ -23,7 +24,11 @@ TRAIN_FLAGS = [
     ("--seed", int, "seed of the host RNG (weights and batch order)"),
     ("--dataset", str, "mnist | fashion-mnist | digits"),
     ("--val-size", int, "images held out of the training set, stratified, for validation (default 0: none)"),
-    ("--early-stopping", int, "stop after this many epochs without a lower validation loss (needs --val-size)"),
+    (
+        "--early-stopping",
+        int,
+        "stop after this many epochs without a lower validation loss (needs --val-size)",
+    ),
     ("--dropout", float, "inverted dropout probability after each hidden activation (default 0)"),
 ]
 
@@ -75,14 +80,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gpunn.checkpoint import load_checkpoint
-    from gpunn.data import load_dataset
+    from gpunn.data import load_dataset, provenance
     from gpunn.errors import CheckpointError
     from gpunn.evaluate import evaluate
     from gpunn.nn.model import Sequential
 
     checkpoint = load_checkpoint(args.checkpoint)
-    dataset_name = args.dataset or checkpoint.header.get("config", {}).get("dataset", "mnist")
-    data = load_dataset(dataset_name, "test", data_dir=args.data_dir)
+    trained_on = checkpoint.header.get("config", {}).get("dataset", "mnist")
+    dataset_name = args.dataset or trained_on
+    recorded = checkpoint.header.get("data") if dataset_name == trained_on else None
+    data = load_dataset(dataset_name, "test", data_dir=provenance.data_dir_for(recorded, args.data_dir))
     model = Sequential.from_description(checkpoint.architecture, args.device, checkpoint.header["dtype"])
     model.set_weights(checkpoint.weights)
     if model.in_features != data.features.shape[1]:
@@ -104,13 +111,27 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from gpunn.predict_inputs import load_predictor, read_inputs, top_classes
 
     model, names = load_predictor(args.checkpoint, args.device)
-    inputs = [(path, read_inputs(path, model.in_features)) for path in args.files]  # all checked first
+    if not 1 <= args.top <= len(names):
+        raise GpunnError(f"--top must be between 1 and {len(names)} (the number of classes), got {args.top}")
+    inputs = [
+        (path, read_inputs(path, model.in_features, args.invert)) for path in args.files
+    ]  # checked first
     for path, rows in inputs:
         probabilities = model.predict_proba(rows)
         for index, row in enumerate(probabilities):
             label = f"{path}[{index}]" if len(rows) > 1 else str(path)
             print(f"{label}: " + ", ".join(text for _, _, text in top_classes(row, names, args.top)))
     return 0
+
+
+def _grid_value(flag: str, kind, text: str):
+    if kind is str:
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        what = "integers" if kind is int else "numbers"
+        raise GpunnError(f"{flag} takes a comma-separated list of {what}, got {text!r}") from None
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -122,10 +143,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             separator = "/" if key == "hidden" else ","
-            grid[key] = [kind(v) if key != "hidden" else v for v in str(value).split(separator)]
+            grid[key] = [_grid_value(flag, kind, v) for v in str(value).split(separator)]
     run_sweep(
         grid,
-        Path(args.out),
+        Path(args.out) if args.out else None,
         device=args.device,
         dtype=args.dtype,
         data_dir=args.data_dir,
@@ -141,7 +162,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     path, contract = export_onnx(args.checkpoint, args.onnx, args.input_dtype, args.input_shape)
     shape = "x".join(map(str, contract["shape"]))
-    print(f"{path}: ONNX opset 17; input {contract['dtype']} {shape} ({contract['values']}); outputs probabilities, label")
+    print(
+        f"{path}: ONNX opset 17; input {contract['dtype']} {shape} ({contract['values']}); outputs probabilities, label"
+    )
     return 0
 
 
@@ -267,26 +290,39 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", action="store_true", help="also write confusion.png and mistakes.png")
     evaluate.set_defaults(run=_cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="top-k classes for .npy, IDX or PNG inputs")
+    predict = commands.add_parser(
+        "predict", help="top-k classes for .npy, IDX or PNG inputs (28x28, white digit on black, like MNIST)"
+    )
     predict.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("--top", type=int, default=3, help="how many classes to show (1..10)")
+    predict.add_argument(
+        "--invert", action="store_true", help="flip dark-on-light images to MNIST's white digit on black"
+    )
     predict.add_argument("--device")
     predict.set_defaults(run=_cmd_predict)
 
     sweep = commands.add_parser("sweep", help="train once per combination of listed values, compare")
     _training_flags(sweep, as_lists=True)
-    sweep.add_argument("--out", default="runs/sweep", help="folder for one run per combination and the plot")
+    sweep.add_argument(
+        "--out", help="a new folder for one run per combination and the plot (default: runs/sweep-<time>)"
+    )
     sweep.add_argument("--jobs", type=int, default=1, help="train K combinations at a time, in K processes")
     sweep.add_argument(
-        "--index", type=int, help="train only combination I (1-based, its folder's number): one per array-job task"
+        "--index",
+        type=int,
+        help="train only combination I (1-based, its folder's number): one per array-job task",
     )
     sweep.set_defaults(run=_cmd_sweep)
 
     export = commands.add_parser("export", help="write a trained model as an ONNX graph")
     export.add_argument("checkpoint", metavar="RUN", help="a run folder, its checkpoint.npz or best.npz")
-    export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write (not overwritten)")
-    export.add_argument("--input-dtype", default="uint8", help="uint8 (pixels 0-255, the default) | float32 (pixel/255)")
+    export.add_argument(
+        "--onnx", required=True, metavar="FILE", help="the .onnx file to write (not overwritten)"
+    )
+    export.add_argument(
+        "--input-dtype", default="uint8", help="uint8 (pixels 0-255, the default) | float32 (pixel/255)"
+    )
     export.add_argument("--input-shape", help="image (N,28,28) | flat (N,784); default: image when square")
     export.set_defaults(run=_cmd_export)
 
@@ -321,15 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except GpunnError as exc:
         if not getattr(exc, "silent", False):  # under MPI, rank 0 alone reports an error all ranks share
-            print(f"gpunn: error: {exc}", file=sys.stderr)
+            print(f"gpunn: error: {cli_message(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also one that lands while a module is being imported
         print("gpunn: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # a reader of our output went away (`gpunn info | head -1`): nothing to say
+        quiet_stdout()
         return 0
+    except OSError as exc:  # a file or folder we were told to use: unwritable, missing, full disk, ...
+        print(f"gpunn: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1

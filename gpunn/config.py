@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 from gpunn.data.sources import DATASET_NAMES
-from gpunn.errors import GpunnError
+from gpunn.errors import ConfigError
 from gpunn.nn.layers import ACTIVATIONS
 from gpunn.schedules import SCHEDULES
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 INITS = ("he", "xavier")
-
-
-class ConfigError(GpunnError, ValueError):
-    exit_code = 2
 
 
 # "default" is our best recipe for 784-128-64-10 (see README for its measured accuracy);
@@ -46,6 +42,19 @@ RECIPES: dict[str, dict] = {
         init="he",
     ),
 }
+
+# The default recipe's lr was tuned for batch 128; a smaller batch given without an lr gets the lr scaled
+# down in proportion (the linear scaling rule): lr 0.2 at batch 16 kills the ReLUs in the first steps and
+# the run sits at chance level (see gpunn/stall.py). Larger batches keep the tuned lr (scaling up diverges).
+LR_TUNED_FOR_BATCH = {"default": 128}
+
+
+def scaled_lr(recipe: str, batch_size) -> float | None:
+    """The recipe's lr for `batch_size` (None: keep the recipe's lr)."""
+    reference = LR_TUNED_FOR_BATCH.get(recipe)
+    if reference is None or not isinstance(batch_size, numbers.Integral) or batch_size >= reference:
+        return None
+    return RECIPES[recipe]["lr"] * batch_size / reference
 
 
 @dataclass
@@ -81,8 +90,9 @@ class TrainConfig:
             "recipe": recipe,
             **{k: v for k, v in overrides.items() if v is not None},
         }
+        if overrides.get("lr") is None and scaled_lr(recipe, overrides.get("batch_size")) is not None:
+            values["lr"] = scaled_lr(recipe, overrides["batch_size"])
         config = cls(**values)
-        config.hidden = tuple(int(h) for h in config.hidden)
         config.validate()
         return config
 
@@ -90,7 +100,6 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in values.items() if k in known})
-        config.hidden = tuple(int(h) for h in config.hidden)
         config.validate()
         return config
 
@@ -100,72 +109,23 @@ class TrainConfig:
         return out
 
     def validate(self) -> None:
-        def need(condition: bool, message: str) -> None:
-            if not condition:
-                raise ConfigError(message)
+        """Check every field; numbers become plain Python numbers (NumPy scalars are welcome)."""
+        from gpunn.validate import check_settings
 
-        need(
-            isinstance(self.epochs, int) and self.epochs >= 1,
-            f"--epochs must be an integer >= 1, got {self.epochs!r}",
+        activations = tuple(a for a in ACTIVATIONS if a != "softmax")
+        checked = check_settings(
+            asdict(self),
+            {
+                "optimizer": OPTIMIZERS,
+                "schedule": tuple(SCHEDULES),
+                "activation": activations,
+                "init": INITS,
+                "dataset": DATASET_NAMES,
+                "recipe": tuple(RECIPES),
+            },
         )
-        need(
-            isinstance(self.batch_size, int) and self.batch_size >= 1,
-            f"--batch-size must be an integer >= 1, got {self.batch_size!r}",
-        )
-        need(
-            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
-            f"--lr must be a finite number > 0, got {self.lr!r}",
-        )
-        need(0.0 <= self.momentum < 1.0, f"--momentum must lie in [0, 1), got {self.momentum!r}")
-        need(
-            self.weight_decay >= 0 and math.isfinite(self.weight_decay),
-            f"--weight-decay must be >= 0, got {self.weight_decay!r}",
-        )
-        need(
-            self.optimizer in OPTIMIZERS,
-            f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}",
-        )
-        need(
-            self.optimizer in ("sgd", "adam") or self.momentum > 0,
-            f"--optimizer {self.optimizer} needs --momentum > 0",
-        )
-        need(
-            self.schedule in SCHEDULES,
-            f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
-        )
-        need(
-            self.activation in ACTIVATIONS and self.activation != "softmax",
-            f"--activation must be one of relu, leaky_relu, sigmoid, tanh, gelu, got {self.activation!r}",
-        )
-        need(self.init in INITS, f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
-        need(
-            self.dataset in DATASET_NAMES,
-            f"--dataset must be one of {', '.join(DATASET_NAMES)}, got {self.dataset!r}",
-        )
-        need(
-            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-            f"--hidden needs at least one positive size, got {','.join(map(str, self.hidden))!r}",
-        )
-        need(
-            isinstance(self.seed, int) and self.seed >= 0,
-            f"--seed must be an integer >= 0, got {self.seed!r}",
-        )
-        need(
-            isinstance(self.val_size, int) and self.val_size >= 0,
-            f"--val-size must be an integer >= 0 (images held out of the training set), got {self.val_size!r}",
-        )
-        need(
-            isinstance(self.early_stopping, int) and self.early_stopping >= 0,
-            f"--early-stopping must be an integer >= 0 (epochs of patience), got {self.early_stopping!r}",
-        )
-        need(
-            self.early_stopping == 0 or self.val_size > 0,
-            "--early-stopping watches the validation loss: add --val-size N (e.g. --val-size 5000)",
-        )
-        need(
-            isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
-            f"--dropout must be a probability in [0, 1), got {self.dropout!r}",
-        )
+        for key, value in checked.items():
+            setattr(self, key, value)
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

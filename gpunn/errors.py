@@ -39,3 +39,56 @@ class CheckpointError(GpunnError, ValueError):
 
 class TrainingDivergedError(GpunnError, RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class Options:
+    """A message that names options: `epochs=` when raised to Python code, `--epochs` from the CLI.
+
+    `render` gets a namer: name("epochs") -> "epochs=" / "--epochs"; name("resume", "runs/a") ->
+    "resume='runs/a'" / "--resume runs/a". str() is the Python form; the CLI prints .cli().
+    """
+
+    def __init__(self, render):
+        self.render = render
+
+    def __str__(self) -> str:
+        return self.render(keyword_name)
+
+    def cli(self) -> str:
+        return self.render(flag_name)
+
+
+_UNSET = object()
+
+
+def keyword_name(key: str, value=_UNSET) -> str:
+    if value is _UNSET:
+        return f"{key}="
+    return f"{key}={value!r}" if isinstance(value, (int, float)) else f"{key}={str(value)!r}"
+
+
+def flag_name(key: str, value=_UNSET) -> str:
+    flag = "--" + key.replace("_", "-")
+    return flag if value is _UNSET else f"{flag} {value}"
+
+
+def cli_message(exc: BaseException) -> str:
+    """The one line the CLI prints for `exc`: options named as flags."""
+    first = exc.args[0] if len(exc.args) == 1 else None
+    return first.cli() if isinstance(first, Options) else str(exc)
+
+
+class ConfigError(GpunnError, ValueError):
+    """A setting that is not valid (wrong type, out of range, not allowed when resuming)."""
+
+    exit_code = 2
+
+
+class RunFolderError(GpunnError):
+    """The run folder cannot be claimed: it holds another run, or another process is writing it."""
+
+    exit_code = 3
+
+
+class TrainingStalledError(GpunnError, RuntimeError):
+    """The loss stayed at chance level (ln of the number of classes): the model is not learning."""

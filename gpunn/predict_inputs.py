@@ -1,5 +1,10 @@
 """Inputs and outputs of `gpunn predict` (and `gpunn serve`): .npy arrays, IDX files and PNG images read as
-(N, features) rows; the model and class names of a checkpoint; top-k classes as text."""
+(N, features) rows; the model and class names of a checkpoint; top-k classes as text.
+
+The model expects what it was trained on: MNIST-style images, a white (high) digit on a black (0)
+background. A dark digit on a light background is detected by its bright border and refused, since the
+model would give it a confident wrong answer; `invert=True` (--invert) flips such images.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +16,62 @@ from gpunn.data.idx import read_idx
 from gpunn.errors import DataError
 
 
-def _png(path: Path) -> np.ndarray:
+def _png(path: Path, features: int) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
         raise DataError(f'{path}: reading PNG needs Pillow: pip install "gpunn[image]"') from None
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only: the size is known before any decoding
+            width, height = image.size
+            if width * height != features:
+                raise DataError(
+                    f"{path}: the image is {width}x{height} pixels but the model takes {features} "
+                    f"({_side(features)}); resize it first"
+                )
             return np.asarray(image.convert("L"), dtype=np.uint8)[None]
-    except OSError as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
 
 
+def _side(features: int) -> str:
+    side = round(features**0.5)
+    return f"{side}x{side}" if side * side == features else f"{features} values"
+
+
 def _npy(path: Path) -> np.ndarray:
+    """np.load after checking the header: the declared shape must fit the file (no giant allocations)."""
+    from numpy.lib import format as npy
+
     try:
+        with open(path, "rb") as fh:
+            version = npy.read_magic(fh)
+            shape, _, dtype = (
+                npy.read_array_header_1_0(fh) if version == (1, 0) else npy.read_array_header_2_0(fh)
+            )
+            data_bytes = path.stat().st_size - fh.tell()
+        if dtype.hasobject or int(np.prod(shape, dtype=object)) * dtype.itemsize != data_bytes:
+            raise ValueError(f"its header declares {dtype} {shape}, which does not match the file's size")
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy array of numbers ({exc})") from None
 
 
-def read_inputs(path: str | Path, features: int) -> np.ndarray:
-    """Rows of `features` values: uint8 pixels, or floats already in [0, 1]."""
+def _inverted_rows(rows: np.ndarray, features: int) -> list[int]:
+    """Rows whose border is mostly bright: a dark digit on a light background."""
+    side = round(features**0.5)
+    if side * side != features or side < 3:
+        return []
+    images = rows.reshape(len(rows), side, side).astype(np.float64)
+    border = np.concatenate(
+        [images[:, 0, :], images[:, -1, :], images[:, 1:-1, 0], images[:, 1:-1, -1]], axis=1
+    )
+    bright = 127.5 if rows.dtype == np.uint8 else 0.5
+    return np.flatnonzero(border.mean(axis=1) > bright).tolist()
+
+
+def read_inputs(path: str | Path, features: int, invert: bool = False) -> np.ndarray:
+    """Rows of `features` values: uint8 pixels, or floats already in [0, 1]; `invert` flips dark-on-light."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -39,21 +79,31 @@ def read_inputs(path: str | Path, features: int) -> np.ndarray:
     if suffix.endswith(".npy"):
         array = _npy(path)
     elif suffix.endswith(".png"):
-        array = _png(path)
+        array = _png(path, features)
     else:
         array = read_idx(path)
-    if array.dtype.kind not in "uif" or array.size == 0:
+    if array.dtype.kind not in "uif" or array.size == 0 or array.ndim == 0:
         raise DataError(f"{path}: expected numbers, got an array of {array.dtype} with {array.size} values")
     flat_rows = array.ndim <= 2 and array.shape[-1] == features  # (features,) or (N, features)
     images = array.ndim in (2, 3) and array.shape[-1] * array.shape[-2] == features  # (H, W) or (N, H, W)
     if not (flat_rows or images):
         raise DataError(f"{path}: shape {array.shape} cannot be read as rows of {features} values")
     rows = array.reshape(-1, features)
-    if rows.dtype == np.uint8:
-        return rows
-    rows = rows.astype(np.float64)
-    if not np.all(np.isfinite(rows)) or rows.min() < 0 or rows.max() > 1:
-        raise DataError(f"{path}: float inputs must be finite and in [0, 1] (or save uint8 pixels 0..255)")
+    if rows.dtype != np.uint8:
+        rows = rows.astype(np.float64)
+        if not np.all(np.isfinite(rows)) or rows.min() < 0 or rows.max() > 1:
+            raise DataError(
+                f"{path}: float inputs must be finite and in [0, 1] (or save uint8 pixels 0..255)"
+            )
+    if invert:
+        return 255 - rows if rows.dtype == np.uint8 else 1.0 - rows
+    inverted = _inverted_rows(rows, features)
+    if inverted:
+        which = "" if len(rows) == 1 else f" (rows {', '.join(map(str, inverted[:5]))})"
+        raise DataError(
+            f"{path}: looks like a dark digit on a light background{which}; the model expects a white digit "
+            "on black, like MNIST: invert the image, or pass --invert"
+        )
     return rows
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpunn.config import ConfigError, parse_hidden
+from gpunn.config import ConfigError, TrainConfig, parse_hidden
+from gpunn.errors import RunFolderError
+from gpunn.runlock import claim, unique_folder
 
 
 @dataclass(frozen=True)
@@ -26,14 +29,16 @@ def check_jobs(jobs, index, total: int) -> None:
     if index is not None and jobs > 1:
         raise ConfigError("--index runs one combination: leave out --jobs (or give one array task per index)")
     if index is not None and not (isinstance(index, int) and 1 <= index <= total):
-        raise ConfigError(f"--index must lie in 1..{total} (this grid has {total} combinations), got {index!r}")
+        raise ConfigError(
+            f"--index must lie in 1..{total} (this grid has {total} combinations), got {index!r}"
+        )
 
 
-def run_one(run: SweepRun, common: dict) -> tuple:
-    """Train one combination quietly; its table row (label, test accuracy, seconds, folder, best epoch)."""
+def run_one(run: SweepRun, common: dict, verbose: bool = False) -> tuple:
+    """Train one combination; its table row (label, test accuracy, seconds, folder, best epoch)."""
     from gpunn.training import train
 
-    result = train(out=run.out, verbose=False, **common, **run.settings)
+    result = train(out=run.out, verbose=verbose, **common, **run.settings)
     seconds = sum(h["seconds"] for h in result.history)
     return (run.label, result.test_accuracy, seconds, result.out_dir, result.best)
 
@@ -44,7 +49,7 @@ def _label(settings: dict) -> str:
 
 def run_sweep(
     grid: dict[str, list],
-    out: Path,
+    out: Path | None,
     device=None,
     dtype=None,
     data_dir=None,
@@ -52,17 +57,40 @@ def run_sweep(
     jobs: int = 1,
     index: int | None = None,
 ) -> list:
-    """Train every combination (in `jobs` processes), or only combination `index` (1-based) of them."""
+    """Train every combination (in `jobs` processes), or only combination `index` (1-based) of them.
+
+    Every combination is validated before the first run. A whole sweep needs `out` new or empty (None: a
+    new runs/sweep-<time> folder) and holds it exclusively; an `index` run (one array-job task of many)
+    shares `out` with its sibling tasks and claims only its own run folder."""
     keys = list(grid)
     combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+    chosen_all = [{k: (parse_hidden(v) if k == "hidden" else v) for k, v in c.items()} for c in combos]
+    for chosen in chosen_all:  # a bad value fails now, not after hours of the earlier combinations
+        TrainConfig.from_recipe(recipe or "default", **chosen)
+    check_jobs(jobs, index, len(combos))
+    if index is not None:  # array-job tasks share the sweep folder; train() claims each run's own folder
+        if out is None:
+            raise ConfigError(
+                "--index needs --out: every array task of one sweep writes into the same folder"
+            )
+        return _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index)
+    if out is None:
+        out = unique_folder(Path("runs"), f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunFolderError(f"{out} already holds files (another sweep?): choose another --out")
+    with claim(out, resuming=True):
+        if any(out.iterdir()):
+            raise RunFolderError(f"{out} already holds files (another sweep?): choose another --out")
+        return _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index)
+
+
+def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index) -> list:
     swept = [k for k in keys if len(grid[k]) > 1]
     runs = []
-    for number, settings in enumerate(combos, start=1):
-        chosen = {k: (parse_hidden(v) if k == "hidden" else v) for k, v in settings.items()}
+    for number, (settings, chosen) in enumerate(zip(combos, chosen_all, strict=True), start=1):
         name = "-".join(f"{k}{str(settings[k]).replace(',', '_')}" for k in swept) or "run"
         label = _label({k: chosen[k] for k in swept}) or "single run"
         runs.append(SweepRun(number, len(combos), label, chosen, out / f"{number:02d}-{name}"))
-    check_jobs(jobs, index, len(runs))
     if index is not None:
         runs = [runs[index - 1]]
     common = dict(device=device, dtype=dtype, data_dir=data_dir, recipe=recipe)
@@ -74,7 +102,7 @@ def run_sweep(
         rows = []
         for run in runs:
             print(f"[{run.number}/{run.total}] {run.label}", flush=True)
-            rows.append(run_one(run, common))
+            rows.append(run_one(run, common, verbose=True))  # each run's own epoch lines show progress
     print_table(rows)
     if index is not None:
         return rows  # one array task of many: the others' runs are not there to plot

@@ -19,6 +19,7 @@ def cores() -> int:
 
 
 def _limit_blas_threads(threads: int) -> None:
+    import numpy  # noqa: F401  threadpoolctl limits only libraries already loaded: load NumPy's BLAS first
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")  # kept for the worker's lifetime

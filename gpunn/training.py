@@ -7,6 +7,7 @@ epoch, and on SIGINT/SIGTERM mid-epoch (with the epoch's order and position, so 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -17,18 +18,30 @@ from pathlib import Path
 
 import numpy as np
 
+from gpunn import validate
 from gpunn.atomic import write_text
-from gpunn.backend import select, select_for_local_rank
-from gpunn.checkpoint import architecture_summary, load_checkpoint, save_checkpoint
+from gpunn.backend import requested_device, requested_dtype, select, select_for_local_rank
+from gpunn.checkpoint import architecture_summary, load_checkpoint, require_training_state, save_checkpoint
 from gpunn.config import ConfigError, TrainConfig
-from gpunn.data import load_dataset
-from gpunn.errors import GpunnError, TrainingDivergedError
+from gpunn.data import load_dataset, provenance
+from gpunn.errors import (
+    CheckpointError,
+    DataError,
+    GpunnError,
+    Options,
+    TrainingDivergedError,
+    TrainingStalledError,
+    flag_name,
+)
 from gpunn.evaluate import count_correct, loss_and_correct
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
 from gpunn.nn.step import train_step
+from gpunn.output import quiet_stdout
 from gpunn.rng import host_rng
+from gpunn.runlock import claim, default_run_folder, remove_stale_temp_files
 from gpunn.schedules import lr_at
+from gpunn.stall import chance_level_message
 from gpunn.validation_split import split_validation
 
 CHECKPOINT = "checkpoint.npz"
@@ -86,8 +99,15 @@ class _Reporter:
         self.tty = enabled and sys.stderr.isatty()
 
     def line(self, text: str) -> None:
-        if self.enabled:
+        """Print a progress line; a closed stdout (`| head`) ends the printing, never the training."""
+        if not self.enabled:
+            return
+        try:
             print(text, flush=True)
+        except BrokenPipeError:
+            self.enabled = False
+            quiet_stdout()
+            print("gpunn: stdout was closed; training goes on without progress lines", file=sys.stderr)
 
     def bar(self, total: int, initial: int, epoch: int, epochs: int):
         if not self.tty:
@@ -155,7 +175,7 @@ def train(
     job = mpi.start()
     try:
         return _train(config, job=job, **kwargs, **overrides)
-    except (TrainingInterrupted, TrainingDivergedError, ConfigError) as exc:
+    except (TrainingInterrupted, TrainingDivergedError, TrainingStalledError, ConfigError) as exc:
         exc.silent = job.rank != 0  # every rank raised the same error at the same point: rank 0 reports it
         raise
     except Exception as exc:  # this rank alone failed, or lost a peer: nobody may be left waiting
@@ -166,30 +186,69 @@ def train(
 def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **overrides) -> TrainResult:
     root = job is None or job.rank == 0
     reporter = _Reporter(verbose and root)
-    checkpoint = None
+    out, resume, data_dir = (
+        validate.path(k, v) for k, v in (("out", out), ("resume", resume), ("data_dir", data_dir))
+    )
     if resume is not None:
-        out = Path(resume)
-        checkpoint = load_checkpoint(out / CHECKPOINT)
-        saved = TrainConfig.from_dict(checkpoint.header["config"])
-        changed = {k for k, v in overrides.items() if v is not None and getattr(saved, k, v) != _normal(k, v)}
-        if changed - RESUME_MAY_CHANGE:
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise ConfigError(
-                f"cannot change {', '.join(sorted(changed - RESUME_MAY_CHANGE))} when resuming {out}"
+                Options(
+                    lambda n: (
+                        f"{n('resume')} continues the run in its own folder {resume}: drop "
+                        f"{n('out', out)}, or start a new run there without {n('resume')}"
+                    )
+                )
             )
-        config = TrainConfig.from_dict({**saved.to_dict(), **{k: overrides[k] for k in changed}})
-        dtype = dtype or checkpoint.header["dtype"]
+        out = Path(resume)
     elif config is None:
         config = TrainConfig.from_recipe(overrides.pop("recipe", None) or "default", **overrides)
     elif overrides:
         raise ConfigError("pass either a TrainConfig or keyword settings, not both")
+    requested_device(device), requested_dtype(dtype)  # a typo fails before any folder is made
+    named = out is not None
+    if not named:
+        out = default_run_folder(config.dataset) if root else None
+        if job is not None:  # every rank names the same folder
+            out = job.comm.bcast(out, root=0)
+    out = Path(out)
+    with claim(out, resume is not None, created=not named) if root else contextlib.nullcontext(out):
+        return _train_claimed(config, job, out, resume, device, dtype, data_dir, reporter, overrides)
 
-    out = (
-        Path(out) if out is not None else Path("runs") / f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    if checkpoint is None and (out / CHECKPOINT).exists():
+
+def _resumed_config(out: Path, checkpoint, overrides: dict) -> TrainConfig:
+    """The saved settings with the allowed changes (epochs, raised); a finished run is not resumed."""
+    saved = TrainConfig.from_dict(checkpoint.header["config"])
+    changed = {k for k, v in overrides.items() if v is not None and getattr(saved, k, v) != _normal(k, v)}
+    if changed - RESUME_MAY_CHANGE:
         raise ConfigError(
-            f"{out} already holds a run; continue it with --resume {out} or choose another --out"
+            f"cannot change {', '.join(sorted(changed - RESUME_MAY_CHANGE))} when resuming {out}"
         )
+    config = TrainConfig.from_dict({**saved.to_dict(), **{k: overrides[k] for k in changed}})
+    done = checkpoint.header["epoch"]
+    mid_epoch = checkpoint.header["step_in_epoch"] > 0
+    if config.epochs < done + mid_epoch or (config.epochs == done and not mid_epoch):
+        raise ConfigError(
+            Options(
+                lambda n: (
+                    f"{out} has already trained {done} of {saved.epochs} epochs"
+                    + (f" (and part of epoch {done + 1})" if mid_epoch else "")
+                    + f": to train further, resume with {n('epochs')} greater than {done}"
+                    + (f" (asked for {config.epochs})" if "epochs" in changed else "")
+                )
+            )
+        )
+    return config
+
+
+def _train_claimed(config, job, out, resume, device, dtype, data_dir, reporter, overrides) -> TrainResult:
+    root = job is None or job.rank == 0
+    checkpoint = None
+    if resume is not None:
+        checkpoint = load_checkpoint(out / CHECKPOINT)
+        require_training_state(out / CHECKPOINT, checkpoint)
+        config = _resumed_config(out, checkpoint, overrides)
+        dtype = dtype or checkpoint.header["dtype"]
+    saved_data = checkpoint.header.get("data") if checkpoint is not None else None
 
     dist = None
     if job is not None:
@@ -203,6 +262,7 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
         dist = Distributed(job, backend)
     if dist is not None and not root:
         dist.barrier()  # rank 0 fetches (or downloads) the data first; no download races
+    data_dir = provenance.data_dir_for(saved_data, data_dir)
     train_set = load_dataset(config.dataset, "train", data_dir=data_dir)
     test_set = load_dataset(config.dataset, "test", data_dir=data_dir)
     val_set = None
@@ -210,11 +270,22 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
         train_set, val_set = split_validation(train_set, config.val_size, config.seed)
     if dist is not None and root:
         dist.barrier()
+    provenance.check_unchanged(saved_data, out, train_set, test_set)
+    if train_set.images.shape[1:] != test_set.images.shape[1:]:
+        raise DataError(
+            f"the {config.dataset} test images are {test_set.images.shape[1:]} but the training images are "
+            f"{train_set.images.shape[1:]}: use a test set of the same image size"
+        )
     model = _build_model(config, train_set.features.shape[1], backend)
     optimizer = make_optimizer(config.optimizer, config.lr, config.momentum, config.weight_decay)
     rng = host_rng(config.seed)
     progress = _Progress()
     if checkpoint is not None:
+        order = checkpoint.arrays.get("order")
+        if order is not None and sorted(order.tolist()) != list(range(len(train_set))):
+            raise CheckpointError(
+                f"{out / CHECKPOINT}: its sample order does not fit the {len(train_set)} training samples"
+            )
         model.set_weights(checkpoint.weights)
         optimizer.load_state_dict(checkpoint.optimizer_state, backend)
         rng.bit_generator.state = checkpoint.header["rng_state"]
@@ -231,11 +302,15 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
             header.get("stopped_early", False),
         )
 
+    data = provenance.record(train_set, test_set)
     if root:
-        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out)
         write_text(
             out / "config.json",
-            json.dumps({**config.to_dict(), "device": backend.device, "dtype": backend.dtype_name}, indent=2)
+            json.dumps(
+                {**config.to_dict(), "device": backend.device, "dtype": backend.dtype_name, "data": data},
+                indent=2,
+            )
             + "\n",
         )
     ranks = ""
@@ -245,12 +320,15 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
         ranks = f" x {dist.size} ranks (rank=pid {pids}; {dist.reducer.name} allreduce{threads})"
     reporter.line(
         f"gpunn: device {selection.describe()}{ranks} | {backend.dtype_name} | {config.dataset} "
-        f"({len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test) | model {architecture_summary(model.describe())} | "
-        f"{model.num_parameters():,} parameters | recipe {config.recipe}"
-        + (f" | resuming {out} at epoch {progress.epoch + 1}" if checkpoint is not None else "")
+        f"({len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test) | "
+        f"model {architecture_summary(model.describe())} | "
+        f"{model.num_parameters():,} parameters | recipe {config.recipe} | run {out}"
+        + (f" | resuming at epoch {progress.epoch + 1}" if checkpoint is not None else "")
     )
 
-    loop = _Loop(config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist, val_set)
+    loop = _Loop(
+        config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist, data, val_set
+    )
     # overflow is detected and reported once per epoch below, so NumPy's per-operation warnings are noise
     with _SignalCatcher() as signals, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         loop.run(progress, signals)
@@ -263,9 +341,22 @@ def _normal(key: str, value):
 
 class _Loop:
     def __init__(
-        self, config, model, optimizer, rng, backend, train_set, test_set, out, reporter, dist=None, val_set=None
+        self,
+        config,
+        model,
+        optimizer,
+        rng,
+        backend,
+        train_set,
+        test_set,
+        out,
+        reporter,
+        dist=None,
+        data=None,
+        val_set=None,
     ):
         self.config, self.model, self.optimizer, self.rng = config, model, optimizer, rng
+        self.data = data or {}
         self.backend, self.out, self.reporter, self.dist = backend, out, reporter, dist
         # uint8 images uploaded once (shared, not copied, on the host backend: they are only read)
         self.x_train = backend.from_host(train_set.features, copy=False)
@@ -327,15 +418,7 @@ class _Loop:
             if bar is not None:
                 bar.close()
             if not np.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"loss became {loss} in epoch {epoch} (lr {config.lr}): training stopped; "
-                    + (
-                        f"the last good checkpoint (epoch {progress.epoch}) is kept in {self.out}"
-                        if progress.epoch
-                        else "no epoch finished, so no checkpoint was written"
-                    )
-                    + "; try a smaller --lr"
-                )
+                self._diverged(progress, epoch, loss)
             (test_correct,) = self._global(
                 int(backend.to_host(count_correct(self.model, self.x_test, self.y_test)))
             )
@@ -366,6 +449,9 @@ class _Loop:
                     f"early stopping: no lower validation loss for {config.early_stopping} epochs after "
                     f"epoch {progress.best_epoch}"
                 )
+            stalled = chance_level_message(progress.history, config, self.out)
+            if stalled is not None:
+                raise TrainingStalledError(stalled)
         self._summary(progress, train_seconds)
 
     def _validate(self, progress: _Progress, record: dict) -> str:
@@ -426,6 +512,25 @@ class _Loop:
         progress.step_in_epoch, progress.loss_sum, progress.correct = step, loss_total, int(correct_total)
         self._interrupted(progress, signum)
 
+    def _diverged(self, progress: _Progress, epoch: int, loss: float) -> None:
+        config = self.config
+        kept = (
+            f"the last good checkpoint (epoch {progress.epoch}) is kept in {self.out}"
+            if progress.epoch
+            else "no epoch finished, so no checkpoint was written"
+        )
+        # a decay above 1 pulls harder than any loss gradient: then it, not the lr, is the culprit
+        culprit = "weight_decay" if config.weight_decay > 1 else "lr"
+        value = getattr(config, culprit)
+        raise TrainingDivergedError(
+            Options(
+                lambda n: (
+                    f"loss became {loss} in epoch {epoch} (lr {config.lr}, weight decay "
+                    f"{config.weight_decay}): training stopped; {kept}; try a smaller {n(culprit)} (now {value:g})"
+                )
+            )
+        )
+
     def _save(self, progress: _Progress) -> None:
         if self.dist is not None and not self.dist.is_root:
             return  # every rank holds the same weights: rank 0 alone writes
@@ -440,6 +545,7 @@ class _Loop:
             "best_val_loss": progress.best_val_loss,
             "best_epoch": progress.best_epoch,
             "stopped_early": progress.stopped_early,
+            "data": self.data,
         }
         arrays = {"order": progress.order} if progress.order is not None else None
         save_checkpoint(self.out / CHECKPOINT, self.model, header, self.optimizer, arrays)
@@ -448,9 +554,18 @@ class _Loop:
     def _interrupted(self, progress: _Progress, signum: int) -> None:
         self._save(progress)
         name = signal.Signals(signum).name
+        where = f"{name} received in epoch {progress.epoch + 1}, step {progress.step_in_epoch}/{self.steps_per_epoch}"
         raise TrainingInterrupted(
-            f"{name} received in epoch {progress.epoch + 1}, step {progress.step_in_epoch}/{self.steps_per_epoch}: "
-            f"saved {self.out / CHECKPOINT}; continue with: gpunn train --resume {self.out}",
+            Options(
+                lambda n: (
+                    f"{where}: saved {self.out / CHECKPOINT}; continue with: "
+                    + (
+                        f"gpunn train --resume {self.out}"
+                        if n is flag_name
+                        else f"train(resume={str(self.out)!r})"
+                    )
+                )
+            ),
             signum,
         )
 

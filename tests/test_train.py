@@ -16,7 +16,7 @@ import pytest
 from gpunn.backend import parse_device
 from gpunn.checkpoint import load_checkpoint
 from gpunn.config import ConfigError
-from gpunn.errors import CheckpointError, TrainingDivergedError
+from gpunn.errors import CheckpointError, RunFolderError, TrainingDivergedError
 from gpunn.nn.model import Sequential
 from gpunn.training import train
 
@@ -104,7 +104,7 @@ def test_checkpoint_moves_across_devices(tmp_path):
 def test_refuses_to_overwrite_a_run_and_to_change_settings_on_resume(tmp_path):
     train(out=tmp_path / "r", epochs=1, **DIGITS)
     before = (tmp_path / "r" / "checkpoint.npz").read_bytes()
-    with pytest.raises(ConfigError, match="already holds a run"):
+    with pytest.raises(RunFolderError, match="already holds a run"):
         train(out=tmp_path / "r", epochs=1, **DIGITS)
     with pytest.raises(ConfigError, match="cannot change hidden"):
         train(resume=tmp_path / "r", hidden=(32,), verbose=False)

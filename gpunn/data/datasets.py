@@ -10,8 +10,9 @@ Images stay uint8 (N, rows, cols) until batching; Backend.scale_images turns the
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ class Dataset:
     images: np.ndarray  # (N, rows, cols) uint8
     labels: np.ndarray  # (N,) int64
     class_names: tuple[str, ...]
+    files: dict[str, dict] = field(default_factory=dict)  # kind -> {"path", "sha256"}: where it came from
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -113,13 +115,51 @@ def load_dataset(
     if name == "digits":
         return load_digits(split)
     paths = locate(name, split, data_dir, download)
+    files = {kind: {"path": str(path.resolve()), "sha256": sha256_of(path)} for kind, path in paths.items()}
+    for kind, path in paths.items():
+        _check_identity(path, files[kind]["sha256"], name, split, kind)
     images = read_idx(paths["images"], "images")
     labels = read_idx(paths["labels"], "labels").astype(np.int64)
     if len(images) != len(labels):
         raise DataError(
             f"{paths['images']} has {len(images)} images but {paths['labels']} has {len(labels)} labels"
         )
-    return Dataset(name, split, images, labels, SOURCES[name].class_names)
+    if len(images) == 0 or images[0].size == 0:
+        raise DataError(
+            f"{paths['images']} holds no usable images (shape {images.shape}): a dataset needs at least one "
+            "image of at least one pixel"
+        )
+    return Dataset(name, split, images, labels, SOURCES[name].class_names, files)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _official_files() -> dict[str, tuple[str, str]]:
+    """sha256 -> (dataset, file name without .gz) of every official file."""
+    return {
+        digest: (source.name, file_name.removesuffix(".gz"))
+        for source in SOURCES.values()
+        for file_name, digest in source.sha256.items()
+    }
+
+
+def _check_identity(path: Path, digest: str, name: str, split: str, kind: str) -> None:
+    """An official file of another dataset, split or kind is refused; files of unknown origin are allowed."""
+    known = _official_files().get(digest)
+    wanted = (name, FILES[(split, kind)].removesuffix(".gz"))
+    if known is None or known == wanted:
+        return
+    other = next(key for key, file_name in FILES.items() if file_name.removesuffix(".gz") == known[1])
+    raise DataError(
+        f"{path} is the official {known[0]} {other[0]} {other[1]} file, not the {name} {split} {kind}: "
+        f"check which folder the data comes from and that train and test files are not swapped"
+    )
 
 
 def load_digits(split: str) -> Dataset:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from gpunn.data.datasets import find_in
+from gpunn.data.datasets import find_in, sha256_of
 from gpunn.data.idx import read_idx
 from gpunn.data.sources import FILES, SOURCES
 from gpunn.errors import DataError
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def identify(folder: Path) -> list[str]:

@@ -1,0 +1,44 @@
+"""Where a run's data came from: recorded in its config.json and checkpoint, used again on resume/evaluate.
+
+A run that trained on `--data-dir D` must not forget D: `gpunn train --resume`, `gpunn evaluate` and the
+hint printed after Ctrl-C would otherwise look in the cache (and try to download, failing offline).
+The SHA-256 of every file is kept too, so data that changed since is refused instead of used silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpunn.errors import DataError
+
+
+def record(*datasets) -> dict:
+    """{"dir": folder of the files, "files": {file name: sha256}}; {} for built-in data (digits)."""
+    files = {Path(f["path"]).name: f["sha256"] for d in datasets for f in d.files.values()}
+    if not files:
+        return {}
+    first = next(f["path"] for d in datasets for f in d.files.values())
+    return {"dir": str(Path(first).parent), "files": files}
+
+
+def data_dir_for(saved: dict | None, given):
+    """The folder to read data from: the one given, else the one the run recorded (if it still exists)."""
+    if given is not None or not saved or not saved.get("dir"):
+        return given
+    return saved["dir"] if Path(saved["dir"]).is_dir() else None
+
+
+def check_unchanged(saved: dict | None, run, *datasets) -> None:
+    """Refuse data whose files differ from the ones the run recorded."""
+    if not saved or not saved.get("files"):
+        return
+    for dataset in datasets:
+        for info in dataset.files.values():
+            name = Path(info["path"]).name
+            expected = saved["files"].get(name)
+            if expected is not None and expected != info["sha256"]:
+                raise DataError(
+                    f"{info['path']} is not the file run {run} was trained on (sha256 {info['sha256'][:12]}..., "
+                    f"recorded {expected[:12]}... from {saved.get('dir')}): point the data folder at the "
+                    "original files"
+                )
