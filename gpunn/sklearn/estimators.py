@@ -471,6 +471,8 @@ def _sample_weights(sample_weight, n_samples: int) -> np.ndarray:
         raise ValueError(f"sample_weight.shape == {weights.shape}, expected {(n_samples,)}!")
     if not np.isfinite(weights).all() or (weights < 0).any():
         raise ValueError("sample_weight must be finite and non-negative")
+    if not weights.any():
+        raise ValueError("Sample weights must contain at least one non-zero number.")
     return weights
 
 
