@@ -37,6 +37,30 @@ def test_bench_quick_writes_every_cpu_row(tmp_path):
     assert "roofline" in done.stdout and "x gpunn numpy" in done.stdout and "versions: " in done.stdout
 
 
+def test_sklearn_compare_quick_scores_both_libraries_alike(tmp_path):
+    out = tmp_path / "compare.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "sklearn_compare.py"),
+            "--quick",
+            "--seeds",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    tasks = json.loads(out.read_text())["tasks"]
+    assert {"digits", "breast_cancer", "tfidf_text", "regression"} <= set(tasks)
+    for name, row in tasks.items():  # float64 data: the same training, so the same score up to rounding
+        assert row["gpunn"]["mean"] == pytest.approx(row["scikit-learn"]["mean"], abs=0.01), name
+        assert row["gpunn"]["mean_fit_seconds"] > 0
+
+
 @pytest.mark.skipif(cuda_status(0)[0], reason="this checks the report of a machine without a usable GPU")
 def test_gpu_check_without_a_gpu_reports_why_and_fails(tmp_path):
     done = subprocess.run(

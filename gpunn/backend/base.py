@@ -123,6 +123,19 @@ class Backend:
     def _download(self, array) -> np.ndarray:
         raise NotImplementedError
 
+    def sparse_from_host(self, matrix):
+        """A scipy.sparse matrix onto the device; this reference densifies it, NumPy and CuPy keep it sparse."""
+        return self.from_host(matrix.toarray())
+
+    def sparse_linear(self, x, weight, bias):
+        """x @ weight + bias for an x from sparse_from_host (a sparse product where the device has one)."""
+        return self.linear(x, weight, bias)
+
+    def sparse_weight_grad(self, x, grad):
+        """x.T @ grad for an x from sparse_from_host: the first layer's weight gradient."""
+        self.check(x, grad)
+        return self.xp.matmul(x.T, grad)
+
     # ---- device bookkeeping ------------------------------------------------------------------------
     def synchronize(self) -> None:
         """Wait until queued device work is done (a no-op on the host)."""

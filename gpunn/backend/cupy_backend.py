@@ -56,6 +56,25 @@ class CupyBackend(Backend):
     def _download(self, array):
         return self.xp.asnumpy(array)
 
+    def sparse_from_host(self, matrix):
+        """cupyx.scipy.sparse CSR on this GPU: the first layer's product stays sparse (cuSPARSE)."""
+        from cupyx.scipy import sparse as device_sparse
+        from scipy import sparse
+
+        host = sparse.csr_matrix(matrix, dtype=self.dtype)
+        with self._cuda:
+            return device_sparse.csr_matrix(host)
+
+    def sparse_linear(self, x, weight, bias):
+        self.check(weight, bias)
+        with self._cuda:
+            return x @ weight + bias
+
+    def sparse_weight_grad(self, x, grad):
+        self.check(grad)
+        with self._cuda:
+            return x.T @ grad
+
     def synchronize(self) -> None:
         self._cuda.synchronize()
 

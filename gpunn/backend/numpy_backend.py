@@ -11,6 +11,7 @@ import os
 import sys
 
 import numpy as np
+from scipy import sparse
 
 from gpunn.backend.base import Backend, adam_bias_corrections
 
@@ -75,6 +76,20 @@ class NumpyBackend(Backend):
     def concat(self, arrays):
         self.check(*arrays)
         return np.concatenate(arrays)
+
+    # ---- sparse input: SciPy's CSR products, never densified ----------------------------------------------
+    def sparse_from_host(self, matrix):
+        return sparse.csr_matrix(matrix, dtype=self.dtype)
+
+    def sparse_linear(self, x, weight, bias):
+        self.check(weight, bias)
+        out = np.asarray(x @ weight)
+        out += bias
+        return out
+
+    def sparse_weight_grad(self, x, grad):
+        self.check(grad)
+        return np.asarray(x.T @ grad)
 
     # ---- faster host versions of reference primitives --------------------------------------------------
     def linear(self, x, weight, bias):
