@@ -32,6 +32,22 @@ def test_a_fresh_backend_has_its_dtype_and_round_trips(fresh):
     assert fresh.to_scalar(fresh.from_host(np.array(2.5))) == 2.5
 
 
+def test_repr_names_the_class_device_and_dtype():
+    assert repr(NumpyBackend("float64")) == "<NumpyBackend device=cpu dtype=float64>"
+    assert repr(StrictBackend()) == "<StrictBackend device=strict dtype=float32>"
+
+
+def test_strict_without_array_api_strict_names_the_extra(monkeypatch):
+    import sys
+
+    from gpunn.errors import DeviceUnavailableError
+
+    monkeypatch.setitem(sys.modules, "array_api_strict", None)
+    with pytest.raises(DeviceUnavailableError) as err:
+        StrictBackend()
+    assert str(err.value) == 'the strict device needs array-api-strict: pip install "gpunn[test]"'
+
+
 def test_default_dtype_is_float32():
     assert NumpyBackend().dtype_name == "float32" and StrictBackend().dtype == StrictBackend().xp.float32
 
@@ -123,8 +139,8 @@ def test_one_hot_take_rows_and_count_correct(backend):
     rows = backend.from_host(np.arange(12.0).reshape(4, 3))
     taken = backend.take_rows(rows, backend.from_host(np.array([3, 1])))
     np.testing.assert_array_equal(backend.to_host(taken), [[9, 10, 11], [3, 4, 5]])
-    logits = backend.from_host(np.array([[0, 0, 5.0], [1, 0, 0], [0, 0, 1], [0, 3, 0]]))
-    assert backend.to_scalar(backend.count_correct(logits, labels)) == 2
+    logits = backend.from_host(np.array([[0, 0, 5.0], [1, 0, 0], [0, 1, 0], [0, 3, 0]]))
+    assert backend.to_scalar(backend.count_correct(logits, labels)) == 3
 
 
 def test_concat_and_integral(backend):

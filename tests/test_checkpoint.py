@@ -77,6 +77,33 @@ def test_a_run_folder_loads_its_checkpoint_npz(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+UNPICKLED = []
+
+
+class Payload:
+    """Records its own unpickling: loading a checkpoint must never run code from the file."""
+
+    def __reduce__(self):
+        return (UNPICKLED.append, ("code ran",))
+
+
+def test_object_arrays_are_never_unpickled(tmp_path):
+    path = tmp_path / "evil.npz"
+    save_checkpoint(path, mlp([3, 2], backend="cpu"))
+    rewrite(path, **{"array.x": np.array([Payload()], dtype=object)})
+    with pytest.raises(CheckpointError, match=r"evil.npz: corrupt or truncated checkpoint \(ValueError: "):
+        load_checkpoint(path)
+    assert UNPICKLED == []
+
+
+def test_a_truncated_file_names_the_error(tmp_path):
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, mlp([3, 2], backend="cpu"))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"c.npz: corrupt or truncated checkpoint \(BadZipFile: "):
+        load_checkpoint(path)
+
+
 def test_missing_file_and_missing_folder_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="nothing.npz: no checkpoint there"):
         load_checkpoint(tmp_path / "nothing.npz")
@@ -112,8 +139,9 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path):
     path = tmp_path / "c.npz"
     save_checkpoint(path, mlp([3, 2], backend="cpu"))
     rewrite(path, **{"param.1": None})
-    with pytest.raises(CheckpointError, match=r"weights of shapes \[\(3, 2\)\] do not match .*\(2,\)\]"):
+    with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
+    assert str(err.value) == f"{path}: weights of shapes [(3, 2)] do not match the architecture's [(3, 2), (2,)]"
     save_checkpoint(path, mlp([3, 2], backend="cpu"))
     rewrite(path, **{"param.0": None})
     with pytest.raises(CheckpointError, match="parameter 0 is missing"):

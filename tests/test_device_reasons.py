@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from gpunn.backend import parse_device, parse_dtype, requested_dtype, select
@@ -18,8 +19,10 @@ def fake_cupy(monkeypatch, get_count):
 
 
 def test_cuda_status_sentences(monkeypatch):
+    fake_cupy(monkeypatch, lambda: 1)
+    assert cuda_status() == (True, "1 CUDA device(s) visible")  # cuda:0 unless told
     fake_cupy(monkeypatch, lambda: 2)
-    assert cuda_status() == (True, "2 CUDA device(s) visible")
+    assert cuda_status(1) == (True, "2 CUDA device(s) visible")
     assert cuda_status(2) == (False, "cuda:2 is out of range; this machine has 2 device(s): cuda:0..cuda:1")
     fake_cupy(monkeypatch, lambda: 0)
     assert cuda_status() == (False, "the driver reports no CUDA device")
@@ -52,5 +55,8 @@ def test_parse_errors_list_the_valid_values(monkeypatch):
     with pytest.raises(InvalidDeviceError) as err:
         parse_dtype("half", origin="--dtype")
     assert str(err.value) == "invalid --dtype 'half': valid values are float32, float64"
+    with pytest.raises(InvalidDeviceError, match=r"^invalid dtype 'half'"):
+        parse_dtype("half")
+    assert parse_dtype(np.dtype("float64")) == "float64"  # a dtype object by its name
     monkeypatch.delenv("GPUNN_DTYPE", raising=False)
     assert requested_dtype() == "float32" and requested_dtype("FLOAT64") == "float64"

@@ -38,6 +38,18 @@ def test_confusion_is_true_by_predicted_and_per_class_divides_by_the_true_count(
     assert result.accuracy == pytest.approx(4 / 6)
 
 
+def test_ten_classes_by_default_and_a_single_sample():
+    result = evaluate(argmax_model("cpu", 10), images_predicted_as([7], 10), np.array([7]))
+    assert result.confusion.shape == (10, 10) and result.confusion[7, 7] == 1
+    assert result.accuracy == 1.0
+
+
+def test_report_needs_one_name_per_class():
+    result = evaluate(argmax_model("cpu", 3), images_predicted_as(PREDICTED, 3), LABELS, classes=3)
+    with pytest.raises(ValueError):
+        result.lines(["zero", "one"])
+
+
 def test_batches_give_the_same_predictions_as_one_pass(backend):
     rng = np.random.default_rng(0)
     predicted = rng.integers(0, 5, 23)

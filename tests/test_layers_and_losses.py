@@ -128,6 +128,21 @@ def test_elementwise_shape_error_names_both_shapes(backend64):
     assert str(err.value) == "predictions (2, 3) and targets (3, 2) differ"
 
 
+def test_a_label_equal_to_the_class_count_is_out_of_range(backend64):
+    b = backend64
+    with pytest.raises(ShapeError, match=r"^label 2 is outside \[0, 2\)"):
+        CategoricalCrossEntropy()(b, b.from_host(np.full((2, 2), 0.5)), b.from_host(np.array([1, 2])))
+
+
+def test_dense_bound_without_a_generator_draws_from_seed_zero():
+    from gpunn.backend import get_backend
+    from gpunn.nn.init import he_normal
+
+    layer = Dense(3, 2)
+    layer.bind(get_backend("cpu", "float64"))
+    np.testing.assert_array_equal(layer.params[0].value, he_normal(np.random.default_rng(0), 3, 2))
+
+
 def test_integer_labels_must_be_one_dimensional(backend64):
     b = backend64
     with pytest.raises(ShapeError, match=r"integer labels must be 1-D, got shape \(2, 1\)"):

@@ -7,7 +7,7 @@ import pytest
 
 from gpunn.backend import get_backend
 from gpunn.errors import ShapeError
-from gpunn.nn import SGD, Adam, Param, Sequential, make_optimizer, mlp
+from gpunn.nn import SGD, Adam, Dense, Param, ReLU, Sequential, make_optimizer, mlp
 
 
 def test_mlp_checks_its_sizes_and_arguments():
@@ -23,6 +23,30 @@ def test_default_seed_is_zero():
     np.testing.assert_array_equal(
         mlp([4, 3], backend="cpu").get_weights()[0], mlp([4, 3], backend="cpu", seed=0).get_weights()[0]
     )
+    layers = [Dense(4, 3)]
+    np.testing.assert_array_equal(
+        Sequential(layers, "cpu").get_weights()[0], mlp([4, 3], backend="cpu", seed=0).get_weights()[0]
+    )
+
+
+def test_mlp_puts_an_activation_between_dense_layers_only_and_allows_width_one():
+    kinds = [layer["type"] for layer in mlp([4, 3, 3, 1], activation="tanh", backend="cpu").describe()]
+    assert kinds == ["Dense", "Tanh", "Dense", "Tanh", "Dense"]
+    assert mlp([1, 1], backend="cpu").shapes() == [(1, 1), (1,)]
+
+
+def test_a_model_without_dense_layers_takes_any_width():
+    out = Sequential([ReLU()], "cpu").forward(get_backend("cpu").from_host(np.array([[-1.0, 2.0, 3.0]])))
+    assert out.tolist() == [[0.0, 2.0, 3.0]]
+
+
+def test_save_and_load_keep_weights_and_architecture(tmp_path):
+    model = mlp([4, 3, 2], activation="gelu", backend="cpu", dtype="float64", seed=3)
+    model.save(tmp_path / "m.npz")
+    loaded = Sequential.load(tmp_path / "m.npz")
+    assert loaded.describe() == model.describe() and loaded.backend.dtype_name == "float64"
+    for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_predict_proba_batches_and_scales_uint8_pixels():
@@ -78,14 +102,27 @@ def one_step(optimizer, value=1.0, grad=0.5):
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("sgd", 1.0 - 0.1 * (0.5 + 0.01 * 1.0)),
-        ("momentum", 1.0 - 0.1 * (0.5 + 0.01)),  # first step: v = g
-        ("nesterov", 1.0 - 0.1 * ((0.5 + 0.01) + 0.8 * (0.5 + 0.01))),
-        ("adam", 1.0 - 0.1),  # Adam's first step is lr * sign(g)
+        ("sgd", 1.0 - 0.05 * (0.5 + 0.01 * 1.0)),
+        ("momentum", 1.0 - 0.05 * (0.5 + 0.01)),  # first step: v = g
+        ("nesterov", 1.0 - 0.05 * ((0.5 + 0.01) + 0.8 * (0.5 + 0.01))),
+        ("adam", 1.0 - 0.05),  # Adam's first step is lr * sign(g)
     ],
 )
 def test_make_optimizer_passes_lr_momentum_and_weight_decay(name, expected):
-    assert one_step(make_optimizer(name, 0.1, momentum=0.8, weight_decay=0.01)) == pytest.approx(expected)
+    assert one_step(make_optimizer(name, 0.05, momentum=0.8, weight_decay=0.01)) == pytest.approx(expected)
+
+
+def test_make_optimizer_gives_adam_its_weight_decay():
+    # g = -0.005 + 0.01 * 1.0 > 0: with the decay the first step goes down, without it up
+    assert one_step(make_optimizer("adam", 0.05, weight_decay=0.01), grad=-0.005) == pytest.approx(0.95)
+
+
+def test_plain_sgd_keeps_no_velocity_state():
+    backend = get_backend("cpu", "float64")
+    sgd = SGD(0.1)
+    one_step(sgd)
+    assert set(sgd.state_dict(backend)) == {"steps"}
+    assert set(SGD(0.1, momentum=0.5).state_dict(backend)) == {"steps"}  # filled on the first step
 
 
 def test_make_optimizer_defaults_and_refusal():
