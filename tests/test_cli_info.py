@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from gpunn.backend.cuda_probe import cuda_status
+
 
 def run_cli(*args, env=None):
     full_env = {**os.environ, **(env or {})}
@@ -19,7 +21,8 @@ def test_info_lists_backends_and_choice():
     assert result.returncode == 0, result.stderr
     assert "cpu     available" in result.stdout
     assert "strict  available" in result.stdout
-    assert "cuda" in result.stdout
+    cuda_ok, cuda_why = cuda_status(0)  # the cuda line states the probe's verdict and its reason
+    assert f"  cuda    {'available' if cuda_ok else 'unavailable'} ({cuda_why})" in result.stdout.splitlines()
     assert "device now: strict (from GPUNN_DEVICE)" in result.stdout
 
 

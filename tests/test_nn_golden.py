@@ -68,8 +68,7 @@ def test_two_two_one_forward_backward_and_step(backend64):
     output = model.forward(x)
     hidden_pre = b.to_host(model.layers[0]._x @ model.layers[0].weight.value + model.layers[0].bias.value)
     np.testing.assert_allclose(hidden_pre, [[0.54, 0.28]], atol=1e-12)
-    z_out = 0.7 * 0.54 + 0.5 * 0.28 + 0.2
-    assert z_out == pytest.approx(0.718)
+    z_out = 0.7 * 0.54 + 0.5 * 0.28 + 0.2  # 0.718
     p = 1 / (1 + math.exp(-z_out))  # 0.67217; the seed prints 0.6723 (a rounding slip of 1.3e-4)
     assert b.to_scalar(output[0, 0]) == pytest.approx(p, abs=1e-12)
     assert b.to_scalar(output[0, 0]) == pytest.approx(0.6723, abs=2e-4)

@@ -288,7 +288,7 @@ def test_seed_recipe_settings(tmp_path):
         "constant",
         "he",
     )
-    assert train.__doc__ and config.hidden == (128, 64)
+    assert config.hidden == (128, 64)
 
 
 @pytest.mark.gpu

@@ -1,0 +1,217 @@
+#!/usr/bin/env python
+"""Mutation score of the NN core (issue #17): run mutmut, count what the fast unit tests kill, write JSON.
+
+    pip install mutmut==3.8.1        # not in any extra: CI does not run mutation testing
+    python scripts/mutation_score.py [--jobs 2] [--recheck | --no-run]
+
+What is mutated, and which tests judge the mutants, is [tool.mutmut] in pyproject.toml. A mutant that no
+test runs counts as surviving. Mutants listed in EQUIVALENT / EQUIVALENT_FUNCTIONS change nothing a caller
+can observe here (or run only on a GPU); they leave the denominator, and the JSON says why for each. mutmut keeps its results in mutants/ (git-ignored), so a
+second run keeps earlier verdicts (--recheck tries the unkilled mutants again); `rm -rf mutants` starts
+afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench import write_results  # noqa: E402  (one writer for every results file)
+
+# Function-wide reasons: every mutant of these functions is unobservable here.
+EQUIVALENT_FUNCTIONS = {
+    "gpunn.backend.numpy_backend.x_tune_host_allocator": (
+        "performance only: glibc malloc thresholds change speed, never a result; the function reports "
+        "whether tuning applied and nothing reads that"
+    ),
+    "gpunn.backend.collectives.xǁNcclAllreduceǁ__init__": "GPU only: NCCL needs CuPy and a CUDA device",
+    "gpunn.backend.collectives.xǁNcclAllreduceǁsum_": "GPU only: NCCL needs CuPy and a CUDA device",
+    "gpunn.backend.collectives.x__cuda_aware": "GPU only: asked only for CuPy buffers",
+    "gpunn.backend.base.xǁBackendǁmatmul": "dead code: nothing in gpunn calls Backend.matmul (issue #17 item 8)",
+}
+
+_UNUSED_PARAM_NAME = "Param.name is read by nothing in gpunn"
+_UNREAD_INITIAL = "the value is replaced before anything reads it"
+_UNUSED_INPUT_GRAD = (
+    "only decides whether the first Dense layer computes the input gradient, which Sequential.backward "
+    "discards: speed, not results"
+)
+_ZIP_CHECKED = "the lengths are compared (or equal by construction) before this zip"
+_BATCHING = "the batch size only splits the work; results are the same"
+_CHECKED_AGAIN = "the same device check runs again inside as_targets / the backend primitive"
+_CUPY_ONLY = "only differs for a CuPy backend with CUDA-aware MPI (GPU only)"
+
+# Single mutants that cannot change behaviour, with the reason (names are mutmut's, stable for this source).
+EQUIVALENT: dict[str, str] = {
+    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_8": "NumPy and array-api-strict read any negative size as -1",
+    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_18": "NumPy and array-api-strict read any negative size as -1",
+    "gpunn.backend.numpy_backend.xǁNumpyBackendǁ_download__mutmut_4": "np.array copies by default",
+    "gpunn.backend.numpy_backend.xǁNumpyBackendǁastype__mutmut_2": "copy=None copies only when needed, as False",
+    "gpunn.backend.strict_backend.xǁStrictBackendǁ__init____mutmut_18": "asarray(1.0) has the same type",
+    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_3": "moving to another device always copies",
+    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_6": "moving to another device always copies",
+    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_7": "moving to another device always copies",
+    "gpunn.checkpoint.x_load_checkpoint__mutmut_10": "allow_pickle=None is falsy: no unpickling, as False",
+    "gpunn.checkpoint.x_load_checkpoint__mutmut_12": "np.load's default is allow_pickle=False",
+    "gpunn.evaluate.x_count_correct__mutmut_8": _BATCHING,
+    "gpunn.evaluate.xǁEvaluationǁlines__mutmut_11": "the confusion-matrix zip below refuses the same mismatch",
+    "gpunn.evaluate.xǁEvaluationǁlines__mutmut_14": "the confusion-matrix zip below refuses the same mismatch",
+    "gpunn.evaluate.xǁEvaluationǁlines__mutmut_15": "the confusion-matrix zip below refuses the same mismatch",
+    "gpunn.evaluate.xǁEvaluationǁlines__mutmut_38": "the per-class zip above already refused the mismatch",
+    "gpunn.evaluate.xǁEvaluationǁlines__mutmut_41": "the per-class zip above already refused the mismatch",
+    "gpunn.evaluate.xǁEvaluationǁlines__mutmut_42": "the per-class zip above already refused the mismatch",
+    "gpunn.nn.layers.xǁParamǁ__init____mutmut_1": _UNUSED_PARAM_NAME,
+    "gpunn.nn.layers.xǁParamǁ__init____mutmut_3": _UNREAD_INITIAL,
+    "gpunn.nn.layers.xǁDenseǁ__init____mutmut_7": _UNREAD_INITIAL,
+    "gpunn.nn.layers.xǁDenseǁbind__mutmut_17": _UNUSED_PARAM_NAME,
+    "gpunn.nn.layers.xǁDenseǁbind__mutmut_21": _UNUSED_PARAM_NAME,
+    "gpunn.nn.layers.xǁDenseǁbind__mutmut_22": _UNUSED_PARAM_NAME,
+    "gpunn.nn.layers.xǁDenseǁbind__mutmut_25": _UNUSED_PARAM_NAME,
+    "gpunn.nn.layers.xǁDenseǁbind__mutmut_29": _UNUSED_PARAM_NAME,
+    "gpunn.nn.layers.xǁDenseǁbind__mutmut_30": _UNUSED_PARAM_NAME,
+    "gpunn.nn.layers.xǁDenseǁbind__mutmut_36": _UNREAD_INITIAL,
+    "gpunn.nn.layers.xǁDenseǁbackward__mutmut_9": _UNUSED_INPUT_GRAD,
+    "gpunn.nn.model.xǁSequentialǁ__init____mutmut_18": _UNUSED_INPUT_GRAD,
+    "gpunn.nn.model.xǁSequentialǁ__init____mutmut_20": _UNUSED_INPUT_GRAD,
+    "gpunn.nn.losses.xǁCategoricalCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
+    "gpunn.nn.losses.xǁSoftmaxCrossEntropyǁ__call____mutmut_3": _CHECKED_AGAIN,
+    "gpunn.nn.losses.xǁSoftmaxCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
+    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_10": _ZIP_CHECKED,
+    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_13": _ZIP_CHECKED,
+    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_14": _ZIP_CHECKED,
+    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_19": _ZIP_CHECKED,
+    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_22": _ZIP_CHECKED,
+    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_23": _ZIP_CHECKED,
+    "gpunn.nn.model.x_mlp__mutmut_28": _ZIP_CHECKED,
+    "gpunn.nn.model.x_mlp__mutmut_31": _ZIP_CHECKED,
+    "gpunn.nn.model.x_mlp__mutmut_35": _ZIP_CHECKED,
+    "gpunn.nn.model.xǁSequentialǁfrom_description__mutmut_7": "Sequential's default seed is 0 as well",
+    "gpunn.nn.model.xǁSequentialǁpredict_proba__mutmut_1": _BATCHING,
+    "gpunn.nn.optim.xǁOptimizerǁ__init____mutmut_1": "every optimizer passes weight_decay explicitly",
+    "gpunn.nn.optim.xǁOptimizerǁ_decayed__mutmut_2": "adding 0 * value leaves finite gradients unchanged",
+    "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_5": "np.array of a Python int is int64 on 64-bit Linux",
+    "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_7": "np.array of a Python int is int64 on 64-bit Linux",
+    "gpunn.schedules.x_lr_at__mutmut_51": "at t = 0.3 both branches give base_lr",
+    **{f"gpunn.backend.collectives.xǁMpiAllreduceǁ__init____mutmut_{n}": _CUPY_ONLY for n in range(2, 10)},
+    **{f"gpunn.backend.collectives.xǁMpiAllreduceǁsum___mutmut_{n}": _CUPY_ONLY for n in range(10, 16)},
+}
+
+KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+def run_mutmut(jobs: int, names: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    if done.returncode != 0:
+        sys.exit(f"mutation_score: mutmut run failed (exit {done.returncode}); see its output above")
+
+
+def results() -> dict[str, tuple[str, Path]]:
+    """mutant name -> (status, mutated file), read from mutmut's .meta files."""
+    from mutmut.stats import status_by_exit_code
+
+    out = {}
+    for meta in sorted((ROOT / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        source = meta.with_suffix("")  # foo.py.meta -> foo.py
+        for name, code in data["exit_code_by_key"].items():
+            out[name] = (status_by_exit_code[code], source)
+    return out
+
+
+def equivalence_reason(name: str) -> str | None:
+    function = name.rsplit("__mutmut_", 1)[0]
+    return EQUIVALENT.get(name) or EQUIVALENT_FUNCTIONS.get(function)
+
+
+def diff_of(name: str, path: Path) -> str:
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    lines = get_diff_for_mutant(name, path=path.relative_to(ROOT / "mutants")).splitlines()
+    return "\n".join(line for line in lines if line[:1] in "+-" and line[:3] not in ("---", "+++"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants checked at once")
+    parser.add_argument("--no-run", action="store_true", help="only summarise the last run's mutants/")
+    parser.add_argument(
+        "--recheck", action="store_true", help="check again every mutant not yet killed (after adding tests)"
+    )
+    parser.add_argument("--out", help="default benchmarks/results/mutation-DATE-HOST.json")
+    args = parser.parse_args()
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        sys.exit("mutation_score: mutmut is not installed: pip install mutmut==3.8.1")
+    os.chdir(ROOT)  # mutmut's helpers read pyproject.toml and mutants/ from the working directory
+    if not args.no_run:
+        names = [n for n, (status, _) in results().items() if status not in KILLED] if args.recheck else []
+        run_mutmut(args.jobs, names)
+    found = results()
+    if not found:
+        sys.exit("mutation_score: no mutants/ results: run without --no-run first")
+    if any(status == "not checked" for status, _ in found.values()):
+        print("mutation_score: some mutants are not checked yet (counted as surviving): run without --no-run")
+
+    counts = Counter(status for status, _ in found.values())
+    equivalent, surviving = {}, {}
+    for name, (status, path) in sorted(found.items()):
+        if status in KILLED:
+            continue
+        reason = equivalence_reason(name)
+        entry = {"status": status, "diff": diff_of(name, path)}
+        if reason:
+            equivalent[name] = {**entry, "reason": reason}
+        else:
+            surviving[name] = entry
+    considered = len(found) - len(equivalent)
+    killed = sum(counts[s] for s in KILLED)
+    result = {
+        "command": "python scripts/mutation_score.py",
+        "tool": f"mutmut {mutmut_version()}",
+        "host": socket.gethostname(),
+        "date": date.today().isoformat(),
+        "mutants": len(found),
+        "by_status": dict(counts),
+        "equivalent": len(equivalent),
+        "killed": killed,
+        "surviving": len(surviving),
+        "surviving_fraction": round(len(surviving) / max(considered, 1), 4),
+        "not_mutated": {"gpunn/backend/cupy_backend.py": "runs only on an NVIDIA GPU; no test here executes it"},
+        "surviving_mutants": surviving,
+        "equivalent_mutants": equivalent,
+    }
+    write_results(result, args.out, prefix="mutation-")
+    per_file = Counter(name.split(".x")[0] for name in surviving)
+    for module, n in per_file.most_common():
+        print(f"  {module}: {n} surviving")
+    print(
+        f"{len(found)} mutants: {killed} killed, {len(surviving)} surviving "
+        f"({result['surviving_fraction']:.1%} of {considered}), {len(equivalent)} equivalent"
+    )
+
+
+def mutmut_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("mutmut")
+
+
+if __name__ == "__main__":
+    main()

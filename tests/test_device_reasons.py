@@ -1,0 +1,62 @@
+"""The exact sentences device selection gives: what was chosen and why, and why CUDA cannot work."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from gpunn.backend import parse_device, parse_dtype, requested_dtype, select
+from gpunn.backend.cuda_probe import cuda_status, require_cuda
+from gpunn.errors import DeviceUnavailableError, InvalidDeviceError
+
+
+def fake_cupy(monkeypatch, get_count):
+    runtime = types.SimpleNamespace(getDeviceCount=get_count)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime)))
+
+
+def test_cuda_status_sentences(monkeypatch):
+    fake_cupy(monkeypatch, lambda: 1)
+    assert cuda_status() == (True, "1 CUDA device(s) visible")  # cuda:0 unless told
+    fake_cupy(monkeypatch, lambda: 2)
+    assert cuda_status(1) == (True, "2 CUDA device(s) visible")
+    assert cuda_status(2) == (False, "cuda:2 is out of range; this machine has 2 device(s): cuda:0..cuda:1")
+    fake_cupy(monkeypatch, lambda: 0)
+    assert cuda_status() == (False, "the driver reports no CUDA device")
+
+
+def test_a_broken_driver_is_named_with_the_fix(monkeypatch):
+    def broken():
+        raise RuntimeError("boom")
+
+    fake_cupy(monkeypatch, broken)
+    with pytest.raises(DeviceUnavailableError) as err:
+        require_cuda(0)
+    assert str(err.value) == (
+        "CUDA unavailable: the CUDA driver/runtime cannot be used (RuntimeError: boom); "
+        "check `nvidia-smi` and that the CuPy extra matches the driver's CUDA version"
+    )
+
+
+def test_selection_describes_where_the_choice_came_from(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert select("strict").describe() == "strict (from argument)"
+    auto = select("auto").describe()
+    assert auto.startswith("cpu (from argument; auto: chose cpu because CUDA is unusable: CuPy is not installed")
+
+
+def test_parse_errors_list_the_valid_values(monkeypatch):
+    with pytest.raises(InvalidDeviceError) as err:
+        parse_device("gpu")
+    assert str(err.value) == "invalid device 'gpu': valid values are cpu, cuda, cuda:N (N = 0, 1, ...), auto, strict"
+    with pytest.raises(InvalidDeviceError) as err:
+        parse_dtype("half", origin="--dtype")
+    assert str(err.value) == "invalid --dtype 'half': valid values are float32, float64"
+    with pytest.raises(InvalidDeviceError, match=r"^invalid dtype 'half'"):
+        parse_dtype("half")
+    assert parse_dtype(np.dtype("float64")) == "float64"  # a dtype object by its name
+    monkeypatch.delenv("GPUNN_DTYPE", raising=False)
+    assert requested_dtype() == "float32" and requested_dtype("FLOAT64") == "float64"

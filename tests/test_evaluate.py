@@ -1,0 +1,89 @@
+"""Evaluation: accuracy, per-class accuracy over the TRUE class (rows), the confusion matrix and its report.
+
+The model is a Dense identity layer, so each sample is predicted as the position of its brightest pixel and
+every expected number below follows by counting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpunn.evaluate import count_correct, device_predictions, evaluate
+from gpunn.nn import Dense, Sequential
+
+LABELS = np.array([0, 0, 0, 1, 1, 2])
+PREDICTED = np.array([0, 0, 1, 1, 2, 2])
+
+
+def argmax_model(backend, classes: int) -> Sequential:
+    model = Sequential([Dense(classes, classes)], backend)
+    model.set_weights([np.eye(classes), np.zeros(classes)])
+    return model
+
+
+def images_predicted_as(predicted, classes: int) -> np.ndarray:
+    images = np.zeros((len(predicted), classes), dtype=np.uint8)
+    images[np.arange(len(predicted)), predicted] = 255
+    return images
+
+
+def test_confusion_is_true_by_predicted_and_per_class_divides_by_the_true_count(backend):
+    result = evaluate(argmax_model(backend, 4), images_predicted_as(PREDICTED, 4), LABELS, classes=4)
+    np.testing.assert_array_equal(
+        result.confusion, [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    )
+    # class 0: 2 of its 3 samples right; class 1: 1 of 2; class 2: 1 of 1; class 3 has no samples
+    np.testing.assert_allclose(result.per_class, [2 / 3, 1 / 2, 1.0, 0.0])
+    assert result.accuracy == pytest.approx(4 / 6)
+
+
+def test_ten_classes_by_default_and_a_single_sample():
+    result = evaluate(argmax_model("cpu", 10), images_predicted_as([7], 10), np.array([7]))
+    assert result.confusion.shape == (10, 10) and result.confusion[7, 7] == 1
+    assert result.accuracy == 1.0
+
+
+def test_report_needs_one_name_per_class():
+    result = evaluate(argmax_model("cpu", 3), images_predicted_as(PREDICTED, 3), LABELS, classes=3)
+    with pytest.raises(ValueError):
+        result.lines(["zero", "one"])
+
+
+def test_batches_give_the_same_predictions_as_one_pass(backend):
+    rng = np.random.default_rng(0)
+    predicted = rng.integers(0, 5, 23)
+    images = backend.from_host(images_predicted_as(predicted, 5))
+    model = argmax_model(backend, 5)
+    for batch_size in (1, 4, 23, 100):
+        got = backend.to_host(device_predictions(model, images, batch_size=batch_size))
+        assert got.tolist() == predicted.tolist(), batch_size
+
+
+def test_count_correct_counts_matching_labels(backend):
+    model = argmax_model(backend, 4)
+    images = backend.from_host(images_predicted_as(PREDICTED, 4))
+    labels = backend.from_host(LABELS)
+    assert backend.to_scalar(count_correct(model, images, labels, batch_size=4)) == 4
+
+
+def test_report_lines():
+    result = evaluate(argmax_model("cpu", 3), images_predicted_as(PREDICTED, 3), LABELS, classes=3)
+    assert result.lines(["zero", "one", "two"]) == [
+        "accuracy 66.67% on 6 samples",
+        "per-class accuracy:",
+        "  zero  66.67%",
+        "   one  50.00%",
+        "   two  100.00%",
+        "confusion matrix (rows: true class, columns: predicted):",
+        "          0    1    2",
+        "  zero    2    1    0",
+        "   one    0    1    1",
+        "   two    0    0    1",
+    ]
+
+
+def test_report_cells_widen_for_large_counts():
+    result = evaluate(argmax_model("cpu", 2), images_predicted_as([0] * 123456, 2), np.zeros(123456, int), 2)
+    lines = result.lines(["a", "b"])
+    assert lines[-2] == "  a" + "123456".rjust(7) + "0".rjust(7)

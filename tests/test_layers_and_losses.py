@@ -1,0 +1,163 @@
+"""Layers' forward values, their descriptions, the losses' clipping and checks, all through the public API."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gpunn.errors import DeviceMismatchError, ShapeError
+from gpunn.nn import (
+    GELU,
+    MSE,
+    BinaryCrossEntropy,
+    BinaryCrossEntropyWithLogits,
+    CategoricalCrossEntropy,
+    Dense,
+    LeakyReLU,
+    Sequential,
+)
+from gpunn.nn.layers import activation, layer_from_description
+
+
+def forward(backend, layer, values):
+    layer.bind(backend)
+    return backend.to_host(layer.forward(backend.from_host(np.array([values], dtype=np.float64))))[0]
+
+
+def test_leaky_relu_scales_negatives_and_passes_zero_and_small_positives(backend64):
+    np.testing.assert_allclose(forward(backend64, LeakyReLU(), [-2.0, 0.0, 0.5, 3.0]), [-0.02, 0, 0.5, 3.0])
+    layer = LeakyReLU(0.2)
+    forward(backend64, layer, [-1.0, 0.0, 0.5])
+    grad = backend64.to_host(layer.backward(backend64.from_host(np.ones((1, 3)))))[0]
+    np.testing.assert_allclose(grad, [0.2, 0.2, 1.0])  # slope alpha at and below zero
+
+
+def test_gelu_is_the_tanh_approximation(backend64):
+    x = np.array([-3.0, -1.0, 0.0, 1.0, 2.5])
+    k = math.sqrt(2 / math.pi)
+    expected = 0.5 * x * (1 + np.tanh(k * (x + 0.044715 * x**3)))
+    np.testing.assert_allclose(forward(backend64, GELU(), x), expected, rtol=1e-12)
+    assert forward(backend64, GELU(), [1.0])[0] == pytest.approx(0.8411919906, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [Dense(3, 2, init="xavier_uniform"), LeakyReLU(0.3), activation("tanh"), activation("gelu")],
+    ids=["dense", "leaky", "tanh", "gelu"],
+)
+def test_description_round_trips(layer):
+    rebuilt = layer_from_description(layer.describe())
+    assert type(rebuilt) is type(layer) and rebuilt.describe() == layer.describe()
+
+
+def test_descriptions_say_what_rebuilding_needs():
+    assert Dense(3, 2, init="zeros").describe() == {"type": "Dense", "in": 3, "out": 2, "init": "zeros"}
+    assert LeakyReLU(0.3).describe() == {"type": "LeakyReLU", "alpha": 0.3}
+    assert activation("softmax").describe() == {"type": "Softmax"}
+
+
+def test_old_descriptions_without_optional_fields_get_the_defaults():
+    assert layer_from_description({"type": "Dense", "in": 3, "out": 2}).describe()["init"] == "he"
+    assert layer_from_description({"type": "LeakyReLU"}).describe() == {"type": "LeakyReLU", "alpha": 0.01}
+
+
+def test_unknown_names_are_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"^unknown layer type 'Conv2D'$"):
+        layer_from_description({"type": "Conv2D"})
+    with pytest.raises(ValueError, match=r"^unknown activation 'swish': choose from relu, leaky_relu, sigmoid"):
+        activation("swish")
+
+
+def loss_of(backend, loss, predictions, targets):
+    value, grad = loss(backend, backend.from_host(np.asarray(predictions, float)), backend.from_host(targets))
+    return backend.to_scalar(value), backend.to_host(grad)
+
+
+def test_probability_losses_clip_at_1e7_so_certain_mistakes_stay_finite(backend64):
+    eps = 1e-7
+    value, grad = loss_of(backend64, BinaryCrossEntropy(), [[0.0, 1.0]], np.array([[1.0, 0.0]]))
+    assert value == pytest.approx(-math.log(eps), rel=1e-6)
+    assert np.all(np.isfinite(grad))
+    value, _ = loss_of(backend64, BinaryCrossEntropy(), [[1.0, 0.0]], np.array([[1.0, 0.0]]))
+    assert value == pytest.approx(-math.log(1 - eps), rel=1e-6)
+    value, grad = loss_of(backend64, CategoricalCrossEntropy(), [[0.0, 1.0]], np.array([[1.0, 0.0]]))
+    assert value == pytest.approx(-math.log(eps), rel=1e-6)
+    np.testing.assert_allclose(grad, [[-1 / eps, 0.0]], rtol=1e-6)
+    value, grad = loss_of(backend64, CategoricalCrossEntropy(), [[1.0, 0.0]], np.array([[1.0, 0.0]]))
+    assert value == pytest.approx(-math.log(1 - eps), rel=1e-6)
+    np.testing.assert_allclose(grad, [[-1 / (1 - eps), 0.0]], rtol=1e-6)
+
+
+def test_categorical_cross_entropy_takes_integer_labels(backend64):
+    value, _ = loss_of(backend64, CategoricalCrossEntropy(), [[0.25, 0.75], [0.5, 0.5]], np.array([1, 0]))
+    assert value == pytest.approx(-(math.log(0.75) + math.log(0.5)) / 2, rel=1e-12)
+
+
+def test_one_dimensional_predictions_average_over_their_length(backend64):
+    value, grad = loss_of(backend64, MSE(), [1.0, 2.0, 3.0], np.array([0.0, 0.0, 0.0]))
+    assert value == pytest.approx(14 / 3)
+    np.testing.assert_allclose(grad, [2 / 3, 4 / 3, 2.0])
+
+
+def test_bce_with_logits_is_stable_for_huge_logits(backend64):
+    value, grad = loss_of(backend64, BinaryCrossEntropyWithLogits(), [[800.0, -800.0]], np.array([[0.0, 1.0]]))
+    assert value == pytest.approx(800.0)
+    np.testing.assert_allclose(grad, [[0.5, -0.5]])
+
+
+@pytest.mark.parametrize("loss", [MSE(), BinaryCrossEntropy(), CategoricalCrossEntropy()], ids=["mse", "bce", "cce"])
+def test_losses_refuse_targets_from_another_device_and_mismatched_shapes(loss):
+    from gpunn.backend import get_backend
+
+    strict, cpu = get_backend("strict", "float64"), get_backend("cpu", "float64")
+    p = strict.from_host(np.full((2, 3), 0.5))
+    with pytest.raises(DeviceMismatchError):
+        loss(strict, p, cpu.from_host(np.eye(3)[:2]))
+    with pytest.raises(DeviceMismatchError):
+        loss(strict, cpu.from_host(np.full((2, 3), 0.5)), strict.from_host(np.eye(3)[:2]))
+    with pytest.raises(ShapeError, match=r"\(2, 2\)"):
+        loss(strict, p, strict.from_host(np.eye(2)))
+
+
+def test_elementwise_shape_error_names_both_shapes(backend64):
+    b = backend64
+    with pytest.raises(ShapeError) as err:
+        MSE()(b, b.from_host(np.ones((2, 3))), b.from_host(np.ones((3, 2))))
+    assert str(err.value) == "predictions (2, 3) and targets (3, 2) differ"
+
+
+def test_a_label_equal_to_the_class_count_is_out_of_range(backend64):
+    b = backend64
+    with pytest.raises(ShapeError, match=r"^label 2 is outside \[0, 2\)"):
+        CategoricalCrossEntropy()(b, b.from_host(np.full((2, 2), 0.5)), b.from_host(np.array([1, 2])))
+
+
+def test_dense_bound_without_a_generator_draws_from_seed_zero():
+    from gpunn.backend import get_backend
+    from gpunn.nn.init import he_normal
+
+    layer = Dense(3, 2)
+    layer.bind(get_backend("cpu", "float64"))
+    np.testing.assert_array_equal(layer.params[0].value, he_normal(np.random.default_rng(0), 3, 2))
+
+
+def test_integer_labels_must_be_one_dimensional(backend64):
+    b = backend64
+    with pytest.raises(ShapeError, match=r"integer labels must be 1-D, got shape \(2, 1\)"):
+        CategoricalCrossEntropy()(b, b.from_host(np.full((2, 2), 0.5)), b.from_host(np.array([[0], [1]])))
+    with pytest.raises(ShapeError, match=r"^label -1 is outside \[0, 2\): the model has 2 classes$"):
+        CategoricalCrossEntropy()(b, b.from_host(np.full((2, 2), 0.5)), b.from_host(np.array([0, -1])))
+
+
+def test_dense_weights_move_with_the_layer_between_backends():
+    from gpunn.backend import get_backend
+
+    cpu, strict = get_backend("cpu", "float64"), get_backend("strict", "float64")
+    model = Sequential([Dense(3, 2)], cpu, seed=4)
+    weights = model.get_weights()
+    layer = model.layers[0]
+    layer.bind(strict)
+    out = strict.to_host(layer.forward(strict.from_host(np.eye(3))))
+    np.testing.assert_allclose(out, weights[0] + weights[1], rtol=1e-12)

@@ -1,0 +1,161 @@
+"""Sequential's and the optimizers' public API: arguments, defaults, batching, and what each refusal says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpunn.backend import get_backend
+from gpunn.errors import ShapeError
+from gpunn.nn import SGD, Adam, Dense, Param, ReLU, Sequential, make_optimizer, mlp
+
+
+def test_mlp_checks_its_sizes_and_arguments():
+    assert mlp([3, 2], backend="cpu").shapes() == [(3, 2), (2,)]  # two sizes: one Dense layer, no activation
+    for sizes in ([3], [3, 0, 2], []):
+        with pytest.raises(ValueError, match=r"^an MLP needs at least two positive layer sizes, got"):
+            mlp(sizes, backend="cpu")
+    with pytest.raises(TypeError, match=r"^unexpected arguments: width, depth$"):
+        mlp([3, 2], backend="cpu", width=1, depth=2)
+
+
+def test_default_seed_is_zero():
+    np.testing.assert_array_equal(
+        mlp([4, 3], backend="cpu").get_weights()[0], mlp([4, 3], backend="cpu", seed=0).get_weights()[0]
+    )
+    layers = [Dense(4, 3)]
+    np.testing.assert_array_equal(
+        Sequential(layers, "cpu").get_weights()[0], mlp([4, 3], backend="cpu", seed=0).get_weights()[0]
+    )
+
+
+def test_mlp_puts_an_activation_between_dense_layers_only_and_allows_width_one():
+    kinds = [layer["type"] for layer in mlp([4, 3, 3, 1], activation="tanh", backend="cpu").describe()]
+    assert kinds == ["Dense", "Tanh", "Dense", "Tanh", "Dense"]
+    assert mlp([1, 1], backend="cpu").shapes() == [(1, 1), (1,)]
+
+
+def test_a_model_without_dense_layers_takes_any_width():
+    out = Sequential([ReLU()], "cpu").forward(get_backend("cpu").from_host(np.array([[-1.0, 2.0, 3.0]])))
+    assert out.tolist() == [[0.0, 2.0, 3.0]]
+
+
+def test_save_and_load_keep_weights_and_architecture(tmp_path):
+    model = mlp([4, 3, 2], activation="gelu", backend="cpu", dtype="float64", seed=3)
+    model.save(tmp_path / "m.npz")
+    loaded = Sequential.load(tmp_path / "m.npz")
+    assert loaded.describe() == model.describe() and loaded.backend.dtype_name == "float64"
+    for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_predict_proba_batches_and_scales_uint8_pixels():
+    model = mlp([6, 5, 3], backend="cpu", dtype="float64", seed=1)
+    pixels = np.random.default_rng(0).integers(0, 256, (11, 6)).astype(np.uint8)
+    whole = model.predict_proba(pixels)
+    np.testing.assert_allclose(model.predict_proba(pixels, batch_size=4), whole, rtol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(pixels.astype(np.float64) / 255), whole, rtol=1e-12)
+    assert whole.shape == (11, 3) and np.allclose(whole.sum(axis=1), 1.0)
+    assert model.predict_proba(np.zeros((0, 6), dtype=np.uint8)).shape == (0, 0)
+    with pytest.raises(ShapeError, match=r"^input contains NaN or infinite values$"):
+        model.predict_proba(np.array([[np.inf] * 6]))
+
+
+def test_set_weights_refuses_a_wrong_count_or_shape_and_names_both():
+    model = mlp([3, 2], backend="cpu", dtype="float64")
+    with pytest.raises(ShapeError) as err:
+        model.set_weights([np.ones((3, 2))])
+    assert str(err.value) == "weights of shapes [(3, 2)] do not fit this model's [(3, 2), (2,)]"
+    with pytest.raises(ShapeError, match=r"^weights of shapes \[\(2, 3\), \(2,\)\] do not fit"):
+        model.set_weights([np.ones((2, 3)), np.ones(2)])
+    with pytest.raises(ShapeError):
+        model.set_weights([np.ones((3, 2)), np.ones(2), np.ones(2)])
+    model.set_weights([np.full((3, 2), 0.5), np.array([1.0, 2.0])])
+    np.testing.assert_array_equal(model.get_weights()[1], [1.0, 2.0])
+
+
+def test_from_description_builds_on_the_asked_backend_and_dtype():
+    description = mlp([4, 3, 2], activation="tanh", backend="cpu").describe()
+    model = Sequential.from_description(description, "strict", dtype="float64")
+    assert model.backend is get_backend("strict", "float64")
+    assert model.describe() == description
+    np.testing.assert_array_equal(
+        model.get_weights()[0], mlp([4, 3, 2], "tanh", backend="cpu", dtype="float64", seed=0).get_weights()[0]
+    )
+
+
+def test_to_accepts_a_backend_object_and_keeps_the_dtype_by_default():
+    model = mlp([3, 2], backend="cpu", dtype="float64")
+    strict = get_backend("strict", "float64")
+    assert model.to(strict).backend is strict
+    assert model.to("cpu").backend is get_backend("cpu", "float64")
+
+
+def one_step(optimizer, value=1.0, grad=0.5):
+    backend = get_backend("cpu", "float64")
+    param = Param("w", backend.from_host(np.array([value])))
+    param.grad = backend.from_host(np.array([grad]))
+    optimizer.step([param], backend)
+    return float(param.value[0])
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("sgd", 1.0 - 0.05 * (0.5 + 0.01 * 1.0)),
+        ("momentum", 1.0 - 0.05 * (0.5 + 0.01)),  # first step: v = g
+        ("nesterov", 1.0 - 0.05 * ((0.5 + 0.01) + 0.8 * (0.5 + 0.01))),
+        ("adam", 1.0 - 0.05),  # Adam's first step is lr * sign(g)
+    ],
+)
+def test_make_optimizer_passes_lr_momentum_and_weight_decay(name, expected):
+    assert one_step(make_optimizer(name, 0.05, momentum=0.8, weight_decay=0.01)) == pytest.approx(expected)
+
+
+def test_make_optimizer_gives_adam_its_weight_decay():
+    # g = -0.005 + 0.01 * 1.0 > 0: with the decay the first step goes down, without it up
+    assert one_step(make_optimizer("adam", 0.05, weight_decay=0.01), grad=-0.005) == pytest.approx(0.95)
+
+
+def test_plain_sgd_keeps_no_velocity_state():
+    backend = get_backend("cpu", "float64")
+    sgd = SGD(0.1)
+    one_step(sgd)
+    assert set(sgd.state_dict(backend)) == {"steps"}
+    assert set(SGD(0.1, momentum=0.5).state_dict(backend)) == {"steps"}  # filled on the first step
+
+
+def test_make_optimizer_defaults_and_refusal():
+    assert one_step(make_optimizer("sgd", 0.1)) == pytest.approx(1.0 - 0.05)  # no weight decay by default
+    momentum = make_optimizer("momentum", 0.1)
+    one_step(momentum)
+    assert one_step(momentum) == pytest.approx(1.0 - 0.1 * (0.9 * 0.5 + 0.5))  # momentum 0.9 by default
+    with pytest.raises(ValueError, match=r"^unknown optimizer 'rmsprop': choose from sgd, momentum, nesterov"):
+        make_optimizer("rmsprop", 0.1)
+
+
+def test_sgd_and_adam_refusals_and_defaults():
+    with pytest.raises(ValueError, match="^Nesterov needs a momentum > 0$"):
+        SGD(0.1, nesterov=True)
+    with pytest.raises(ValueError, match=r"^momentum must lie in \[0, 1\), got -0.1$"):
+        SGD(0.1, momentum=-0.1)
+    with pytest.raises(ValueError, match=r"^weight decay must be >= 0, got -1$"):
+        SGD(0.1, weight_decay=-1)
+    with pytest.raises(ValueError, match=r"^learning rate must be a finite number > 0, got 'x'$"):
+        SGD("x")
+    assert SGD().lr == 0.1
+    adam = Adam()
+    assert (adam.lr, adam.beta1, adam.beta2, adam.eps, adam.weight_decay) == (1e-3, 0.9, 0.999, 1e-8, 0.0)
+    assert one_step(Adam(0.1, weight_decay=1.0), value=1.0, grad=-0.5) == pytest.approx(1.0 - 0.1)
+
+
+def test_optimizer_state_keeps_parameter_order_past_ten(tmp_path):
+    backend = get_backend("cpu", "float64")
+    params = [Param(f"p{i}", backend.from_host(np.zeros(1))) for i in range(12)]
+    for i, param in enumerate(params):
+        param.grad = backend.from_host(np.array([float(i)]))
+    adam = Adam(0.1)
+    adam.step(params, backend)
+    restored = Adam(0.1)
+    restored.load_state_dict(adam.state_dict(backend), backend)
+    assert [float(m[0]) for m in restored.state["m"]] == pytest.approx([0.1 * i for i in range(12)])
