@@ -94,15 +94,10 @@ class Distributed:
     """This rank's place in the job and the one collective a step needs."""
 
     def __init__(self, job: Job, backend):
-        from gpunn.backend.collectives import MpiAllreduce, NcclAllreduce
-
         comm = job.comm
         self.job, self.comm, self.backend = job, comm, backend
         self.rank, self.size = job.rank, job.size
-        if backend.name == "cupy":
-            self.reducer = NcclAllreduce(backend, self.rank, self.size, comm)
-        else:
-            self.reducer = MpiAllreduce(comm, backend)
+        self.reducer = backend.allreduce(comm, self.rank, self.size)
 
     @property
     def is_root(self) -> bool:

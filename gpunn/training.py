@@ -47,7 +47,7 @@ from gpunn.validation_split import split_validation
 CHECKPOINT = "checkpoint.npz"
 BEST = "best.npz"  # the weights of the epoch with the lowest validation loss (with --val-size)
 RESUME_MAY_CHANGE = {"epochs"}
-STOP_CHECK_EVERY = 32  # on a GPU, ranks read the shared stop flag every 32 steps (a read is a sync)
+STOP_CHECK_EVERY = 32  # where device reads are a sync (a GPU), ranks read the shared stop flag every 32 steps
 
 
 class TrainingInterrupted(GpunnError):
@@ -486,7 +486,7 @@ class _Loop:
             start, stop = dist.shard(global_rows)
             rows = rows[start:stop]
             # each shard's gradient is a mean over its rows: weight it by its share of the global batch
-            read_flag = backend.name != "cupy" or step % STOP_CHECK_EVERY == 0
+            read_flag = backend.reads_are_cheap or step % STOP_CHECK_EVERY == 0
             share = rows.shape[0] / global_rows
 
             def hook(buffer):

@@ -124,6 +124,14 @@ class Backend:
         raise NotImplementedError
 
     # ---- device bookkeeping ------------------------------------------------------------------------
+    reads_are_cheap = True  # reading a value back costs no synchronisation worth avoiding (host memory)
+
+    def allreduce(self, comm, rank: int, size: int):
+        """The object that sums this device's flat buffers over the ranks of `comm` (MPI here)."""
+        from gpunn.backend.collectives import MpiAllreduce
+
+        return MpiAllreduce(comm, self)
+
     def synchronize(self) -> None:
         """Wait until queued device work is done (a no-op on the host)."""
 

@@ -56,6 +56,14 @@ class CupyBackend(Backend):
     def _download(self, array):
         return self.xp.asnumpy(array)
 
+    reads_are_cheap = False  # a read-back waits for the whole queue of launches
+
+    def allreduce(self, comm, rank, size):
+        """NCCL straight between GPUs' memory; the NCCL id travels over `comm`."""
+        from gpunn.backend.collectives import NcclAllreduce
+
+        return NcclAllreduce(self, rank, size, comm)
+
     def synchronize(self) -> None:
         self._cuda.synchronize()
 
