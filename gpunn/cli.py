@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.run(args)
     except GpunnError as exc:
-        if not getattr(exc, "silent", False):  # under MPI, rank 0 alone reports an error all ranks share
+        if not exc.told_elsewhere:  # under MPI, rank 0 alone reports an error all ranks share
             print(f"gpunn: error: {cli_message(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # also one that lands while a module is being imported

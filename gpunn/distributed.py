@@ -15,14 +15,10 @@ import time
 
 import numpy as np
 
-from gpunn.errors import GpunnError
+from gpunn.errors import DistributedError
 
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 INSTALL_HINT = 'pip install "gpunn[mpi]"'
-
-
-class DistributedError(GpunnError):
-    exit_code = 2
 
 
 def launched_by_mpi() -> bool:

@@ -27,9 +27,9 @@ from gpunn.data import load_dataset, provenance
 from gpunn.errors import (
     CheckpointError,
     DataError,
-    GpunnError,
     Options,
     TrainingDivergedError,
+    TrainingInterrupted,
     TrainingStalledError,
     flag_name,
 )
@@ -48,14 +48,6 @@ CHECKPOINT = "checkpoint.npz"
 BEST = "best.npz"  # the weights of the epoch with the lowest validation loss (with --val-size)
 RESUME_MAY_CHANGE = {"epochs"}
 STOP_CHECK_EVERY = 32  # where device reads are a sync (a GPU), ranks read the shared stop flag every 32 steps
-
-
-class TrainingInterrupted(GpunnError):
-    """SIGINT/SIGTERM arrived: the state was saved; exit 130 or 143 as a shell expects."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
 
 
 @dataclass
@@ -176,7 +168,7 @@ def train(
     try:
         return _train(config, job=job, **kwargs, **overrides)
     except (TrainingInterrupted, TrainingDivergedError, TrainingStalledError, ConfigError) as exc:
-        exc.silent = job.rank != 0  # every rank raised the same error at the same point: rank 0 reports it
+        exc.told_elsewhere = job.rank != 0  # every rank raised the same error at the same point: rank 0 reports it
         raise
     except Exception as exc:  # this rank alone failed, or lost a peer: nobody may be left waiting
         job.fail(exc, getattr(exc, "exit_code", 1))
