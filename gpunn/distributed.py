@@ -131,9 +131,6 @@ class Distributed:
     def barrier(self) -> None:
         self.comm.Barrier()
 
-    def abort(self, code: int) -> None:
-        self.comm.Abort(code)
-
 
 def local_placement(comm) -> tuple[int, int]:
     """(rank among the ranks on this host, how many ranks this host runs)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 
 import numpy as np
@@ -10,13 +9,6 @@ import numpy as np
 import gpunn
 from gpunn.backend import requested_device, requested_dtype, select
 from gpunn.backend.availability import collective_line, device_lines
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def info_lines() -> list[str]:

@@ -229,7 +229,7 @@ def test_signal_saves_mid_epoch_and_resume_is_exact(tmp_path, signum, code):
     assert stopped_at >= (2, 0)
     resumed = train(
         resume=tmp_path / "r", verbose=False
-    )  # same cosine schedule: the lr picks up where it was
+    )  # same onecycle schedule: the lr picks up where it was
     reference = train(
         out=tmp_path / "ref",
         epochs=LONG_EPOCHS,
