@@ -248,7 +248,7 @@ def _training_flags(parser: argparse.ArgumentParser, as_lists: bool) -> None:
         "--data-dir", help="folder with the dataset files (default: GPUNN_DATA_DIR, the cache)"
     )
     parser.add_argument(
-        "--recipe", help="default | seed (the classic recipe: SGD lr 0.1, batch 128, 20 epochs)"
+        "--recipe", help="default | classic (He init, SGD lr 0.1, batch 128, 20 epochs, constant lr)"
     )
     for flag, kind, text in TRAIN_FLAGS:
         if as_lists:

@@ -6,7 +6,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 
 from gpunn.data.sources import DATASET_NAMES
-from gpunn.errors import ConfigError
+from gpunn.errors import ConfigError, Options
 from gpunn.nn.layers import ACTIVATIONS
 from gpunn.schedules import SCHEDULES
 
@@ -15,7 +15,8 @@ INITS = ("he", "xavier")
 
 
 # "default" is our best recipe for 784-128-64-10 (see README for its measured accuracy);
-# "seed" is the classic from-scratch recipe, reproduced exactly.
+# "classic" is the from-scratch textbook recipe, reproduced exactly: He init, SGD lr 0.1, batch 128,
+# 20 epochs, constant lr.
 RECIPES: dict[str, dict] = {
     "default": dict(
         epochs=10,
@@ -29,7 +30,7 @@ RECIPES: dict[str, dict] = {
         activation="relu",
         init="he",
     ),
-    "seed": dict(
+    "classic": dict(
         epochs=20,
         batch_size=128,
         lr=0.1,
@@ -42,6 +43,9 @@ RECIPES: dict[str, dict] = {
         init="he",
     ),
 }
+
+# Recipe names that were renamed: a checkpoint or config.json saved under the old name still loads.
+RENAMED_RECIPES = {"seed": "classic"}
 
 # The default recipe's lr was tuned for batch 128; a smaller batch given without an lr gets the lr scaled
 # down in proportion (the linear scaling rule): lr 0.2 at batch 16 kills the ReLUs in the first steps and
@@ -79,6 +83,11 @@ class TrainConfig:
     @classmethod
     def from_recipe(cls, recipe: str = "default", **overrides) -> TrainConfig:
         """The recipe's settings with every non-None override applied, validated."""
+        if recipe in RENAMED_RECIPES:
+            new = RENAMED_RECIPES[recipe]
+            raise ConfigError(
+                Options(lambda n: f"recipe {recipe!r} is now called {new!r}: use {n('recipe', new)}")
+            )
         if recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {recipe!r}: choose from {', '.join(RECIPES)}")
         known = {f.name for f in fields(cls)}
@@ -98,7 +107,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """Settings as saved in a checkpoint or config.json (a recipe's old name becomes its new one)."""
         known = {f.name for f in fields(cls)}
+        values = {**values, "recipe": RENAMED_RECIPES.get(values.get("recipe"), values.get("recipe", "default"))}
         config = cls(**{k: v for k, v in values.items() if k in known})
         config.validate()
         return config
