@@ -7,12 +7,10 @@ from dataclasses import asdict, dataclass, fields
 
 from gpunn.data.sources import DATASET_NAMES
 from gpunn.errors import ConfigError, Options
+from gpunn.nn.init import INITIALIZERS
 from gpunn.nn.layers import ACTIVATIONS
+from gpunn.nn.optim import OPTIMIZERS
 from gpunn.schedules import SCHEDULES
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-INITS = ("he", "xavier")
-
 
 # "default" is our best recipe for 784-128-64-10 (see README for its measured accuracy);
 # "classic" is the from-scratch textbook recipe, reproduced exactly: He init, SGD lr 0.1, batch 128,
@@ -123,20 +121,25 @@ class TrainConfig:
         """Check every field; numbers become plain Python numbers (NumPy scalars are welcome)."""
         from gpunn.validate import check_settings
 
-        activations = tuple(a for a in ACTIVATIONS if a != "softmax")
-        checked = check_settings(
-            asdict(self),
-            {
-                "optimizer": OPTIMIZERS,
-                "schedule": tuple(SCHEDULES),
-                "activation": activations,
-                "init": INITS,
-                "dataset": DATASET_NAMES,
-                "recipe": tuple(RECIPES),
-            },
-        )
+        checked = check_settings(asdict(self), setting_choices())
         for key, value in checked.items():
             setattr(self, key, value)
+
+
+def setting_choices() -> dict[str, tuple[str, ...]]:
+    """The names each choice setting accepts, read from each family's one registry.
+
+    Validation, the CLI's help and the factories (make_optimizer, lr_at, get_initializer, activation,
+    load_dataset, from_recipe) all use these registries, so they cannot disagree.
+    """
+    return {
+        "optimizer": tuple(OPTIMIZERS),
+        "schedule": tuple(SCHEDULES),
+        "activation": tuple(a for a in ACTIVATIONS if a != "softmax"),  # softmax ends a model, not a layer
+        "init": tuple(INITIALIZERS),
+        "dataset": DATASET_NAMES,
+        "recipe": tuple(RECIPES),
+    }
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
