@@ -64,6 +64,10 @@ class CupyBackend(Backend):
 
         return NcclAllreduce(self, rank, size, comm)
 
+    def device_context(self):
+        """`with backend.device_context():` runs CuPy calls that are not backend methods on this GPU."""
+        return self._cuda
+
     def synchronize(self) -> None:
         self._cuda.synchronize()
 
