@@ -14,15 +14,15 @@ TRAIN_FLAGS = [
     ("--epochs", int, "passes over the training set"),
     ("--batch-size", int, "samples per SGD step"),
     ("--lr", float, "peak learning rate"),
-    ("--optimizer", str, "sgd | momentum | nesterov | adam"),
+    ("--optimizer", str, "the update rule"),
     ("--momentum", float, "momentum for momentum/nesterov"),
     ("--weight-decay", float, "L2 added to the gradient"),
-    ("--schedule", str, "constant | step | cosine | onecycle"),
+    ("--schedule", str, "how the lr changes over training"),
     ("--hidden", str, "hidden sizes, e.g. 128,64 (any depth)"),
-    ("--activation", str, "relu | leaky_relu | sigmoid | tanh | gelu"),
-    ("--init", str, "he | xavier"),
+    ("--activation", str, "after each hidden layer"),
+    ("--init", str, "weight initialisation"),
     ("--seed", int, "seed of the host RNG (weights and batch order)"),
-    ("--dataset", str, "mnist | fashion-mnist | digits"),
+    ("--dataset", str, "what to train on"),
     ("--val-size", int, "images held out of the training set, stratified, for validation (default 0: none)"),
     (
         "--early-stopping",
@@ -36,6 +36,24 @@ TRAIN_FLAGS = [
 def _setting(flag: str) -> str:
     """'--batch-size' -> 'batch_size': the argparse dest and the TrainConfig field."""
     return flag[2:].replace("-", "_")
+
+
+def _help_with_choices(key: str, text: str) -> str:
+    """A flag's help, ending with the names its registry accepts (validation refuses any other)."""
+    from gpunn.config import setting_choices
+
+    names = setting_choices().get(key)
+    return f"{text}: {' | '.join(names)}" if names else text
+
+
+def _recipe_help() -> str:
+    from gpunn.config import RECIPES
+
+    return "; ".join(
+        f"{name} ({r['optimizer']} lr {r['lr']:g}, batch {r['batch_size']}, {r['epochs']} epochs, "
+        f"{r['schedule']} lr, {r['init']} init)"
+        for name, r in RECIPES.items()
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -218,7 +236,7 @@ def _cmd_data_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
-    from gpunn.data.datasets import DIGITS_TEST_SIZE, cache_dir, find_in
+    from gpunn.data.datasets import DIGITS_IMAGES, DIGITS_TEST_SIZE, cache_dir, find_in
     from gpunn.data.download import mirrors_for
     from gpunn.data.sources import FILES, SOURCES
 
@@ -226,12 +244,13 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     for name, source in SOURCES.items():
         cached = all(find_in(cache_dir(), name, f) for f in FILES.values())
         print(
-            f"{name}: 60000 train / 10000 test, 28x28 uint8, 10 classes; {'cached' if cached else 'not cached'}"
+            f"{name}: {source.sizes['train']} train / {source.sizes['test']} test, 28x28 uint8, "
+            f"{len(source.class_names)} classes; {'cached' if cached else 'not cached'}"
         )
         print(f"  classes: {', '.join(source.class_names)}")
         print(f"  mirrors: {', '.join(mirrors_for(source))}")
     print(
-        f"digits: scikit-learn's bundled 8x8 digits, {1797 - DIGITS_TEST_SIZE} train / {DIGITS_TEST_SIZE} test, "
+        f"digits: scikit-learn's bundled 8x8 digits, {DIGITS_IMAGES - DIGITS_TEST_SIZE} train / {DIGITS_TEST_SIZE} test, "
         "needs no network"
     )
     return 0
@@ -247,10 +266,9 @@ def _training_flags(parser: argparse.ArgumentParser, as_lists: bool) -> None:
     parser.add_argument(
         "--data-dir", help="folder with the dataset files (default: GPUNN_DATA_DIR, the cache)"
     )
-    parser.add_argument(
-        "--recipe", help="default | seed (the classic recipe: SGD lr 0.1, batch 128, 20 epochs)"
-    )
+    parser.add_argument("--recipe", help=_recipe_help())
     for flag, kind, text in TRAIN_FLAGS:
+        text = _help_with_choices(_setting(flag), text)
         if as_lists:
             sep = "'/'" if flag == "--hidden" else "','"
             parser.add_argument(flag, help=f"{text}; a {sep}-separated list sweeps over it")
@@ -260,6 +278,7 @@ def _training_flags(parser: argparse.ArgumentParser, as_lists: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from gpunn import __version__
+    from gpunn.data.sources import SOURCES
 
     parser = _Parser(prog="gpunn", description="Train and use small MLPs on CPU or GPU.")
     parser.add_argument("--version", action="version", version=f"gpunn {__version__}")
@@ -344,12 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True, metavar="ACTION", parser_class=_Parser
     )
     download = data_commands.add_parser("download", help="fetch a dataset into the cache (or --data-dir)")
-    download.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    download.add_argument("--dataset", choices=list(SOURCES), default="mnist")
     download.add_argument("--data-dir", help="put the files here instead of the cache")
     download.set_defaults(run=_cmd_data_download)
     verify = data_commands.add_parser("verify", help="checksums, shapes and label counts of a data folder")
     verify.add_argument("--data-dir", help="folder to check (default: the cache)")
-    verify.add_argument("--dataset", choices=["mnist", "fashion-mnist"], help="default: whatever is there")
+    verify.add_argument("--dataset", choices=list(SOURCES), help="default: whatever is there")
     verify.set_defaults(run=_cmd_data_verify)
     data_info = data_commands.add_parser("info", help="datasets, cache location and mirrors")
     data_info.set_defaults(run=_cmd_data_info)
@@ -361,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.run(args)
     except GpunnError as exc:
-        if not getattr(exc, "silent", False):  # under MPI, rank 0 alone reports an error all ranks share
+        if not exc.told_elsewhere:  # under MPI, rank 0 alone reports an error all ranks share
             print(f"gpunn: error: {cli_message(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # also one that lands while a module is being imported

@@ -6,16 +6,15 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 
 from gpunn.data.sources import DATASET_NAMES
-from gpunn.errors import ConfigError
+from gpunn.errors import ConfigError, Options
+from gpunn.nn.init import INITIALIZERS
 from gpunn.nn.layers import ACTIVATIONS
+from gpunn.nn.optim import OPTIMIZERS
 from gpunn.schedules import SCHEDULES
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-INITS = ("he", "xavier")
-
-
 # "default" is our best recipe for 784-128-64-10 (see README for its measured accuracy);
-# "seed" is the classic from-scratch recipe, reproduced exactly.
+# "classic" is the from-scratch textbook recipe, reproduced exactly: He init, SGD lr 0.1, batch 128,
+# 20 epochs, constant lr.
 RECIPES: dict[str, dict] = {
     "default": dict(
         epochs=10,
@@ -29,7 +28,7 @@ RECIPES: dict[str, dict] = {
         activation="relu",
         init="he",
     ),
-    "seed": dict(
+    "classic": dict(
         epochs=20,
         batch_size=128,
         lr=0.1,
@@ -42,6 +41,9 @@ RECIPES: dict[str, dict] = {
         init="he",
     ),
 }
+
+# Recipe names that were renamed: a checkpoint or config.json saved under the old name still loads.
+RENAMED_RECIPES = {"seed": "classic"}
 
 # The default recipe's lr was tuned for batch 128; a smaller batch given without an lr gets the lr scaled
 # down in proportion (the linear scaling rule): lr 0.2 at batch 16 kills the ReLUs in the first steps and
@@ -79,6 +81,11 @@ class TrainConfig:
     @classmethod
     def from_recipe(cls, recipe: str = "default", **overrides) -> TrainConfig:
         """The recipe's settings with every non-None override applied, validated."""
+        if recipe in RENAMED_RECIPES:
+            new = RENAMED_RECIPES[recipe]
+            raise ConfigError(
+                Options(lambda n: f"recipe {recipe!r} is now called {new!r}: use {n('recipe', new)}")
+            )
         if recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {recipe!r}: choose from {', '.join(RECIPES)}")
         known = {f.name for f in fields(cls)}
@@ -98,7 +105,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """Settings as saved in a checkpoint or config.json (a recipe's old name becomes its new one)."""
         known = {f.name for f in fields(cls)}
+        values = {**values, "recipe": RENAMED_RECIPES.get(values.get("recipe"), values.get("recipe", "default"))}
         config = cls(**{k: v for k, v in values.items() if k in known})
         config.validate()
         return config
@@ -112,20 +121,25 @@ class TrainConfig:
         """Check every field; numbers become plain Python numbers (NumPy scalars are welcome)."""
         from gpunn.validate import check_settings
 
-        activations = tuple(a for a in ACTIVATIONS if a != "softmax")
-        checked = check_settings(
-            asdict(self),
-            {
-                "optimizer": OPTIMIZERS,
-                "schedule": tuple(SCHEDULES),
-                "activation": activations,
-                "init": INITS,
-                "dataset": DATASET_NAMES,
-                "recipe": tuple(RECIPES),
-            },
-        )
+        checked = check_settings(asdict(self), setting_choices())
         for key, value in checked.items():
             setattr(self, key, value)
+
+
+def setting_choices() -> dict[str, tuple[str, ...]]:
+    """The names each choice setting accepts, read from each family's one registry.
+
+    Validation, the CLI's help and the factories (make_optimizer, lr_at, get_initializer, activation,
+    load_dataset, from_recipe) all use these registries, so they cannot disagree.
+    """
+    return {
+        "optimizer": tuple(OPTIMIZERS),
+        "schedule": tuple(SCHEDULES),
+        "activation": tuple(a for a in ACTIVATIONS if a != "softmax"),  # softmax ends a model, not a layer
+        "init": tuple(INITIALIZERS),
+        "dataset": DATASET_NAMES,
+        "recipe": tuple(RECIPES),
+    }
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

@@ -15,14 +15,10 @@ import time
 
 import numpy as np
 
-from gpunn.errors import GpunnError
+from gpunn.errors import DistributedError
 
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 INSTALL_HINT = 'pip install "gpunn[mpi]"'
-
-
-class DistributedError(GpunnError):
-    exit_code = 2
 
 
 def launched_by_mpi() -> bool:
@@ -94,15 +90,10 @@ class Distributed:
     """This rank's place in the job and the one collective a step needs."""
 
     def __init__(self, job: Job, backend):
-        from gpunn.backend.collectives import MpiAllreduce, NcclAllreduce
-
         comm = job.comm
         self.job, self.comm, self.backend = job, comm, backend
         self.rank, self.size = job.rank, job.size
-        if backend.name == "cupy":
-            self.reducer = NcclAllreduce(backend, self.rank, self.size, comm)
-        else:
-            self.reducer = MpiAllreduce(comm, backend)
+        self.reducer = backend.allreduce(comm, self.rank, self.size)
 
     @property
     def is_root(self) -> bool:
@@ -139,9 +130,6 @@ class Distributed:
 
     def barrier(self) -> None:
         self.comm.Barrier()
-
-    def abort(self, code: int) -> None:
-        self.comm.Abort(code)
 
 
 def local_placement(comm) -> tuple[int, int]:

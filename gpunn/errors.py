@@ -2,9 +2,14 @@
 
 
 class GpunnError(Exception):
-    """Base class: an expected failure with a message meant for the user."""
+    """Base class: an expected failure with a message meant for the user.
+
+    told_elsewhere: set on the ranks other than rank 0 of a distributed run when every rank raised the same
+    error at the same point; rank 0 alone tells the user, the others exit with the code and say nothing.
+    """
 
     exit_code = 1
+    told_elsewhere = False
 
 
 class InvalidDeviceError(GpunnError, ValueError):
@@ -92,3 +97,23 @@ class RunFolderError(GpunnError):
 
 class TrainingStalledError(GpunnError, RuntimeError):
     """The loss stayed at chance level (ln of the number of classes): the model is not learning."""
+
+
+class TrainingInterrupted(GpunnError):
+    """SIGINT/SIGTERM arrived: the state was saved; exit 130 or 143 as a shell expects."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class DistributedError(GpunnError):
+    """A distributed run that cannot start: not launched by mpiexec, or no MPI library."""
+
+    exit_code = 2
+
+
+class ExportError(GpunnError):
+    """A model or option that the ONNX export cannot write."""
+
+    exit_code = 2

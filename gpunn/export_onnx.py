@@ -15,15 +15,11 @@ import numpy as np
 
 import gpunn
 from gpunn.atomic import atomic_writer
-from gpunn.errors import GpunnError
+from gpunn.errors import ExportError
 
 OPSET = 17
 INPUT_DTYPES = ("uint8", "float32")
 INPUT_SHAPES = ("flat", "image")
-
-
-class ExportError(GpunnError):
-    exit_code = 2
 
 
 def image_side(features: int) -> int | None:

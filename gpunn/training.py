@@ -27,9 +27,9 @@ from gpunn.data import load_dataset, provenance
 from gpunn.errors import (
     CheckpointError,
     DataError,
-    GpunnError,
     Options,
     TrainingDivergedError,
+    TrainingInterrupted,
     TrainingStalledError,
     flag_name,
 )
@@ -47,15 +47,7 @@ from gpunn.validation_split import split_validation
 CHECKPOINT = "checkpoint.npz"
 BEST = "best.npz"  # the weights of the epoch with the lowest validation loss (with --val-size)
 RESUME_MAY_CHANGE = {"epochs"}
-STOP_CHECK_EVERY = 32  # on a GPU, ranks read the shared stop flag every 32 steps (a read is a sync)
-
-
-class TrainingInterrupted(GpunnError):
-    """SIGINT/SIGTERM arrived: the state was saved; exit 130 or 143 as a shell expects."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
+STOP_CHECK_EVERY = 32  # where device reads are a sync (a GPU), ranks read the shared stop flag every 32 steps
 
 
 @dataclass
@@ -176,7 +168,7 @@ def train(
     try:
         return _train(config, job=job, **kwargs, **overrides)
     except (TrainingInterrupted, TrainingDivergedError, TrainingStalledError, ConfigError) as exc:
-        exc.silent = job.rank != 0  # every rank raised the same error at the same point: rank 0 reports it
+        exc.told_elsewhere = job.rank != 0  # every rank raised the same error at the same point: rank 0 reports it
         raise
     except Exception as exc:  # this rank alone failed, or lost a peer: nobody may be left waiting
         job.fail(exc, getattr(exc, "exit_code", 1))
@@ -486,7 +478,7 @@ class _Loop:
             start, stop = dist.shard(global_rows)
             rows = rows[start:stop]
             # each shard's gradient is a mean over its rows: weight it by its share of the global batch
-            read_flag = backend.name != "cupy" or step % STOP_CHECK_EVERY == 0
+            read_flag = backend.reads_are_cheap or step % STOP_CHECK_EVERY == 0
             share = rows.shape[0] / global_rows
 
             def hook(buffer):

@@ -104,7 +104,9 @@ def check_settings(values: dict, choices: dict[str, tuple]) -> dict:
         raise fail(
             lambda n: f"{n('early_stopping')} watches the validation loss: add {n('val_size')} N (e.g. 5000)"
         )
-    if out.get("optimizer") in ("momentum", "nesterov") and out.get("momentum", 1.0) <= 0:
+    from gpunn.nn.optim import USES_MOMENTUM
+
+    if out.get("optimizer") in USES_MOMENTUM and out.get("momentum", 1.0) <= 0:
         optimizer = out["optimizer"]
         raise fail(lambda n: f"{n('optimizer', optimizer)} needs {n('momentum')} > 0")
     return out

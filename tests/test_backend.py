@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpunn import rng as host_random
 from gpunn.backend import get_backend
 from gpunn.errors import DeviceMismatchError
+from gpunn.nn.model import mlp
 
 
 def test_round_trip_keeps_values_and_casts_floats(backend):
@@ -31,7 +31,7 @@ def test_strict_refuses_host_arrays_in_primitives():
     strict = get_backend("strict", "float32")
     weight = strict.from_host(np.ones((3, 2)))
     with pytest.raises(DeviceMismatchError, match=r"from_host\(x\)"):
-        strict.matmul(np.ones((4, 3), dtype=np.float32), weight)
+        strict.linear(np.ones((4, 3), dtype=np.float32), weight, strict.zeros((2,)))
     with pytest.raises(DeviceMismatchError, match=r"from_host\(x\)"):
         strict.relu(np.ones(3, dtype=np.float32))
     # and the array library itself refuses implicit conversion or mixing, as a GPU does
@@ -45,7 +45,7 @@ def test_numpy_backend_refuses_device_arrays():
     cpu = get_backend("cpu")
     strict = get_backend("strict")
     with pytest.raises(DeviceMismatchError, match="to_host"):
-        cpu.matmul(strict.from_host(np.ones((2, 2))), np.ones((2, 2), dtype=np.float32))
+        cpu.linear(strict.from_host(np.ones((2, 2))), np.ones((2, 2), dtype=np.float32), np.zeros(2))
 
 
 def test_to_host_refuses_foreign_arrays():
@@ -53,18 +53,19 @@ def test_to_host_refuses_foreign_arrays():
         get_backend("strict").to_host(np.ones(3))
 
 
-def test_same_seed_gives_bit_identical_draws_on_every_backend(backend64):
-    reference = np.random.default_rng(7).standard_normal((5, 4)) * 0.3
-    drawn = backend64.to_host(host_random.normal(backend64, host_random.host_rng(7), (5, 4), std=0.3))
-    assert drawn.tobytes() == reference.tobytes()
-    order = backend64.to_host(host_random.permutation(backend64, host_random.host_rng(7), 10))
-    assert order.tolist() == np.random.default_rng(7).permutation(10).tolist()
+def he_draw(seed: int, fan_in: int, fan_out: int) -> np.ndarray:
+    """He-normal weights as the seeded host Generator draws them: N(0, sqrt(2 / fan_in)) in float64."""
+    return np.random.default_rng(seed).standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
 
 
-def test_float32_draws_are_the_float64_draws_rounded(backend):
-    drawn = backend.to_host(host_random.normal(backend, host_random.host_rng(3), (4,), std=2.0))
-    expected = (np.random.default_rng(3).standard_normal(4) * 2.0).astype(np.float32)
-    assert drawn.tobytes() == expected.tobytes()
+def test_same_seed_gives_bit_identical_weights_on_every_backend(backend64):
+    weight, bias = mlp([5, 4], backend=backend64, seed=7).get_weights()
+    assert weight.tobytes() == he_draw(7, 5, 4).tobytes() and not bias.any()
+
+
+def test_float32_weights_are_the_float64_draws_rounded(backend):
+    weight, _ = mlp([3, 4], backend=backend, seed=3).get_weights()
+    assert weight.tobytes() == he_draw(3, 3, 4).astype(np.float32).tobytes()
 
 
 def test_memory_info_reports_bytes(backend):

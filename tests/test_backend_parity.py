@@ -95,3 +95,32 @@ def test_override_matches_reference(device, name, dtype, rtol):
 
 def test_numpy_backend_overrides_something():
     assert any(_overridden(get_backend("cpu"), name) for name in PRIMITIVES)
+
+
+# Overrides that are plumbing (creating, converting, device bookkeeping), not arithmetic with a reference.
+PLUMBING = {"zeros", "arange", "astype", "concat", "is_integral", "synchronize", "memory_info", "allreduce"}
+
+
+def own_overrides(cls) -> set[str]:
+    """Public Backend methods `cls` redefines (seen through CupyBackend's make-my-device-current wrapper)."""
+    return {
+        name
+        for name, value in vars(cls).items()
+        if callable(value)
+        and not name.startswith("_")
+        and hasattr(Backend, name)
+        and getattr(value, "__wrapped__", value) is not getattr(Backend, name)
+    }
+
+
+def test_every_overridden_primitive_has_parity_inputs():
+    from gpunn.backend.cupy_backend import CupyBackend  # the class only: CuPy is not imported
+    from gpunn.backend.numpy_backend import NumpyBackend
+    from gpunn.backend.strict_backend import StrictBackend
+
+    compared = {name.split("[")[0] for name in PRIMITIVES}
+    missing = {
+        cls.__name__: sorted(own_overrides(cls) - PLUMBING - compared)
+        for cls in (NumpyBackend, CupyBackend, StrictBackend)
+    }
+    assert missing == {"NumpyBackend": [], "CupyBackend": [], "StrictBackend": []}

@@ -161,9 +161,10 @@ def test_nccl_that_did_not_load_is_reported_unavailable_with_the_package(cupy_wi
 
 def test_gpunn_info_does_not_claim_nccl(cupy_without_nccl, monkeypatch):
     from gpunn import info
+    from gpunn.backend import availability
 
-    monkeypatch.setattr(info, "cuda_status", lambda index=0: (True, "1 CUDA device(s) visible"))
-    monkeypatch.setattr(info, "cuda_details", lambda: [])
+    monkeypatch.setattr(availability, "cuda_status", lambda index=0: (True, "1 CUDA device(s) visible"))
+    monkeypatch.setattr(availability, "cuda_details", lambda: [])
     (line,) = [line for line in info.info_lines() if line.startswith("distributed:")]
     assert "NCCL unavailable" in line and "nvidia-nccl-cu12" in line
 

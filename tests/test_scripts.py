@@ -87,7 +87,7 @@ def test_accuracy_reports_the_validation_chosen_epoch(tmp_path):
             "--dataset",
             "digits",
             "--recipes",
-            "seed",
+            "classic",
             "--seeds",
             "0",
             "--val-size",
@@ -102,7 +102,7 @@ def test_accuracy_reports_the_validation_chosen_epoch(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    (run,) = json.loads(out.read_text())["recipes"]["seed"]["runs"]
+    (run,) = json.loads(out.read_text())["recipes"]["classic"]["runs"]
     assert run["epochs"] == 20 or run["epochs"] == run["best_epoch"] + 3  # ran out or stopped early
-    assert json.loads(out.read_text())["recipes"]["seed"]["mean"] == run["chosen_test_accuracy"]
+    assert json.loads(out.read_text())["recipes"]["classic"]["mean"] == run["chosen_test_accuracy"]
     assert f"epoch {run['best_epoch']} chosen on validation" in done.stdout

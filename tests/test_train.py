@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -229,7 +231,7 @@ def test_signal_saves_mid_epoch_and_resume_is_exact(tmp_path, signum, code):
     assert stopped_at >= (2, 0)
     resumed = train(
         resume=tmp_path / "r", verbose=False
-    )  # same cosine schedule: the lr picks up where it was
+    )  # same onecycle schedule: the lr picks up where it was
     reference = train(
         out=tmp_path / "ref",
         epochs=LONG_EPOCHS,
@@ -278,8 +280,8 @@ def test_cli_output_names_device_and_summarises(tmp_path):
     assert "GFLOP/s" in lines[-1]
 
 
-def test_seed_recipe_settings(tmp_path):
-    result = train(out=tmp_path / "r", recipe="seed", dataset="digits", epochs=1, verbose=False)
+def test_classic_recipe_settings(tmp_path):
+    result = train(out=tmp_path / "r", recipe="classic", dataset="digits", epochs=1, verbose=False)
     config = result.config
     assert (config.optimizer, config.lr, config.batch_size, config.schedule, config.init) == (
         "sgd",
@@ -289,6 +291,33 @@ def test_seed_recipe_settings(tmp_path):
         "he",
     )
     assert config.hidden == (128, 64)
+
+
+def rewrite_header(path: Path, change) -> None:
+    """Rewrite a checkpoint's JSON header in place (as an older gpunn would have written it)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(np.load(io.BytesIO(members["header.npy"])).tobytes().decode())
+    change(header)
+    buffer = io.BytesIO()
+    np.save(buffer, np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    members["header.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_a_run_saved_under_the_old_recipe_name_seed_resumes_as_classic(tmp_path):
+    train(out=tmp_path / "r", recipe="classic", dataset="digits", epochs=1, verbose=False)
+    rewrite_header(tmp_path / "r" / "checkpoint.npz", lambda header: header["config"].update(recipe="seed"))
+    assert load_checkpoint(tmp_path / "r").header["config"]["recipe"] == "seed"
+    resumed = train(resume=tmp_path / "r", epochs=2, verbose=False)
+    assert resumed.config.recipe == "classic" and len(resumed.history) == 2
+
+
+def test_the_old_recipe_name_as_a_setting_names_the_new_one():
+    with pytest.raises(ConfigError, match="recipe 'seed' is now called 'classic': use recipe='classic'"):
+        train(recipe="seed", dataset="digits", epochs=1, verbose=False)
 
 
 @pytest.mark.gpu

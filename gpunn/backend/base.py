@@ -2,7 +2,9 @@
 
 Generic primitives here are written against the Array API subset and are the *reference* path. A backend
 subclass may override a primitive with a faster device-specific version (in-place NumPy, a fused CuPy
-kernel); tests/test_backend_parity.py compares every override with the reference below.
+kernel); tests/test_backend_parity.py compares every overridden NN primitive with the reference below, and
+fails when a backend overrides one it has no inputs for. Creation and conversion helpers (zeros, astype,
+concat, ...) have no reference to match: the tests that use them check them.
 """
 
 from __future__ import annotations
@@ -137,6 +139,14 @@ class Backend:
         return self.xp.matmul(x.T, grad)
 
     # ---- device bookkeeping ------------------------------------------------------------------------
+    reads_are_cheap = True  # reading a value back costs no synchronisation worth avoiding (host memory)
+
+    def allreduce(self, comm, rank: int, size: int):
+        """The object that sums this device's flat buffers over the ranks of `comm` (MPI here)."""
+        from gpunn.backend.collectives import MpiAllreduce
+
+        return MpiAllreduce(comm, self)
+
     def synchronize(self) -> None:
         """Wait until queued device work is done (a no-op on the host)."""
 
@@ -182,10 +192,6 @@ class Backend:
         return self.scale_images(self.take_rows(images_u8, indices))
 
     # ---- NN primitives (reference versions) --------------------------------------------------------
-    def matmul(self, a, b):
-        self.check(a, b)
-        return self.xp.matmul(a, b)
-
     def linear(self, x, weight, bias):
         """x @ weight + bias with weight laid out (in, out): batch-first, no transpose in the forward GEMM."""
         self.check(x, weight, bias)

@@ -54,7 +54,7 @@ class NcclAllreduce:
         uid = nccl.get_unique_id() if rank == 0 else None
         if comm is not None and size > 1:
             uid = comm.bcast(uid, root=0)
-        with backend._cuda:
+        with backend.device_context():
             self.comm = nccl.NcclCommunicator(size, uid, rank)
 
     def sum_(self, flat):

@@ -75,6 +75,18 @@ class CupyBackend(Backend):
         with self._cuda:
             return x.T @ grad
 
+    reads_are_cheap = False  # a read-back waits for the whole queue of launches
+
+    def allreduce(self, comm, rank, size):
+        """NCCL straight between GPUs' memory; the NCCL id travels over `comm`."""
+        from gpunn.backend.collectives import NcclAllreduce
+
+        return NcclAllreduce(self, rank, size, comm)
+
+    def device_context(self):
+        """`with backend.device_context():` runs CuPy calls that are not backend methods on this GPU."""
+        return self._cuda
+
     def synchronize(self) -> None:
         self._cuda.synchronize()
 

@@ -22,7 +22,8 @@ from gpunn.data.idx import read_idx
 from gpunn.data.sources import DATASET_NAMES, FILES, SOURCES
 from gpunn.errors import DataError
 
-DIGITS_TEST_SIZE = 360  # 20% of scikit-learn's 1,797 digits, stratified, seed 0
+DIGITS_IMAGES = 1797  # scikit-learn's bundled 8x8 digits
+DIGITS_TEST_SIZE = 360  # 20% of them, stratified, seed 0
 
 
 @dataclass

@@ -72,4 +72,5 @@ FASHION_MNIST = Source(
 )
 
 SOURCES = {source.name: source for source in (MNIST, FASHION_MNIST)}
-DATASET_NAMES = ("mnist", "fashion-mnist", "digits")
+BUNDLED = ("digits",)  # scikit-learn's 8x8 digits: no files, no network
+DATASET_NAMES = (*SOURCES, *BUNDLED)  # the one list of dataset names

@@ -109,11 +109,3 @@ def loss_and_correct(loss, backend, outputs, targets, labels):
     value, grad = loss(backend, outputs, targets)
     return value, grad, backend.count_correct(outputs, labels)
 
-
-LOSSES = {
-    "mse": MSE,
-    "bce": BinaryCrossEntropy,
-    "bce_logits": BinaryCrossEntropyWithLogits,
-    "cce": CategoricalCrossEntropy,
-    "softmax_cross_entropy": SoftmaxCrossEntropy,
-}

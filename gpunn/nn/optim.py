@@ -119,14 +119,21 @@ class Adam(Optimizer):
         return values
 
 
+# The one registry of optimizer names (config validation, the CLI's --optimizer help, make_optimizer):
+# name -> (lr, momentum, weight_decay) -> Optimizer.
+OPTIMIZERS = {
+    "sgd": lambda lr, momentum, wd: SGD(lr, weight_decay=wd),
+    "momentum": lambda lr, momentum, wd: SGD(lr, momentum=momentum, weight_decay=wd),
+    "nesterov": lambda lr, momentum, wd: SGD(lr, momentum=momentum, nesterov=True, weight_decay=wd),
+    "adam": lambda lr, momentum, wd: Adam(lr, weight_decay=wd),
+}
+USES_MOMENTUM = ("momentum", "nesterov")  # the optimizers that need momentum > 0
+
+
 def make_optimizer(name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> Optimizer:
-    """sgd | momentum | nesterov | adam, by name (the CLI's --optimizer)."""
-    if name == "sgd":
-        return SGD(lr, weight_decay=weight_decay)
-    if name == "momentum":
-        return SGD(lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "nesterov":
-        return SGD(lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
-    if name == "adam":
-        return Adam(lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}: choose from sgd, momentum, nesterov, adam")
+    """An optimizer of OPTIMIZERS by name (the CLI's --optimizer)."""
+    try:
+        factory = OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}: choose from {', '.join(OPTIMIZERS)}") from None
+    return factory(lr, momentum, weight_decay)
