@@ -97,6 +97,33 @@ def test_numpy_backend_overrides_something():
     assert any(_overridden(get_backend("cpu"), name) for name in PRIMITIVES)
 
 
+SPARSE_PRIMITIVES = ("sparse_from_host", "sparse_linear", "sparse_weight_grad")
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_sparse_overrides_match_the_dense_reference(device, dtype, rtol):
+    """The sparse first-layer products (scikit-learn estimators on sparse input) against the reference,
+    which densifies the matrix: the same numbers, whether or not the backend keeps it sparse."""
+    from scipy import sparse
+
+    if device == "cuda":
+        from conftest import require_real_gpu
+
+        require_real_gpu("cupyx.scipy.sparse (cuSPARSE) is not part of the CuPy stand-in")
+    backend = get_backend(device, dtype)
+    rng = np.random.default_rng(2)
+    x = sparse.random(16, 12, density=0.2, format="csr", random_state=3)
+    w, b, grad = rng.standard_normal((12, 7)), rng.standard_normal(7), rng.standard_normal((16, 7))
+    w, b, grad = (backend.from_host(a) for a in (w, b, grad))
+    fast_x, reference_x = backend.sparse_from_host(x), Backend.sparse_from_host(backend, x)
+    pairs = [
+        (backend.sparse_linear(fast_x, w, b), Backend.sparse_linear(backend, reference_x, w, b)),
+        (backend.sparse_weight_grad(fast_x, grad), Backend.sparse_weight_grad(backend, reference_x, grad)),
+    ]
+    for got, want in pairs:
+        np.testing.assert_allclose(backend.to_host(got), backend.to_host(want), rtol=rtol, atol=rtol)
+
+
 # Overrides that are plumbing (creating, converting, device bookkeeping), not arithmetic with a reference.
 PLUMBING = {"zeros", "arange", "astype", "concat", "is_integral", "synchronize", "memory_info", "allreduce"}
 
@@ -118,7 +145,7 @@ def test_every_overridden_primitive_has_parity_inputs():
     from gpunn.backend.numpy_backend import NumpyBackend
     from gpunn.backend.strict_backend import StrictBackend
 
-    compared = {name.split("[")[0] for name in PRIMITIVES}
+    compared = {name.split("[")[0] for name in PRIMITIVES} | set(SPARSE_PRIMITIVES)
     missing = {
         cls.__name__: sorted(own_overrides(cls) - PLUMBING - compared)
         for cls in (NumpyBackend, CupyBackend, StrictBackend)
