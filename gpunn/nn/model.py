@@ -102,6 +102,14 @@ class Sequential:
     def describe(self) -> list[dict]:
         return [layer.describe() for layer in self.layers]
 
+    @property
+    def out_features(self) -> int | None:
+        """Width of the output (the number of classes of a classifier); None if no layer fixes it."""
+        width = None
+        for layer in self.layers:
+            width = layer.output_features(width)
+        return width
+
     @classmethod
     def from_description(
         cls, description: list[dict], backend: Backend | str | None = None, dtype: str | None = None
@@ -117,12 +125,9 @@ class Sequential:
     @classmethod
     def load(cls, path, device=None, dtype: str | None = None) -> Sequential:
         """Rebuild a model from any gpunn checkpoint (a file or a run folder), on any device."""
-        from gpunn.checkpoint import load_checkpoint
+        from gpunn.checkpoint import load_model
 
-        checkpoint = load_checkpoint(path)
-        model = cls.from_description(checkpoint.architecture, device, dtype or checkpoint.header["dtype"])
-        model.set_weights(checkpoint.weights)
-        return model
+        return load_model(path, device, dtype)
 
     def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:
         """Softmax probabilities (a NumPy array) for uint8 pixels (scaled on the device) or finite floats.
