@@ -22,7 +22,7 @@ TRAIN_FLAGS = [
     ("--activation", str, "relu | leaky_relu | sigmoid | tanh | gelu"),
     ("--init", str, "he | xavier"),
     ("--seed", int, "seed of the host RNG (weights and batch order)"),
-    ("--dataset", str, "mnist | fashion-mnist | digits"),
+    ("--dataset", str, "mnist | fashion-mnist | digits | a folder holding the four IDX files"),
     ("--val-size", int, "images held out of the training set, stratified, for validation (default 0: none)"),
     (
         "--early-stopping",
@@ -95,8 +95,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"{args.checkpoint}: the model takes {model.in_features} inputs but {dataset_name} "
             f"images have {data.features.shape[1]} pixels"
         )
+    if model.out_features != data.n_classes:
+        raise CheckpointError(
+            f"{args.checkpoint}: the model has {model.out_features} outputs but {dataset_name} has "
+            f"{data.n_classes} classes"
+        )
     print(f"{dataset_name} test set, model from {args.checkpoint}, device {model.backend.device}")
-    evaluation = evaluate(model, data.features, data.labels)
+    evaluation = evaluate(model, data.features, data.labels, data.n_classes)
     print("\n".join(evaluation.lines(data.class_names)))
     if args.plot:
         from gpunn.pictures import write_evaluation_pictures
@@ -224,7 +229,8 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     for name, source in SOURCES.items():
         cached = all(find_in(cache_dir(), name, f) for f in FILES.values())
         print(
-            f"{name}: 60000 train / 10000 test, 28x28 uint8, 10 classes; {'cached' if cached else 'not cached'}"
+            f"{name}: 60000 train / 10000 test, 28x28 uint8, {len(source.class_names)} classes; "
+            f"{'cached' if cached else 'not cached'}"
         )
         print(f"  classes: {', '.join(source.class_names)}")
         print(f"  mirrors: {', '.join(mirrors_for(source))}")
@@ -293,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--top", type=int, default=3, help="how many classes to show (1..10)")
+    predict.add_argument("--top", type=int, default=3, help="how many classes to show (1..the number of classes)")
     predict.add_argument(
         "--invert", action="store_true", help="flip dark-on-light images to MNIST's white digit on black"
     )

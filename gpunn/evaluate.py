@@ -47,7 +47,7 @@ class Evaluation:
         return out
 
 
-def evaluate(model, features_u8: np.ndarray, labels: np.ndarray, classes: int = 10) -> Evaluation:
+def evaluate(model, features_u8: np.ndarray, labels: np.ndarray, classes: int) -> Evaluation:
     """Evaluate host data (uint8 features, integer labels) on the model's device."""
     backend = model.backend
     predicted = backend.to_host(device_predictions(model, backend.from_host(features_u8))).astype(np.int64)
@@ -58,7 +58,7 @@ def evaluate(model, features_u8: np.ndarray, labels: np.ndarray, classes: int = 
     return Evaluation(float(np.trace(confusion) / max(len(labels), 1)), per_class, confusion)
 
 
-def loss_and_correct(model, images_u8, labels, classes: int = 10, batch_size: int = EVAL_BATCH):
+def loss_and_correct(model, images_u8, labels, classes: int, batch_size: int = EVAL_BATCH):
     """Summed cross-entropy (float64) and number correct over device-resident data, as 0-d device arrays.
 
     The validation metrics of an epoch: one pass, no host synchronisation until the caller reads them.
