@@ -68,6 +68,8 @@ def test_train_predict_and_evaluate_a_26_class_folder(tmp_path, monkeypatch, cap
     assert "two.npy[0]: c (" in out and "two.npy[1]: z (" in out, out
     assert main(["evaluate", str(tmp_path / "run")]) == 0
     assert "on 78 samples" in capsys.readouterr().out
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "7", "--quiet"]) == 0
+    assert load_model(tmp_path / "run").out_features == CLASSES
 
 
 def test_a_folder_missing_a_file_is_one_line(tmp_path, capsys):
