@@ -247,3 +247,10 @@ def class_names(checkpoint: Checkpoint, classes: int) -> tuple[str, ...]:
     if source is not None and len(source.class_names) == classes:
         return source.class_names
     return tuple(str(i) for i in range(classes))
+
+
+def architecture_summary(architecture: list[dict]) -> str:
+    """'784-128-64-10 relu' from a model description (each layer supplies its own part)."""
+    from gpunn.nn.layers import layer_from_description, summary_of
+
+    return summary_of([layer_from_description(description) for description in architecture])

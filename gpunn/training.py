@@ -21,7 +21,7 @@ import numpy as np
 from gpunn import validate
 from gpunn.atomic import write_text
 from gpunn.backend import requested_device, requested_dtype, select, select_for_local_rank
-from gpunn.checkpoint import load_checkpoint, require_training_state, save_checkpoint
+from gpunn.checkpoint import architecture_summary, load_checkpoint, require_training_state, save_checkpoint
 from gpunn.config import ConfigError, TrainConfig
 from gpunn.data import load_dataset, provenance
 from gpunn.errors import (
@@ -34,7 +34,6 @@ from gpunn.errors import (
     flag_name,
 )
 from gpunn.evaluate import count_correct, loss_and_correct
-from gpunn.nn.layers import architecture_summary
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
 from gpunn.nn.step import train_step
@@ -334,7 +333,7 @@ def _train_claimed(config, job, out, resume, device, dtype, data_dir, reporter, 
     reporter.line(
         f"gpunn: device {selection.describe()}{ranks} | {backend.dtype_name} | {config.dataset} "
         f"({len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test) | "
-        f"model {architecture_summary(model.layers)} | "
+        f"model {architecture_summary(model.describe())} | "
         f"{model.num_parameters():,} parameters | recipe {config.recipe} | run {out}"
         + (f" | resuming at epoch {progress.epoch + 1}" if checkpoint is not None else "")
     )

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpunn.checkpoint import class_names, load_checkpoint, load_model, save_checkpoint
+from gpunn.checkpoint import architecture_summary, class_names, load_checkpoint, load_model, save_checkpoint
 from gpunn.errors import CheckpointError
-from gpunn.nn.layers import Dense, Tanh, architecture_summary, layer_from_description
+from gpunn.nn.layers import Dense, Tanh, layer_from_description, summary_of
 from gpunn.nn.model import Sequential, mlp
 
 OLD = Path(__file__).parent / "data" / "checkpoint-v1-6-4-3.npz"  # written by gpunn before layers described themselves
@@ -57,8 +57,9 @@ def test_each_layer_declares_its_parameters_before_any_weight_exists():
 
 
 def test_the_summary_is_built_from_the_layers():
-    assert architecture_summary(mlp([784, 128, 64, 10], backend="cpu").layers) == "784-128-64-10 relu"
-    assert architecture_summary([Dense(3, 5), Tanh(), Dense(5, 2)]) == "3-5-2 tanh"
+    assert summary_of([Dense(3, 5), Tanh(), Dense(5, 2)]) == "3-5-2 tanh"
+    # from a checkpoint header's description: the same words, each layer rebuilt and asked
+    assert architecture_summary(mlp([784, 128, 64, 10], backend="cpu").describe()) == "784-128-64-10 relu"
 
 
 def test_a_declared_shape_that_the_layers_do_not_allow_is_refused(tmp_path):

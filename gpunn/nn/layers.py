@@ -269,7 +269,7 @@ def layer_from_description(description: dict) -> Layer:
     return LAYER_TYPES[kind].from_description(description)
 
 
-def architecture_summary(layers: list[Layer]) -> str:
+def summary_of(layers: list[Layer]) -> str:
     """'784-128-64-10 relu': the sizes of the layers that set a width, then the words of the others."""
     sized = [layer for layer in layers if layer.input_features() is not None]
     sizes = [sized[0].input_features()] + [layer.output_features(None) for layer in sized] if sized else []
