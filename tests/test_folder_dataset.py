@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import string
 
 import numpy as np
@@ -86,3 +87,11 @@ def test_a_names_file_that_does_not_fit_the_labels_is_refused(tmp_path):
     (folder / "classes.txt").write_text("a\nb\n")
     with pytest.raises(DataError, match=r"2 names for 26 classes \(labels 1\.\.26\)"):
         load_dataset(str(folder), "train")
+
+
+def test_chance_level_is_judged_against_the_number_of_classes():
+    from gpunn.stall import at_chance
+
+    stuck_on_letters = {"loss": math.log(CLASSES), "train_accuracy": 1 / CLASSES}
+    assert at_chance(stuck_on_letters, CLASSES)
+    assert not at_chance(stuck_on_letters, 10)  # ln 26 = 3.26 is far from ln 10 = 2.30
