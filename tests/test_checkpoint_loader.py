@@ -9,7 +9,7 @@ import pytest
 
 from gpunn.checkpoint import architecture_summary, class_names, load_checkpoint, load_model, save_checkpoint
 from gpunn.errors import CheckpointError
-from gpunn.nn.layers import Dense, Tanh, layer_from_description, summary_of
+from gpunn.nn.layers import LAYER_TYPES, Dense, Layer, Param, Tanh, layer_from_description, summary_of
 from gpunn.nn.model import Sequential, mlp
 
 OLD = Path(__file__).parent / "data" / "checkpoint-v1-6-4-3.npz"  # written by gpunn before layers described themselves
@@ -68,3 +68,47 @@ def test_a_declared_shape_that_the_layers_do_not_allow_is_refused(tmp_path):
     save_checkpoint(tmp_path / "m.npz", model, header)
     with pytest.raises(CheckpointError, match=r"layer sizes do not chain \(3 then 5\)"):
         load_checkpoint(tmp_path / "m.npz")
+
+
+class Scale(Layer):
+    """A new layer with weights, y = x * w, defined here alone: nothing else in gpunn learns about it."""
+
+    def __init__(self, features: int):
+        self.features = features
+        self.scale = None
+
+    @property
+    def params(self):
+        return (self.scale,)
+
+    def bind(self, backend, rng=None):
+        if self.scale is None:
+            self.scale = Param("scale", backend.from_host(np.linspace(0.5, 2.0, self.features)))
+        self.backend = backend
+
+    def forward(self, x):
+        return x * self.scale.value
+
+    def describe(self):
+        return {"type": "Scale", "features": self.features}
+
+    @classmethod
+    def from_description(cls, description):
+        return cls(description["features"])
+
+    def parameter_shapes(self):
+        return (("scale", (self.features,)),)
+
+
+def test_a_new_layer_with_weights_saves_and_loads_through_its_own_description(tmp_path, monkeypatch):
+    monkeypatch.setitem(LAYER_TYPES, "Scale", Scale)
+    model = Sequential([Dense(3, 4), Scale(4), Dense(4, 2)], "cpu", dtype="float64")
+    save_checkpoint(tmp_path / "m.npz", model)
+    loaded = load_model(tmp_path / "m.npz", "cpu")
+    np.testing.assert_array_equal(loaded.layers[1].scale.value, np.linspace(0.5, 2.0, 4))
+    x = np.arange(6.0).reshape(2, 3) / 6
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    header = {"architecture": [*model.describe()[:1], {"type": "Scale", "features": 5}, model.describe()[2]]}
+    save_checkpoint(tmp_path / "bad.npz", model, header)  # declares scale (5,): the file holds (4,)
+    with pytest.raises(CheckpointError, match="declares float64 \\(4,\\), which the architecture does not allow"):
+        load_checkpoint(tmp_path / "bad.npz")

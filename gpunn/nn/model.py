@@ -30,7 +30,8 @@ class Sequential:
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         if dense:
             dense[0].need_input_grad = False  # nothing reads the gradient of the input data
-        self.in_features = dense[0].in_features if dense else None
+        sized = [layer.input_features() for layer in self.layers if layer.input_features() is not None]
+        self.in_features = sized[0] if sized else None  # the first layer that fixes a width fixes the input
         self._dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):  # its masks: keyed by the seed and its place in the model
