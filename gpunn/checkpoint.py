@@ -141,31 +141,29 @@ MAX_ORDER = 1 << 26  # the epoch's sample order: 67M samples
 
 
 def _parameter_shapes(path: Path, header: dict) -> list[tuple[int, ...]]:
-    """The shape of every parameter the header's architecture declares (checked and bounded)."""
-    from gpunn.nn.layers import LAYER_TYPES
+    """The shape of every parameter the header's architecture declares, as each layer describes its own
+    (checked to chain and bounded) before any weight is read."""
+    from gpunn.nn.layers import LAYER_TYPES, layer_from_description
 
     architecture = header.get("architecture")
     if not isinstance(architecture, list) or not architecture:
         raise CheckpointError(f"{path}: the header has no architecture: not a gpunn checkpoint")
-    shapes, previous = [], None
-    for layer in architecture:
-        kind = layer.get("type") if isinstance(layer, dict) else None
+    shapes, width = [], None
+    for description in architecture:
+        kind = description.get("type") if isinstance(description, dict) else None
         if kind not in LAYER_TYPES:
             raise CheckpointError(
                 f"{path}: unknown layer type {kind!r} (this gpunn knows {', '.join(LAYER_TYPES)}); "
                 "it may come from a newer gpunn"
             )
-        if kind != "Dense":
-            continue
-        fan_in, fan_out = layer.get("in"), layer.get("out")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (fan_in, fan_out)):
-            raise CheckpointError(f"{path}: a Dense layer needs positive integer sizes, got {layer}")
-        if previous is not None and fan_in != previous:
-            raise CheckpointError(f"{path}: layer sizes do not chain ({previous} then {fan_in})")
-        previous = fan_out
-        shapes += [(fan_in, fan_out), (fan_out,)]
+        try:
+            layer = layer_from_description(description)
+            width = layer.output_features(width)
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        shapes += [shape for _, shape in layer.parameter_shapes()]
     if not shapes:
-        raise CheckpointError(f"{path}: the architecture has no Dense layer")
+        raise CheckpointError(f"{path}: the architecture has no layer with weights")
     if sum(int(np.prod(s)) for s in shapes) > MAX_PARAMETERS:
         raise CheckpointError(f"{path}: the architecture declares more than {MAX_PARAMETERS:,} parameters")
     return shapes
@@ -224,9 +222,35 @@ def require_training_state(path, checkpoint: Checkpoint) -> None:
         )
 
 
+def model_from_checkpoint(checkpoint: Checkpoint, device=None, dtype: str | None = None):
+    """The Sequential a loaded checkpoint describes, with its weights, on `device`."""
+    from gpunn.nn.model import Sequential
+
+    model = Sequential.from_description(checkpoint.architecture, device, dtype or checkpoint.header["dtype"])
+    model.set_weights(checkpoint.weights)
+    return model
+
+
+def load_model(path: str | Path, device=None, dtype: str | None = None):
+    """Rebuild the model of any gpunn checkpoint (a file or a run folder) on any device."""
+    return model_from_checkpoint(load_checkpoint(path), device, dtype)
+
+
+def class_names(checkpoint: Checkpoint, classes: int) -> tuple[str, ...]:
+    """The names of a model's `classes` outputs: recorded by the run, else its dataset's, else 0..C-1."""
+    from gpunn.data.sources import SOURCES
+
+    recorded = checkpoint.header.get("classes")
+    if isinstance(recorded, list) and len(recorded) == classes and all(isinstance(n, str) for n in recorded):
+        return tuple(recorded)
+    source = SOURCES.get(checkpoint.header.get("config", {}).get("dataset", "mnist"))
+    if source is not None and len(source.class_names) == classes:
+        return source.class_names
+    return tuple(str(i) for i in range(classes))
+
+
 def architecture_summary(architecture: list[dict]) -> str:
-    """'784-128-64-10 relu' from a model description."""
-    sizes = [layer["in"] for layer in architecture if layer["type"] == "Dense"]
-    sizes.append([layer["out"] for layer in architecture if layer["type"] == "Dense"][-1])
-    activations = sorted({layer["type"].lower() for layer in architecture if layer["type"] != "Dense"})
-    return "-".join(map(str, sizes)) + (f" {'/'.join(activations)}" if activations else "")
+    """'784-128-64-10 relu' from a model description (each layer supplies its own part)."""
+    from gpunn.nn.layers import layer_from_description, summary_of
+
+    return summary_of([layer_from_description(description) for description in architecture])

@@ -22,7 +22,7 @@ TRAIN_FLAGS = [
     ("--activation", str, "after each hidden layer"),
     ("--init", str, "weight initialisation"),
     ("--seed", int, "seed of the host RNG (weights and batch order)"),
-    ("--dataset", str, "what to train on"),
+    ("--dataset", str, "what to train on (or a folder holding the four IDX files)"),
     ("--val-size", int, "images held out of the training set, stratified, for validation (default 0: none)"),
     (
         "--early-stopping",
@@ -97,26 +97,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from gpunn.checkpoint import load_checkpoint
+    from gpunn.checkpoint import load_checkpoint, model_from_checkpoint
     from gpunn.data import load_dataset, provenance
     from gpunn.errors import CheckpointError
     from gpunn.evaluate import evaluate
-    from gpunn.nn.model import Sequential
 
     checkpoint = load_checkpoint(args.checkpoint)
     trained_on = checkpoint.header.get("config", {}).get("dataset", "mnist")
     dataset_name = args.dataset or trained_on
     recorded = checkpoint.header.get("data") if dataset_name == trained_on else None
     data = load_dataset(dataset_name, "test", data_dir=provenance.data_dir_for(recorded, args.data_dir))
-    model = Sequential.from_description(checkpoint.architecture, args.device, checkpoint.header["dtype"])
-    model.set_weights(checkpoint.weights)
+    model = model_from_checkpoint(checkpoint, args.device)
     if model.in_features != data.features.shape[1]:
         raise CheckpointError(
             f"{args.checkpoint}: the model takes {model.in_features} inputs but {dataset_name} "
             f"images have {data.features.shape[1]} pixels"
         )
+    if model.out_features != data.n_classes:
+        raise CheckpointError(
+            f"{args.checkpoint}: the model has {model.out_features} outputs but {dataset_name} has "
+            f"{data.n_classes} classes"
+        )
     print(f"{dataset_name} test set, model from {args.checkpoint}, device {model.backend.device}")
-    evaluation = evaluate(model, data.features, data.labels)
+    evaluation = evaluate(model, data.features, data.labels, data.n_classes)
     print("\n".join(evaluation.lines(data.class_names)))
     if args.plot:
         from gpunn.pictures import write_evaluation_pictures
@@ -314,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--top", type=int, default=3, help="how many classes to show (1..10)")
+    predict.add_argument("--top", type=int, default=3, help="how many classes to show (1..the number of classes)")
     predict.add_argument(
         "--invert", action="store_true", help="flip dark-on-light images to MNIST's white digit on black"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from gpunn.data.sources import DATASET_NAMES
 from gpunn.errors import ConfigError, Options
@@ -121,9 +122,29 @@ class TrainConfig:
         """Check every field; numbers become plain Python numbers (NumPy scalars are welcome)."""
         from gpunn.validate import check_settings
 
-        checked = check_settings(asdict(self), setting_choices())
+        # the dataset may also be a folder of IDX files: checked by _dataset below, not as a name
+        choices = {k: v for k, v in setting_choices().items() if k != "dataset"}
+        checked = check_settings(asdict(self), choices)
         for key, value in checked.items():
             setattr(self, key, value)
+        self.dataset = _dataset(self.dataset)
+
+
+def _dataset(value) -> str:
+    """A dataset name, or a folder of IDX files (kept absolute, so a resume from elsewhere finds it)."""
+    from gpunn.data.datasets import is_folder_dataset
+    from gpunn.validate import fail
+
+    if value in DATASET_NAMES:
+        return value
+    if isinstance(value, (str, Path)) and is_folder_dataset(value):
+        return str(Path(value).resolve())
+    raise fail(
+        lambda n: (
+            f"{n('dataset')} must be one of {', '.join(DATASET_NAMES)} or a folder holding the four IDX files, "
+            f"got {value!r}"
+        )
+    )
 
 
 def setting_choices() -> dict[str, tuple[str, ...]]:

@@ -47,9 +47,11 @@ class Evaluation:
         return out
 
 
-def evaluate(model, features_u8: np.ndarray, labels: np.ndarray, classes: int = 10) -> Evaluation:
-    """Evaluate host data (uint8 features, integer labels) on the model's device."""
+def evaluate(model, features_u8: np.ndarray, labels: np.ndarray, classes: int | None = None) -> Evaluation:
+    """Evaluate host data (uint8 features, integer labels) on the model's device; `classes` defaults to
+    the model's number of outputs."""
     backend = model.backend
+    classes = classes or model.out_features
     predicted = backend.to_host(device_predictions(model, backend.from_host(features_u8))).astype(np.int64)
     confusion = np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(
         classes, classes
@@ -58,12 +60,14 @@ def evaluate(model, features_u8: np.ndarray, labels: np.ndarray, classes: int = 
     return Evaluation(float(np.trace(confusion) / max(len(labels), 1)), per_class, confusion)
 
 
-def loss_and_correct(model, images_u8, labels, classes: int = 10, batch_size: int = EVAL_BATCH):
-    """Summed cross-entropy (float64) and number correct over device-resident data, as 0-d device arrays.
+def loss_and_correct(model, images_u8, labels, classes: int | None = None, batch_size: int = EVAL_BATCH):
+    """Summed cross-entropy (float64) and number correct over device-resident data, as 0-d device arrays;
+    `classes` defaults to the model's number of outputs.
 
     The validation metrics of an epoch: one pass, no host synchronisation until the caller reads them.
     """
     backend, xp = model.backend, model.backend.xp
+    classes = classes or model.out_features
     total, correct = backend.zeros((), dtype=xp.float64), backend.zeros((), dtype=xp.int64)
     n = images_u8.shape[0]
     for start in range(0, n, batch_size):

@@ -145,18 +145,14 @@ def export_onnx(
 
     Returns the path and the input contract written into the metadata.
     """
-    from gpunn.checkpoint import load_checkpoint
-    from gpunn.data.sources import SOURCES
-    from gpunn.nn.model import Sequential
+    from gpunn.checkpoint import class_names, load_checkpoint, model_from_checkpoint
 
     output = Path(output)
     if output.exists():
         raise ExportError(f"{output} already exists: choose another path or remove it first")
     checkpoint = load_checkpoint(checkpoint_path)
-    model = Sequential.from_description(checkpoint.architecture, "cpu", checkpoint.header["dtype"])
-    model.set_weights(checkpoint.weights)
-    dataset = checkpoint.header.get("config", {}).get("dataset", "mnist")
-    names = list(SOURCES[dataset].class_names) if dataset in SOURCES else [str(i) for i in range(10)]
+    model = model_from_checkpoint(checkpoint, "cpu")
+    names = list(class_names(checkpoint, model.out_features))
     contract = input_contract(model.in_features, input_dtype, input_shape)
     proto = build_onnx(model, contract, names, doc=f"gpunn model from {checkpoint_path}")
     with atomic_writer(output) as fh:

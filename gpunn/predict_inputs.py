@@ -109,16 +109,11 @@ def read_inputs(path: str | Path, features: int, invert: bool = False) -> np.nda
 
 def load_predictor(checkpoint_path: str | Path, device: str | None = None):
     """(model on `device`, class names) of a checkpoint or run folder."""
-    from gpunn.checkpoint import load_checkpoint
-    from gpunn.data.sources import SOURCES
-    from gpunn.nn.model import Sequential
+    from gpunn.checkpoint import class_names, load_checkpoint, model_from_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_path)
-    model = Sequential.from_description(checkpoint.architecture, device, checkpoint.header["dtype"])
-    model.set_weights(checkpoint.weights)
-    dataset = checkpoint.header.get("config", {}).get("dataset", "mnist")
-    names = SOURCES[dataset].class_names if dataset in SOURCES else tuple(str(i) for i in range(10))
-    return model, names
+    model = model_from_checkpoint(checkpoint, device)
+    return model, class_names(checkpoint, model.out_features)
 
 
 def top_classes(probabilities: np.ndarray, names, k: int) -> list[tuple[str, float, str]]:

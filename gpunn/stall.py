@@ -13,12 +13,11 @@ import math
 
 from gpunn.errors import Options
 
-N_CLASSES = 10
 CHECK_EPOCHS = 2  # epoch 1 may start near chance; a healthy run is clearly above it by epoch 2
 LOSS_MARGIN = 0.02  # within 2% of ln(C)
 
 
-def at_chance(record: dict, n_classes: int = N_CLASSES) -> bool:
+def at_chance(record: dict, n_classes: int) -> bool:
     chance_loss = math.log(n_classes)
     return (
         abs(record["loss"] - chance_loss) <= LOSS_MARGIN * chance_loss
@@ -26,16 +25,16 @@ def at_chance(record: dict, n_classes: int = N_CLASSES) -> bool:
     )
 
 
-def chance_level_message(history: list[dict], config, out) -> Options | None:
+def chance_level_message(history: list[dict], config, out, n_classes: int) -> Options | None:
     """The error message when the last epoch (from epoch CHECK_EPOCHS on) ended at chance level, else None."""
     check_at = len(history)
-    if check_at < min(CHECK_EPOCHS, config.epochs) or not at_chance(history[-1]):
+    if check_at < min(CHECK_EPOCHS, config.epochs) or not at_chance(history[-1], n_classes):
         return None
     last = history[-1]
     return Options(
         lambda n: (
-            f"the loss is stuck at chance level ({last['loss']:.3f}, ln {N_CLASSES} = "
-            f"{math.log(N_CLASSES):.3f}; train accuracy {last['train_accuracy']:.1%}) after {check_at} "
+            f"the loss is stuck at chance level ({last['loss']:.3f}, ln {n_classes} = "
+            f"{math.log(n_classes):.3f}; train accuracy {last['train_accuracy']:.1%}) after {check_at} "
             f"epoch(s): the model is not learning, most likely because the lr {config.lr:g} is too high for "
             f"batch size {config.batch_size}; try {n('lr', float(f'{config.lr / 4:g}'))} or a larger "
             f"{n('batch_size')} (run saved in {out})"

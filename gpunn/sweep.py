@@ -88,7 +88,7 @@ def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recip
     swept = [k for k in keys if len(grid[k]) > 1]
     runs = []
     for number, (settings, chosen) in enumerate(zip(combos, chosen_all, strict=True), start=1):
-        name = "-".join(f"{k}{str(settings[k]).replace(',', '_')}" for k in swept) or "run"
+        name = "-".join(f"{k}{str(settings[k]).replace(',', '_').replace('/', '_')}" for k in swept) or "run"
         label = _label({k: chosen[k] for k in swept}) or "single run"
         runs.append(SweepRun(number, len(combos), label, chosen, out / f"{number:02d}-{name}"))
     if index is not None:

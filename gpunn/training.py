@@ -130,8 +130,8 @@ class _SignalCatcher:
             signal.signal(signum, handler)
 
 
-def _build_model(config: TrainConfig, in_features: int, backend) -> Sequential:
-    sizes = [in_features, *config.hidden, 10]
+def _build_model(config: TrainConfig, in_features: int, classes: int, backend) -> Sequential:
+    sizes = [in_features, *config.hidden, classes]
     return mlp(
         sizes,
         activation=config.activation,
@@ -199,7 +199,7 @@ def _train(config, *, job, out, resume, device, dtype, data_dir, verbose, **over
     requested_device(device), requested_dtype(dtype)  # a typo fails before any folder is made
     named = out is not None
     if not named:
-        out = default_run_folder(config.dataset) if root else None
+        out = default_run_folder(Path(config.dataset).name) if root else None
         if job is not None:  # every rank names the same folder
             out = job.comm.bcast(out, root=0)
     out = Path(out)
@@ -268,7 +268,13 @@ def _train_claimed(config, job, out, resume, device, dtype, data_dir, reporter, 
             f"the {config.dataset} test images are {test_set.images.shape[1:]} but the training images are "
             f"{train_set.images.shape[1:]}: use a test set of the same image size"
         )
-    model = _build_model(config, train_set.features.shape[1], backend)
+    classes = train_set.class_names
+    if checkpoint is not None and checkpoint.header.get("classes", list(classes)) != list(classes):
+        raise DataError(
+            f"{config.dataset} now has the classes {', '.join(classes)}, but run {out} was trained on "
+            f"{', '.join(checkpoint.header['classes'])}: point the dataset at the original files"
+        )
+    model = _build_model(config, train_set.features.shape[1], len(classes), backend)
     optimizer = make_optimizer(config.optimizer, config.lr, config.momentum, config.weight_decay)
     rng = host_rng(config.seed)
     progress = _Progress()
@@ -300,7 +306,13 @@ def _train_claimed(config, job, out, resume, device, dtype, data_dir, reporter, 
         write_text(
             out / "config.json",
             json.dumps(
-                {**config.to_dict(), "device": backend.device, "dtype": backend.dtype_name, "data": data},
+                {
+                    **config.to_dict(),
+                    "device": backend.device,
+                    "dtype": backend.dtype_name,
+                    "data": data,
+                    "classes": list(classes),
+                },
                 indent=2,
             )
             + "\n",
@@ -353,7 +365,8 @@ class _Loop:
         # uint8 images uploaded once (shared, not copied, on the host backend: they are only read)
         self.x_train = backend.from_host(train_set.features, copy=False)
         self.y_train = backend.from_host(train_set.labels, copy=False)
-        self.targets = backend.one_hot(self.y_train, 10)
+        self.classes = list(train_set.class_names)
+        self.targets = backend.one_hot(self.y_train, len(self.classes))
         test_rows = slice(*dist.shard(len(test_set))) if dist is not None else slice(None)
         self.x_test = backend.from_host(test_set.features[test_rows], copy=False)  # evaluation is sharded
         self.y_test = backend.from_host(test_set.labels[test_rows], copy=False)
@@ -441,14 +454,14 @@ class _Loop:
                     f"early stopping: no lower validation loss for {config.early_stopping} epochs after "
                     f"epoch {progress.best_epoch}"
                 )
-            stalled = chance_level_message(progress.history, config, self.out)
+            stalled = chance_level_message(progress.history, config, self.out, len(self.classes))
             if stalled is not None:
                 raise TrainingStalledError(stalled)
         self._summary(progress, train_seconds)
 
     def _validate(self, progress: _Progress, record: dict) -> str:
         """Validation loss and accuracy into `record`; best.npz and early stopping decided on them."""
-        loss_sum, correct = loss_and_correct(self.model, self.x_val, self.y_val)
+        loss_sum, correct = loss_and_correct(self.model, self.x_val, self.y_val, len(self.classes))
         loss_total, val_correct = self._global(
             float(self.backend.to_host(loss_sum)), int(self.backend.to_host(correct))
         )
@@ -538,6 +551,7 @@ class _Loop:
             "best_epoch": progress.best_epoch,
             "stopped_early": progress.stopped_early,
             "data": self.data,
+            "classes": self.classes,
         }
         arrays = {"order": progress.order} if progress.order is not None else None
         save_checkpoint(self.out / CHECKPOINT, self.model, header, self.optimizer, arrays)

@@ -45,7 +45,7 @@ def test_validation_metrics_and_best_checkpoint(tmp_path):
     best = Sequential.load(tmp_path / "r" / "best.npz")
     _, val = split_validation(load_dataset("digits", "train"), 200, seed=0)
     b = best.backend
-    total, correct = loss_and_correct(best, b.from_host(val.features), b.from_host(val.labels))
+    total, correct = loss_and_correct(best, b.from_host(val.features), b.from_host(val.labels), val.n_classes)
     assert b.to_scalar(total) / 200 == pytest.approx(run.best["val_loss"], rel=1e-12)
     assert int(b.to_host(correct)) / 200 == run.best["val_accuracy"]
     assert load_checkpoint(tmp_path / "r" / "best.npz").header["epoch"] == run.best_epoch

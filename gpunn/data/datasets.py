@@ -5,6 +5,10 @@ the cache ($XDG_CACHE_HOME/gpunn or ~/.cache/gpunn), then a download into the ca
 explicitly is authoritative: files missing there are an error, not a reason to go to the network.
 A folder may hold the files itself or a subfolder named after the dataset (mnist/, fashion-mnist/).
 
+Any other dataset is a folder given as the name: the four IDX files (EMNIST letters, KMNIST, your own),
+its classes counted from the labels of both splits, labels starting at 1 shifted to 0-based (the names
+keep the original labels), and class names, when wanted, one per line in CLASS_NAMES_FILE there.
+
 Images stay uint8 (N, rows, cols) until batching; Backend.scale_images turns them into [0, 1] floats.
 """
 
@@ -24,6 +28,7 @@ from gpunn.errors import DataError
 
 DIGITS_IMAGES = 1797  # scikit-learn's bundled 8x8 digits
 DIGITS_TEST_SIZE = 360  # 20% of them, stratified, seed 0
+CLASS_NAMES_FILE = "classes.txt"
 
 
 @dataclass
@@ -39,6 +44,10 @@ class Dataset:
         return len(self.labels)
 
     @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
     def features(self) -> np.ndarray:
         """(N, rows * cols) uint8: a view, no copy."""
         return self.images.reshape(len(self.images), -1)
@@ -49,9 +58,17 @@ def cache_dir() -> Path:
     return Path(base) / "gpunn"
 
 
+def is_folder_dataset(name) -> bool:
+    """A dataset given as a folder of IDX files rather than by one of DATASET_NAMES."""
+    return name not in DATASET_NAMES and Path(name).is_dir()
+
+
 def _check_name(name: str) -> None:
-    if name not in DATASET_NAMES:
-        raise DataError(f"unknown dataset {name!r}: choose from {', '.join(DATASET_NAMES)}")
+    if name not in DATASET_NAMES and not is_folder_dataset(name):
+        raise DataError(
+            f"unknown dataset {name!r}: choose from {', '.join(DATASET_NAMES)}, or give a folder holding "
+            "the four IDX files"
+        )
 
 
 def _check_split(split: str) -> None:
@@ -110,15 +127,31 @@ def locate(name: str, split: str, data_dir: str | os.PathLike | None = None, dow
 def load_dataset(
     name: str, split: str = "train", data_dir: str | os.PathLike | None = None, download: bool = True
 ) -> Dataset:
-    """Images (uint8) and labels (int64) of `name` ('mnist', 'fashion-mnist' or 'digits') and `split`."""
+    """Images (uint8) and labels (int64) of `name` ('mnist', 'fashion-mnist', 'digits' or a folder of IDX
+    files) and `split`."""
     _check_name(name)
     _check_split(split)
     if name == "digits":
         return load_digits(split)
+    if is_folder_dataset(name):
+        return load_folder(Path(name), split)
     paths = locate(name, split, data_dir, download)
-    files = {kind: {"path": str(path.resolve()), "sha256": sha256_of(path)} for kind, path in paths.items()}
+    files = _fingerprints(paths)
     for kind, path in paths.items():
         _check_identity(path, files[kind]["sha256"], name, split, kind)
+    images, labels = _read_pair(paths)
+    class_names = SOURCES[name].class_names
+    if labels.size and int(labels.max()) >= len(class_names):
+        raise DataError(f"{paths['labels']}: label {int(labels.max())} is outside [0, {len(class_names)})")
+    return Dataset(name, split, images, labels, class_names, files)
+
+
+def _fingerprints(paths: dict) -> dict:
+    return {kind: {"path": str(path.resolve()), "sha256": sha256_of(path)} for kind, path in paths.items()}
+
+
+def _read_pair(paths: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(images, int64 labels) of one split, checked to match and to hold at least one pixel."""
     images = read_idx(paths["images"], "images")
     labels = read_idx(paths["labels"], "labels").astype(np.int64)
     if len(images) != len(labels):
@@ -130,7 +163,45 @@ def load_dataset(
             f"{paths['images']} holds no usable images (shape {images.shape}): a dataset needs at least one "
             "image of at least one pixel"
         )
-    return Dataset(name, split, images, labels, SOURCES[name].class_names, files)
+    return images, labels
+
+
+def load_folder(folder: Path, split: str) -> Dataset:
+    """A dataset of any IDX files: classes counted from both splits' labels, 1-based labels shifted to 0."""
+    paths = {key: find_in(folder, "", file_name) for key, file_name in FILES.items()}
+    missing = [FILES[key].removesuffix(".gz") for key, path in paths.items() if path is None]
+    if missing:
+        raise DataError(
+            f"{folder}: {', '.join(missing)} (or .gz) missing; a dataset folder holds all four of "
+            f"{', '.join(f.removesuffix('.gz') for f in FILES.values())}"
+        )
+    both = np.concatenate([read_idx(paths[(s, "labels")], "labels") for s in ("train", "test")])
+    first = 1 if both.size and int(both.min()) == 1 else 0  # EMNIST letters: 1..26
+    count = int(both.max()) + 1 - first if both.size else 0
+    if count < 2:
+        raise DataError(f"{folder}: the labels name {count} class(es); a classifier needs at least two")
+    mine = {kind: paths[(split, kind)] for kind in ("images", "labels")}
+    images, labels = _read_pair(mine)
+    return Dataset(
+        folder.name, split, images, labels - first, _class_names(folder, first, count), _fingerprints(mine)
+    )
+
+
+def _class_names(folder: Path, first: int, count: int) -> tuple[str, ...]:
+    """Names from CLASS_NAMES_FILE (one per line), else the original labels as text."""
+    path = folder / CLASS_NAMES_FILE
+    if not path.is_file():
+        return tuple(str(first + i) for i in range(count))
+    try:
+        names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); it should be UTF-8 text, one class name per line") from None
+    if len(names) != count:
+        raise DataError(
+            f"{path}: {len(names)} names for {count} classes (labels {first}..{first + count - 1}): "
+            "give one name per line, in label order"
+        )
+    return names
 
 
 def sha256_of(path: Path) -> str:
@@ -176,4 +247,5 @@ def load_digits(split: str) -> Dataset:
         images, labels, test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=0
     )
     x, y = (train_x, train_y) if split == "train" else (test_x, test_y)
-    return Dataset("digits", split, np.ascontiguousarray(x), y, tuple(str(d) for d in range(10)))
+    names = tuple(str(d) for d in digits.target_names)
+    return Dataset("digits", split, np.ascontiguousarray(x), y, names)

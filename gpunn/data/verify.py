@@ -47,7 +47,7 @@ def verify_dataset(folder: Path, name: str) -> list[tuple[bool, str]]:
             continue
         detail = f"shape {tuple(array.shape)}"
         if kind == "labels":
-            detail += f", label counts {np.bincount(array, minlength=10).tolist()}"
+            detail += f", label counts {np.bincount(array, minlength=len(source.class_names)).tolist()}"
         results.append((True, f"{path}: OK (sha256 matches, {detail})"))
     return results
 

@@ -42,6 +42,34 @@ class Layer:
     def describe(self) -> dict:
         return {"type": type(self).__name__}
 
+    @classmethod
+    def from_description(cls, description: dict) -> Layer:
+        """Inverse of describe(); a description that makes no sense is a ValueError naming the field."""
+        return cls()
+
+    def parameter_shapes(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(name, shape) of each parameter, in order, known before any weight exists (checkpoint guards)."""
+        return ()
+
+    def input_features(self) -> int | None:
+        """The features this layer requires (None: it takes any width)."""
+        return None
+
+    def output_features(self, in_features: int | None) -> int | None:
+        """Features out for `in_features` in (None: not known yet); a mismatch is a ValueError."""
+        return in_features
+
+    def summary_tag(self) -> str | None:
+        """This layer's word in a one-line architecture summary ('784-128-10 relu'); None: no word."""
+        return type(self).__name__.lower()
+
+
+def _positive_int(description: dict, key: str) -> int:
+    value = description.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"a {description.get('type')} layer needs a positive integer {key!r}, got {description}")
+    return value
+
 
 class Dense(Layer):
     """y = x @ W + b, with W of shape (in_features, out_features)."""
@@ -81,6 +109,25 @@ class Dense(Layer):
     def describe(self) -> dict:
         return {"type": "Dense", "in": self.in_features, "out": self.out_features, "init": self.init}
 
+    @classmethod
+    def from_description(cls, description: dict) -> Dense:
+        fan_in, fan_out = _positive_int(description, "in"), _positive_int(description, "out")
+        return cls(fan_in, fan_out, description.get("init", "he"))
+
+    def parameter_shapes(self):
+        return (("weight", (self.in_features, self.out_features)), ("bias", (self.out_features,)))
+
+    def input_features(self):
+        return self.in_features
+
+    def output_features(self, in_features):
+        if in_features is not None and in_features != self.in_features:
+            raise ValueError(f"layer sizes do not chain ({in_features} then {self.in_features})")
+        return self.out_features
+
+    def summary_tag(self):
+        return None
+
 
 class ReLU(Layer):
     def forward(self, x):
@@ -104,6 +151,10 @@ class LeakyReLU(Layer):
 
     def describe(self) -> dict:
         return {"type": "LeakyReLU", "alpha": self.alpha}
+
+    @classmethod
+    def from_description(cls, description: dict) -> LeakyReLU:
+        return cls(description.get("alpha", 0.01))
 
 
 class Sigmoid(Layer):
@@ -186,6 +237,10 @@ class Dropout(Layer):
     def describe(self) -> dict:
         return {"type": "Dropout", "p": self.p}
 
+    @classmethod
+    def from_description(cls, description: dict) -> Dropout:
+        return cls(description.get("p", 0.5))
+
 
 ACTIVATIONS = {
     "relu": ReLU,
@@ -208,13 +263,15 @@ def activation(name: str) -> Layer:
 
 def layer_from_description(description: dict) -> Layer:
     """Inverse of Layer.describe(), used to rebuild a model from a checkpoint header."""
-    kind = description.get("type")
+    kind = description.get("type") if isinstance(description, dict) else None
     if kind not in LAYER_TYPES:
         raise ValueError(f"unknown layer type {kind!r}")
-    if kind == "Dense":
-        return Dense(description["in"], description["out"], description.get("init", "he"))
-    if kind == "LeakyReLU":
-        return LeakyReLU(description.get("alpha", 0.01))
-    if kind == "Dropout":
-        return Dropout(description.get("p", 0.5))
-    return LAYER_TYPES[kind]()
+    return LAYER_TYPES[kind].from_description(description)
+
+
+def summary_of(layers: list[Layer]) -> str:
+    """'784-128-64-10 relu': the sizes of the layers that set a width, then the words of the others."""
+    sized = [layer for layer in layers if layer.input_features() is not None]
+    sizes = [sized[0].input_features()] + [layer.output_features(None) for layer in sized] if sized else []
+    tags = sorted({tag for tag in (layer.summary_tag() for layer in layers) if tag})
+    return "-".join(map(str, sizes)) + (f" {'/'.join(tags)}" if tags else "")

@@ -30,7 +30,8 @@ class Sequential:
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         if dense:
             dense[0].need_input_grad = False  # nothing reads the gradient of the input data
-        self.in_features = dense[0].in_features if dense else None
+        sized = [layer.input_features() for layer in self.layers if layer.input_features() is not None]
+        self.in_features = sized[0] if sized else None  # the first layer that fixes a width fixes the input
         self._dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):  # its masks: keyed by the seed and its place in the model
@@ -102,6 +103,14 @@ class Sequential:
     def describe(self) -> list[dict]:
         return [layer.describe() for layer in self.layers]
 
+    @property
+    def out_features(self) -> int | None:
+        """Width of the output (the number of classes of a classifier); None if no layer fixes it."""
+        width = None
+        for layer in self.layers:
+            width = layer.output_features(width)
+        return width
+
     @classmethod
     def from_description(
         cls, description: list[dict], backend: Backend | str | None = None, dtype: str | None = None
@@ -117,12 +126,9 @@ class Sequential:
     @classmethod
     def load(cls, path, device=None, dtype: str | None = None) -> Sequential:
         """Rebuild a model from any gpunn checkpoint (a file or a run folder), on any device."""
-        from gpunn.checkpoint import load_checkpoint
+        from gpunn.checkpoint import load_model
 
-        checkpoint = load_checkpoint(path)
-        model = cls.from_description(checkpoint.architecture, device, dtype or checkpoint.header["dtype"])
-        model.set_weights(checkpoint.weights)
-        return model
+        return load_model(path, device, dtype)
 
     def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:
         """Softmax probabilities (a NumPy array) for uint8 pixels (scaled on the device) or finite floats.
