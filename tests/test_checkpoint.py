@@ -87,11 +87,20 @@ class Payload:
         return (UNPICKLED.append, ("code ran",))
 
 
-def test_object_arrays_are_never_unpickled(tmp_path):
+@pytest.mark.parametrize(
+    "member, message",
+    [
+        ("array.x", r"evil.npz: unexpected member 'array.x.npy': not a gpunn checkpoint$"),
+        ("array.order", r"evil.npz: corrupt or truncated checkpoint \(ValueError: member array.order.npy holds obj"),
+        ("param.0", r"evil.npz: corrupt or truncated checkpoint \(ValueError: member param.0.npy holds objects"),
+    ],
+    ids=["unknown-member", "known-extra-array", "weights"],
+)
+def test_object_arrays_are_never_unpickled(tmp_path, member, message):
     path = tmp_path / "evil.npz"
     save_checkpoint(path, mlp([3, 2], backend="cpu"))
-    rewrite(path, **{"array.x": np.array([Payload()], dtype=object)})
-    with pytest.raises(CheckpointError, match=r"evil.npz: corrupt or truncated checkpoint \(ValueError: "):
+    rewrite(path, **{member: np.array([Payload()], dtype=object)})
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
     assert UNPICKLED == []
 
@@ -141,7 +150,20 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(tmp_path):
     rewrite(path, **{"param.1": None})
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
-    assert str(err.value) == f"{path}: weights of shapes [(3, 2)] do not match the architecture's [(3, 2), (2,)]"
+    assert str(err.value) == f"{path}: parameter 1 is missing"
+    save_checkpoint(path, mlp([3, 2], backend="cpu"))
+    rewrite(path, **{"param.1": np.zeros(3)})  # the architecture says (2,): refused before its data is read
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == (
+        f"{path}: corrupt or truncated checkpoint (ValueError: member param.1.npy declares float64 (3,), "
+        "which the architecture does not allow)"
+    )
+    save_checkpoint(path, mlp([3, 2], backend="cpu"))
+    rewrite(path, **{"param.2": np.zeros(2)})
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"{path}: parameter param.2 is not in the architecture"
     save_checkpoint(path, mlp([3, 2], backend="cpu"))
     rewrite(path, **{"param.0": None})
     with pytest.raises(CheckpointError, match="parameter 0 is missing"):

@@ -58,6 +58,7 @@ def test_nccl_is_reported_available_when_cupy_has_it(monkeypatch):
 
     cuda = types.ModuleType("cupy.cuda")
     cuda.nccl = types.ModuleType("cupy.cuda.nccl")
+    cuda.nccl.available = True  # cupy/cuda/nccl.py: True only when the NCCL library loaded
     monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
     monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
     monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", cuda.nccl)
@@ -70,4 +71,5 @@ def test_nccl_is_reported_unavailable_without_cupy(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)
     monkeypatch.delitem(sys.modules, "cupy.cuda", raising=False)
     available, why = nccl_available()
-    assert not available and why.startswith("NCCL through CuPy unavailable (ModuleNotFoundError: ")
+    assert not available and why.startswith("NCCL comes through CuPy: CuPy is not installed (")
+    assert why.endswith('install CuPy for your CUDA version: pip install "gpunn[cuda12]" or "gpunn[cuda13]"')

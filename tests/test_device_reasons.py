@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from gpunn.backend import parse_device, parse_dtype, requested_dtype, select
+from gpunn.backend import cuda_probe, parse_device, parse_dtype, requested_dtype, select
 from gpunn.backend.cuda_probe import cuda_status, require_cuda
 from gpunn.errors import DeviceUnavailableError, InvalidDeviceError
 
@@ -19,13 +19,17 @@ def fake_cupy(monkeypatch, get_count):
 
 
 def test_cuda_status_sentences(monkeypatch):
+    probed = []  # the kernel+matmul probe itself is tested with a CuPy stand-in in test_gpu_path_bugs.py
+    monkeypatch.setattr(cuda_probe, "_kernel_and_matmul", lambda cupy, index: probed.append(index))
+    monkeypatch.setattr(cuda_probe, "_smoke_tested", {})
     fake_cupy(monkeypatch, lambda: 1)
-    assert cuda_status() == (True, "1 CUDA device(s) visible")  # cuda:0 unless told
+    assert cuda_status() == (True, "1 CUDA device(s) visible; a test kernel and matmul ran on cuda:0")
     fake_cupy(monkeypatch, lambda: 2)
-    assert cuda_status(1) == (True, "2 CUDA device(s) visible")
+    assert cuda_status(1) == (True, "2 CUDA device(s) visible; a test kernel and matmul ran on cuda:1")
     assert cuda_status(2) == (False, "cuda:2 is out of range; this machine has 2 device(s): cuda:0..cuda:1")
     fake_cupy(monkeypatch, lambda: 0)
     assert cuda_status() == (False, "the driver reports no CUDA device")
+    assert probed == [0, 1]  # only a device that exists is probed
 
 
 def test_a_broken_driver_is_named_with_the_fix(monkeypatch):

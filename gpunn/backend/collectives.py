@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpunn.backend.cuda_probe import import_cupy
 from gpunn.errors import DeviceUnavailableError
 
 
@@ -70,6 +71,10 @@ def nccl_available() -> tuple[bool, str]:
     nccl = _nccl_module()
     if nccl is not None:
         return True, "NCCL through CuPy"
+    try:  # without CuPy the fix is CuPy itself, not the NCCL wheel
+        import_cupy()
+    except DeviceUnavailableError as exc:
+        return False, f"NCCL comes through CuPy: {str(exc).removeprefix('CUDA unavailable: ')}"
     return False, (
         f"CuPy cannot load the NCCL library; {_nccl_install_hint()} (CuPy finds the nvidia-nccl wheel)"
     )
