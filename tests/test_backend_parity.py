@@ -30,6 +30,7 @@ def _inputs(rng):
         "linear_backward": ((x, w, grad), {"need_input_grad": True}),
         "linear_backward[out]": ((x, w, grad, False), {"out": (np.zeros((12, 7)), np.zeros(7))}),
         "relu": ((y,), {}),
+        "linear_relu": ((x, w, b), {}),
         "relu_backward": ((grad, y), {}),
         "softmax": ((y * 5,), {}),
         "softmax_cross_entropy": ((y * 5, targets), {}),

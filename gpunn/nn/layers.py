@@ -72,6 +72,12 @@ class Dense(Layer):
         self._x = x
         return self.backend.linear(x, self.weight.value, self.bias.value)
 
+    def forward_relu(self, x, relu: ReLU):
+        """forward(x) then relu.forward(...) in one backend call (a GPU fuses the bias add into the ReLU)."""
+        self._x = x
+        relu._y = self.backend.linear_relu(x, self.weight.value, self.bias.value)
+        return relu._y
+
     def backward(self, grad):
         grad_x, self.weight.grad, self.bias.grad = self.backend.linear_backward(
             self._x, self.weight.value, grad, self.need_input_grad, out=(self.weight.grad, self.bias.grad)
