@@ -31,6 +31,8 @@ def _inputs(rng):
         "linear_backward[out]": ((x, w, grad, False), {"out": (np.zeros((12, 7)), np.zeros(7))}),
         "relu": ((y,), {}),
         "linear_relu": ((x, w, b), {}),
+        "relu_linear_backward": ((x, w, grad, y), {"need_input_grad": True}),
+        "relu_linear_backward[out]": ((x, w, grad, y, False), {"out": (np.zeros((12, 7)), np.zeros(7))}),
         "relu_backward": ((grad, y), {}),
         "softmax": ((y * 5,), {}),
         "softmax_cross_entropy": ((y * 5, targets), {}),

@@ -194,6 +194,10 @@ class Backend:
         grad_input = self.xp.matmul(grad, weight.T) if need_input_grad else None
         return grad_input, grad_weight, grad_bias
 
+    def relu_linear_backward(self, x, weight, grad, y, need_input_grad: bool = True, out=None):
+        """Backward of relu(linear(x, weight, b)) whose output was y: linear_backward of the masked gradient."""
+        return self.linear_backward(x, weight, self.relu_backward(grad, y), need_input_grad, out)
+
     def relu(self, x):
         self.check(x)
         return self.xp.maximum(x, self.xp.zeros_like(x))

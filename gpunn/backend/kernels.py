@@ -170,6 +170,43 @@ _SOURCES = (
         types={"I": "int64"},
         scalars=frozenset({"classes", "m"}),
     ),
+    # Backend.relu_linear_backward's first pass, one thread per column: the ReLU-masked gradient and its column
+    # sums (the bias gradient), in one launch instead of a mask pass and a sum.
+    ElementwiseSource(
+        "gpunn_relu_backward_bias",
+        "raw T grad, raw T y, int64 rows",
+        "raw T masked, T bias_grad",
+        """
+        const ptrdiff_t width = _ind.size();
+        T total = 0;
+        for (long long r = 0; r < rows; ++r) {
+            const ptrdiff_t k = r * width + i;
+            const T g = y[k] > (T)0 ? grad[k] : (T)0;
+            masked[k] = g;
+            total += g;
+        }
+        bias_grad = total;
+        """,
+        scalars=frozenset({"rows"}),
+    ),
+    # Backend.softmax_cross_entropy_counted's totals: the batch loss and correct count from the row kernel's
+    # per-row values, summed in row order by a single thread (launched with size=1): one launch, not two sums.
+    ElementwiseSource(
+        "gpunn_batch_totals",
+        "raw T loss_rows, raw int64 hits, int64 rows",
+        "raw T loss, raw int64 correct",
+        """
+        T total = 0;
+        long long count = 0;
+        for (long long r = 0; r < rows; ++r) {
+            total += loss_rows[r];
+            count += hits[r];
+        }
+        loss[0] = total;
+        correct[0] = count;
+        """,
+        scalars=frozenset({"rows"}),
+    ),
     # Backend.add_to_totals in place on the epoch's 0-d accumulators: one launch instead of four.
     ElementwiseSource(
         "gpunn_add_to_totals",

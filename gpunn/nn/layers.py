@@ -84,6 +84,13 @@ class Dense(Layer):
         )
         return grad_x
 
+    def backward_relu(self, grad, relu: ReLU):
+        """relu.backward(grad) then backward(...) in one backend call (a GPU masks and sums the bias at once)."""
+        grad_x, self.weight.grad, self.bias.grad = self.backend.relu_linear_backward(
+            self._x, self.weight.value, grad, relu._y, self.need_input_grad, out=(self.weight.grad, self.bias.grad)
+        )
+        return grad_x
+
     def describe(self) -> dict:
         return {"type": "Dense", "in": self.in_features, "out": self.out_features, "init": self.init}
 
