@@ -35,8 +35,8 @@ def test_every_shipped_kernel_compiles_for_sm80_and_sm90(check_kernels):
 
 
 def test_a_typo_in_a_kernel_fails_the_check(check_kernels):
-    sgd = KERNELS["sgd"]
-    broken = {"sgd": dataclasses.replace(sgd, operation=sgd.operation.replace("grad", "grda"))}
+    sgd = KERNELS["flat_sgd"]
+    broken = {"flat_sgd": dataclasses.replace(sgd, operation=sgd.operation.replace("grad", "grda"))}
     failures = check_kernels.check(broken)
     assert len(failures) == 4  # float32 and float64, sm_80 and sm_90
-    assert all("gpunn_sgd" in f and "grda" in f and "undefined" in f for f in failures)
+    assert all("gpunn_flat_sgd" in f and "grda" in f and "undefined" in f for f in failures)

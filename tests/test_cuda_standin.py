@@ -79,6 +79,40 @@ def test_elementwise_kernel_types_as_cupy_does(cp):
         scale(x)
 
 
+def test_raw_parameters_as_cupy_has_them(cp):
+    """cupy/_core/_kernel.pyx: raw arrays are not broadcast and set no loop size; a raw output keeps its own
+    shape; with only raw arrays the size comes from size=; 'i' is the loop index, _ind.size() the loop size."""
+    column_sums = cp.ElementwiseKernel(
+        "raw T m, int64 rows",
+        "raw T copy, T sums",
+        "T t = 0; for (long long r = 0; r < rows; ++r) { t += m[r * _ind.size() + i]; copy[r * _ind.size() + i] = m[r * _ind.size() + i]; } sums = t",
+        "standin_column_sums",
+    )
+    m = cp.asarray(np.arange(6, dtype=np.float64).reshape(2, 3))
+    copy, sums = cp.empty((2, 3), dtype=cp.float64), cp.empty((3,), dtype=cp.float64)
+    column_sums(m, 2, copy, sums)  # loop size 3 from `sums`; the raw (2, 3) output is not "mismatched"
+    np.testing.assert_array_equal(cp.asnumpy(sums), [3.0, 5.0, 7.0])
+    np.testing.assert_array_equal(cp.asnumpy(copy), cp.asnumpy(m))
+    with pytest.raises(ValueError, match="Loop size is undecided"):
+        column_sums(m, 2)  # no non-raw array at all
+    scatter = cp.ElementwiseKernel("T x", "raw T y", "y[i] = x", "standin_scatter")
+    with pytest.raises(ValueError, match="Output array size is Undecided"):
+        scatter(sums)  # a raw output cannot be allocated from the loop size
+    total = cp.ElementwiseKernel(
+        "raw T x, int64 n",
+        "raw T out",
+        "T t = 0; for (long long k = 0; k < n; ++k) t += x[k]; out[0] = t",
+        "standin_total",
+    )
+    out = cp.empty((), dtype=cp.float64)
+    total(m, 6, out, size=1)
+    assert float(cp.asnumpy(out)) == 15.0
+    with pytest.raises(ValueError, match="Loop size is undecided"):
+        total(m, 6, out)
+    with pytest.raises(ValueError, match="Can not use 'i' as a parameter name"):
+        cp.ElementwiseKernel("T i", "T y", "y = i", "standin_bad_name")
+
+
 def test_kernel_bodies_are_compiled_c(cp):
     divide = cp.ElementwiseKernel("int32 a, int32 b", "int32 c", "c = a / b", "standin_cdiv")
     a, b = cp.asarray(np.array([-7, 7], np.int32)), cp.asarray(np.array([2, 2], np.int32))

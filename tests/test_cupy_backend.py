@@ -110,7 +110,9 @@ def test_float64_resume_on_cuda_is_bit_equal_to_an_uninterrupted_run(tmp_path, c
     settings = dict(device="cuda", dtype="float64", optimizer="adam", lr=0.003, schedule="constant", **DIGITS)
     full = train(out=tmp_path / "full", epochs=3, **settings)
     train(out=tmp_path / "part", epochs=1, **settings)
-    resumed = train(resume=tmp_path / "part", epochs=3, verbose=False)
+    # device given again: without it resume picks "auto", which is the cpu wherever the stand-in runs
+    resumed = train(resume=tmp_path / "part", device="cuda", epochs=3, verbose=False)
+    assert resumed.model.backend.device == "cuda:0"
     for x, y in zip(full.model.get_weights(), resumed.model.get_weights(), strict=True):
         np.testing.assert_array_equal(x, y)
     assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]

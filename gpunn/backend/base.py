@@ -197,6 +197,10 @@ class Backend:
         self.check(x, weight, bias)
         return self.xp.matmul(x, weight) + bias
 
+    def linear_relu(self, x, weight, bias):
+        """relu(linear(x, weight, bias)): a Dense layer followed by a ReLU, which a GPU does in one epilogue."""
+        return self.relu(self.linear(x, weight, bias))
+
     def linear_backward(self, x, weight, grad, need_input_grad: bool = True, out=None):
         """Gradients of x @ W + b: (dx or None, dW = x.T @ grad, db = sum(grad)).
 
@@ -208,6 +212,10 @@ class Backend:
         grad_bias = self.xp.sum(grad, axis=0)
         grad_input = self.xp.matmul(grad, weight.T) if need_input_grad else None
         return grad_input, grad_weight, grad_bias
+
+    def relu_linear_backward(self, x, weight, grad, y, need_input_grad: bool = True, out=None):
+        """Backward of relu(linear(x, weight, b)) whose output was y: linear_backward of the masked gradient."""
+        return self.linear_backward(x, weight, self.relu_backward(grad, y), need_input_grad, out)
 
     def relu(self, x):
         self.check(x)

@@ -4,8 +4,8 @@ Every public method, and every function reached through `backend.xp`, first make
 current in the calling thread: a cuda:1 backend never disturbs a cuda:0 one, and works from any thread.
 
 On a GPU this model is launch-bound, so a few primitives are fused into single CuPy ElementwiseKernels
-(the batch gather with its scaling, ReLU and its backward, softmax cross-entropy with its gradient and
-correct-count, the whole-model optimizer updates on the flat buffers; sources in fused_kernels.py). The
+(the batch gather with its scaling, the bias add with its ReLU, ReLU and its backward, softmax cross-entropy with its gradient and
+correct-count, the whole-model optimizer updates on the flat buffers; sources in kernels.py). The
 reference versions in gpunn/backend/base.py stay the specification; tests/test_backend_parity.py compares
 each override with them under the `gpu` marker.
 """
@@ -13,12 +13,12 @@ each override with them under the `gpu` marker.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 
 from gpunn.backend.base import Backend, adam_bias_corrections
 from gpunn.backend.cuda_probe import require_cuda
-from gpunn.backend.fused_kernels import FUSED_KERNELS
 from gpunn.backend.kernels import KERNELS
 from gpunn.backend.numpy_backend import NumpyBackend
 
@@ -35,7 +35,6 @@ class CupyBackend(Backend):
         self.array_type = cupy.ndarray
         self.dtype = np.dtype(dtype_name)  # CuPy arrays carry NumPy dtypes
         self._kernels = _fused_kernels(cupy)
-        self._kernels.update((name, cupy.ElementwiseKernel(*spec)) for name, spec in FUSED_KERNELS.items())
 
     def _is_mine(self, array) -> bool:
         return isinstance(array, self.array_type) and array.device.id == self.index
@@ -134,6 +133,27 @@ class CupyBackend(Backend):
         self.check(x)
         return self._kernels["relu"](x)
 
+    def relu_linear_backward(self, x, weight, grad, y, need_input_grad=True, out=None):
+        """The ReLU mask and the bias gradient in one launch, then the two GEMMs (into `out` when given)."""
+        self.check(x, weight, grad, y)
+        cp = self.xp
+        grad_weight, grad_bias = out if out is not None else (None, None)
+        with self._cuda:
+            masked = cp.empty_like(grad)
+            if grad_bias is None:
+                grad_bias = cp.empty((grad.shape[1],), dtype=grad.dtype)
+        self._kernels["relu_backward_bias"](grad, y, grad.shape[0], masked, grad_bias)
+        grad_weight = cp.matmul(x.T, masked, out=grad_weight)
+        grad_input = cp.matmul(masked, weight.T) if need_input_grad else None
+        return grad_input, grad_weight, grad_bias
+
+    def linear_relu(self, x, weight, bias):
+        """One GEMM, then the bias add and the ReLU in place on its output: two launches, no temporaries."""
+        self.check(x, weight, bias)
+        z = self.xp.matmul(x, weight)
+        self._kernels["bias_relu"](bias, bias.shape[0], z)
+        return z
+
     def scale(self, array, factor):
         self.check(array)
         array *= factor
@@ -181,7 +201,7 @@ class CupyBackend(Backend):
         return value, m, v
 
     def softmax_cross_entropy_counted(self, logits, targets, labels):
-        """Loss, gradient and correct-count from one row kernel plus two sums (the reference takes ~12)."""
+        """Loss, gradient and correct-count from one row kernel and one totals kernel (the reference takes ~12)."""
         self.check(logits, targets, labels)
         cp = self.xp
         rows, classes = logits.shape
@@ -189,10 +209,13 @@ class CupyBackend(Backend):
             grad = cp.empty_like(logits)
             loss_rows = cp.empty((rows,), dtype=logits.dtype)
             hits = cp.empty((rows,), dtype=cp.int64)
+            loss = cp.empty((), dtype=logits.dtype)
+            correct = cp.empty((), dtype=cp.int64)
         self._kernels["softmax_xent_rows"](
             logits, targets, labels, classes, logits.dtype.type(rows), grad, loss_rows, hits
         )
-        return cp.sum(loss_rows), grad, cp.sum(hits)
+        self._kernels["batch_totals"](loss_rows, hits, rows, loss, correct, size=1)
+        return loss, grad, correct
 
     def softmax_cross_entropy(self, logits, targets):
         self.check(logits, targets)
@@ -250,5 +273,7 @@ def _on_own_device(method):
 # starts on device 0, and another backend may have switched it): then its launches, and the array
 # arithmetic the NN code does on its results, happen where the arrays live.
 for _name in dir(CupyBackend):
+    if isinstance(inspect.getattr_static(CupyBackend, _name), (staticmethod, classmethod)):
+        continue  # no self to find the device on; they run inside the primitives that call them
     if not _name.startswith("_") and callable(getattr(CupyBackend, _name)):
         setattr(CupyBackend, _name, _on_own_device(getattr(CupyBackend, _name)))

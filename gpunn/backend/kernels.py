@@ -1,87 +1,326 @@
 """The one registry of CUDA sources gpunn ships: CupyBackend builds its kernels from here, and
 scripts/check_kernels.py (NVRTC) and the test stand-in compile exactly these sources.
 
-Each entry is a CuPy ElementwiseKernel: typed parameter lists and a C body run once per element.
+Each entry is a CuPy ElementwiseKernel (typed parameter lists and a C body run once per element) or a
+ReductionKernel. The reference semantics of each is the generic primitive in gpunn/backend/base.py named in
+its comment; tests/test_backend_parity.py compares them under the `gpu` marker.
+
+Weight decay: DECAYED_GRADIENT is the one CUDA line that adds L2 to the gradient (Backend.decayed on the host
+side); every update rule starts with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class ElementwiseSource:
-    """The four arguments of cupy.ElementwiseKernel(in_params, out_params, operation, name)."""
+    """The arguments of cupy.ElementwiseKernel(in_params, out_params, operation, name).
+
+    types: the dtype each type placeholder other than T takes when gpunn calls the kernel (T is the
+    backend dtype); scalars: the inputs gpunn passes as host scalars (CuPy decides array or scalar per call,
+    from the argument). The NVRTC check compiles the call gpunn makes with these.
+    """
 
     name: str
     in_params: str
     out_params: str
     operation: str
+    types: dict = field(default_factory=dict)
+    scalars: frozenset = frozenset()
 
     def build(self, cupy):
         return cupy.ElementwiseKernel(self.in_params, self.out_params, self.operation, self.name)
 
 
-KERNELS: dict[str, ElementwiseSource] = {
-    k.name.removeprefix("gpunn_"): k
-    for k in (
-        ElementwiseSource("gpunn_relu_backward", "T grad, T y", "T out", "out = y > (T)0 ? grad : (T)0"),
-        ElementwiseSource("gpunn_sgd", "T grad, T lr", "T value", "value = value - lr * grad"),
-        ElementwiseSource(
-            "gpunn_momentum",
-            "T grad, T lr, T mu, T wd, bool nesterov",
-            "T value, T velocity",
-            """
-            T g = grad + wd * value;
-            T v = mu * velocity + g;
-            velocity = v;
-            value = value - lr * (nesterov ? g + mu * v : v);
-            """,
-        ),
-        ElementwiseSource(
-            "gpunn_softmax_xent",
-            "T z, T row_max, T log_norm, T y, T m",
-            "T grad, T loss_term",
-            """
-            T log_p = z - row_max - log_norm;
-            grad = (exp(log_p) - y) / m;
-            loss_term = -y * log_p;
-            """,
-        ),
-    )
+@dataclass(frozen=True)
+class ReductionSource:
+    """The arguments of cupy.ReductionKernel(in_params, out_params, map_expr, reduce_expr, post_map_expr,
+    identity, name, reduce_type, preamble=...)."""
+
+    name: str
+    in_params: str
+    out_params: str
+    map_expr: str
+    reduce_expr: str
+    post_map_expr: str
+    identity: str
+    reduce_type: str
+    preamble: str = ""
+    types: dict = field(default_factory=dict)
+
+    def build(self, cupy):
+        return cupy.ReductionKernel(
+            self.in_params,
+            self.out_params,
+            self.map_expr,
+            self.reduce_expr,
+            self.post_map_expr,
+            self.identity,
+            self.name,
+            reduce_type=self.reduce_type,
+            preamble=self.preamble,
+        )
+
+
+DECAYED_GRADIENT = "T g = grad + wd * value;"
+
+_SOURCES = (
+    # Backend.relu without the zeros_like temporary the reference builds.
+    ElementwiseSource("gpunn_relu", "T x", "T y", "y = x > (T)0 ? x : (T)0"),
+    # Backend.linear_relu's epilogue: the bias add and the ReLU in one pass over x @ W (in place).
+    ElementwiseSource(
+        "gpunn_bias_relu",
+        "raw T bias, int64 width",
+        "T z",
+        "T v = z + bias[i % width];\nz = v > (T)0 ? v : (T)0;",
+        scalars=frozenset({"width"}),
+    ),
+    # Backend.relu_backward: grad masked where the ReLU output is zero.
+    ElementwiseSource("gpunn_relu_backward", "T grad, T y", "T out", "out = y > (T)0 ? grad : (T)0"),
+    # Backend.softmax_cross_entropy's element pass (one-hot targets, row statistics computed before).
+    ElementwiseSource(
+        "gpunn_softmax_xent",
+        "T z, T row_max, T log_norm, T y, T m",
+        "T grad, T loss_term",
+        """
+        T log_p = z - row_max - log_norm;
+        grad = (exp(log_p) - y) / m;
+        loss_term = -y * log_p;
+        """,
+        scalars=frozenset({"m"}),
+    ),
+    # Backend.sgd_update on the whole flat parameter buffer: value -= lr * (grad + wd * value).
+    ElementwiseSource(
+        "gpunn_flat_sgd",
+        "T grad, T lr, T wd",
+        "T value",
+        DECAYED_GRADIENT + "\nvalue = value - lr * g;",
+        scalars=frozenset({"lr", "wd"}),
+    ),
+    # Backend.momentum_update: v = mu v + g; value -= lr * (nesterov ? g + mu v : v).
+    ElementwiseSource(
+        "gpunn_flat_momentum",
+        "T grad, T lr, T mu, T wd, bool nesterov",
+        "T value, T velocity",
+        DECAYED_GRADIENT
+        + """
+        T v = mu * velocity + g;
+        velocity = v;
+        value = value - lr * (nesterov ? g + mu * v : v);
+        """,
+        scalars=frozenset({"lr", "mu", "wd", "nesterov"}),
+    ),
+    # Backend.adam_update; c1 = 1 - beta1, c2 = 1 - beta2 and the bias corrections come from the host, rounded
+    # to T once, as NumPy rounds its Python-float scalars.
+    ElementwiseSource(
+        "gpunn_flat_adam",
+        "T grad, T lr, T beta1, T beta2, T c1, T c2, T eps, T m_hat_scale, T v_hat_scale, T wd",
+        "T value, T m, T v",
+        DECAYED_GRADIENT
+        + """
+        T m_new = beta1 * m + c1 * g;
+        T v_new = beta2 * v + c2 * g * g;
+        m = m_new;
+        v = v_new;
+        value = value - lr * (m_new * m_hat_scale) / (sqrt(v_new * v_hat_scale) + eps);
+        """,
+        scalars=frozenset({"lr", "beta1", "beta2", "c1", "c2", "eps", "m_hat_scale", "v_hat_scale", "wd"}),
+    ),
+    # Backend.gather_images: x[r, c] = images[rows[r], c] / 255 in one launch (no uint8 gather, no cast pass).
+    ElementwiseSource(
+        "gpunn_gather_images",
+        "raw U images, raw I rows, int64 width",
+        "T x",
+        """
+        long long r = i / width;
+        long long c = i - r * width;
+        x = (T)images[(long long)rows[r] * width + c] / (T)255;
+        """,
+        types={"U": "uint8", "I": "int64"},
+        scalars=frozenset({"width"}),
+    ),
+    # Backend.softmax_cross_entropy_counted, one thread per row: the row's softmax-CE gradient (p - y) / m, its
+    # share of the mean loss -sum(y log p) / m, and whether its first argmax equals the label.
+    ElementwiseSource(
+        "gpunn_softmax_xent_rows",
+        "raw T logits, raw T targets, raw I labels, int64 classes, T m",
+        "raw T grad, T loss_row, int64 hit",
+        """
+        const long long base = i * classes;
+        T row_max = logits[base];
+        long long best = 0;
+        for (long long k = 1; k < classes; ++k) {
+            if (logits[base + k] > row_max) { row_max = logits[base + k]; best = k; }
+        }
+        T total = 0;
+        for (long long k = 0; k < classes; ++k) total += exp(logits[base + k] - row_max);
+        const T log_norm = log(total);
+        T loss = 0;
+        for (long long k = 0; k < classes; ++k) {
+            const T log_p = logits[base + k] - row_max - log_norm;
+            const T y = targets[base + k];
+            grad[base + k] = (exp(log_p) - y) / m;
+            loss -= y * log_p / m;
+        }
+        loss_row = loss;
+        hit = (best == (long long)labels[i]) ? 1 : 0;
+        """,
+        types={"I": "int64"},
+        scalars=frozenset({"classes", "m"}),
+    ),
+    # Backend.relu_linear_backward's first pass, one thread per column: the ReLU-masked gradient and its column
+    # sums (the bias gradient), in one launch instead of a mask pass and a sum.
+    ElementwiseSource(
+        "gpunn_relu_backward_bias",
+        "raw T grad, raw T y, int64 rows",
+        "raw T masked, T bias_grad",
+        """
+        const ptrdiff_t width = _ind.size();
+        T total = 0;
+        for (long long r = 0; r < rows; ++r) {
+            const ptrdiff_t k = r * width + i;
+            const T g = y[k] > (T)0 ? grad[k] : (T)0;
+            masked[k] = g;
+            total += g;
+        }
+        bias_grad = total;
+        """,
+        scalars=frozenset({"rows"}),
+    ),
+    # Backend.softmax_cross_entropy_counted's totals: the batch loss and correct count from the row kernel's
+    # per-row values, summed in row order by a single thread (launched with size=1): one launch, not two sums.
+    ElementwiseSource(
+        "gpunn_batch_totals",
+        "raw T loss_rows, raw int64 hits, int64 rows",
+        "raw T loss, raw int64 correct",
+        """
+        T total = 0;
+        long long count = 0;
+        for (long long r = 0; r < rows; ++r) {
+            total += loss_rows[r];
+            count += hits[r];
+        }
+        loss[0] = total;
+        correct[0] = count;
+        """,
+        scalars=frozenset({"rows"}),
+    ),
+    # Backend.add_to_totals in place on the epoch's 0-d accumulators: one launch instead of four.
+    ElementwiseSource(
+        "gpunn_add_to_totals",
+        "T loss, int64 correct, float64 rows",
+        "float64 loss_sum, int64 correct_sum",
+        """
+        loss_sum = loss_sum + (double)loss * rows;
+        correct_sum = correct_sum + correct;
+        """,
+        scalars=frozenset({"rows"}),
+    ),
+)
+
+KERNELS: dict[str, ElementwiseSource | ReductionSource] = {k.name.removeprefix("gpunn_"): k for k in _SOURCES}
+"""short name -> source; CupyBackend calls self._kernels[short name]."""
+
+# C type of each dtype a parameter or placeholder may take (cupy/_core/_scalar.pyx _typenames, through
+# cupy/_core/_dtype.pyx get_typename).
+C_TYPES = {
+    "bool": "bool",
+    "int8": "signed char",
+    "uint8": "unsigned char",
+    "int32": "int",
+    "int64": "long long",
+    "float32": "float",
+    "float64": "double",
 }
 
-# C type of each dtype a kernel's type placeholder may take (CuPy's _scalar.pyx / _dtype.get_typename).
-C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int64": "long long", "int32": "int"}
+# What CuPy's generated code relies on from cupy/_core/include/cupy/carray.cuh, reduced to the members a
+# one-dimensional kernel uses (ptrdiff_t is NVRTC's builtin, as CuPy relies on): CUPY_FOR (a grid-stride loop over ptrdiff_t i), CArray (operator[](ptrdiff_t)
+# and size(); a `const CArray` gives const elements) and CIndexer (size(), set(i), get()).
+_CARRAY_PRELUDE = """\
+#define CUPY_FOR(i, n) \\
+    for (ptrdiff_t i = static_cast<ptrdiff_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \\
+         i += static_cast<ptrdiff_t>(blockDim.x) * gridDim.x)
+template <typename T, int _ndim = 1, bool _c_contiguous = true, bool _use_32bit_indexing = false>
+class CArray {
+  T* data_;
+  ptrdiff_t size_;
+public:
+  __device__ ptrdiff_t size() const { return size_; }
+  __device__ T& operator[](ptrdiff_t i) { return data_[i]; }
+  __device__ const T& operator[](ptrdiff_t i) const { return data_[i]; }
+};
+template <int _ndim = 1, bool _use_32bit_indexing = false>
+class CIndexer {
+  ptrdiff_t size_, index_;
+public:
+  __device__ ptrdiff_t size() const { return size_; }
+  __device__ void set(ptrdiff_t i) { index_ = i; }
+  __device__ ptrdiff_t get() const { return index_; }
+};
+"""
 
 
-def parse_params(params: str) -> list[tuple[str, str]]:
-    """'T grad, bool flag' -> [('T', 'grad'), ('bool', 'flag')] (CuPy's ParameterInfo, without raw)."""
-    return [tuple(p.split()) for p in params.split(",") if p.strip()]
+@dataclass(frozen=True)
+class Param:
+    """One entry of a parameter list (cupy/_core/_kernel.pyx ParameterInfo): 'raw T x' -> raw, 'T', 'x'."""
+
+    raw: bool
+    type_name: str
+    name: str
+
+    @property
+    def is_placeholder(self) -> bool:  # ParameterInfo: a one-letter type is a placeholder (ctype = t)
+        return len(self.type_name) == 1
+
+
+def parse_params(params: str) -> list[Param]:
+    """'raw T grad, bool flag' -> [Param(True, 'T', 'grad'), Param(False, 'bool', 'flag')] (ParameterInfo)."""
+    out = []
+    for text in params.split(","):
+        words = text.split()
+        if not words:
+            continue
+        if len(words) < 2 or any(w != "raw" for w in words[:-2]):
+            raise ValueError(f"syntax error in CuPy parameter {text.strip()!r}")
+        out.append(Param("raw" in words[:-2], words[-2], words[-1]))
+    return out
 
 
 def cuda_source(kernel: ElementwiseSource, dtype: str) -> str:
-    """A CUDA translation unit with the kernel's body, T bound to `dtype`, as CuPy generates it
-    (cupy/_core/_kernel.pyx _get_elementwise_kernel_code and _get_simple_elementwise_kernel_code): one
-    thread per element, each array parameter bound by reference (`const T &x = _raw_x[i];`, outputs
-    without const), the operation followed by ';'."""
-    params, body = [], []
-    for type_name, name in parse_params(kernel.in_params):
-        ctype = C_TYPES.get(type_name, type_name)
-        params.append(f"const {ctype}* _raw_{name}")
-        body.append(f"const {ctype} &{name} = _raw_{name}[i];")
-    for type_name, name in parse_params(kernel.out_params):
-        ctype = C_TYPES.get(type_name, type_name)
-        params.append(f"{ctype}* _raw_{name}")
-        body.append(f"{ctype} &{name} = _raw_{name}[i];")
-    lines = "\n        ".join(body)
+    """The CUDA translation unit CuPy generates for an ElementwiseKernel call with T bound to `dtype`
+    (cupy/_core/_kernel.pyx _get_elementwise_kernel_code and _get_simple_elementwise_kernel_code, params from
+    _get_kernel_params / _ArgInfo.get_param_c_type and get_c_var_name):
+
+    - a non-raw array parameter x arrives as `CArray<..> _raw_x` and is bound per element by reference,
+      `const T &x = _raw_x[_ind.get()];` (outputs without const);
+    - a raw array parameter arrives under its own name as a CArray, indexed by the body (`x[i]`);
+    - a scalar arrives by value, `const T x`;
+    - the body runs inside CUPY_FOR(i, _ind.size()) after `_ind.set(i)`, followed by ';'.
+    """
+    types = {"T": dtype, **kernel.types}
+    typedefs = "".join(f"typedef {C_TYPES[t]} {name};\n" for name, t in sorted(types.items()))
+    params, binds = [], []
+    for is_input, text in ((True, kernel.in_params), (False, kernel.out_params)):
+        const = "const " if is_input else ""
+        for p in parse_params(text):
+            ctype = p.type_name if p.is_placeholder else C_TYPES[p.type_name]
+            if p.raw:
+                params.append(f"{const}CArray<{ctype}, 1, 1, 0> {p.name}")
+            elif p.name in kernel.scalars:
+                params.append(f"const {ctype} {p.name}")
+            else:
+                params.append(f"{const}CArray<{ctype}, 1, 1, 0> _raw_{p.name}")
+                binds.append(f"{const}{ctype} &{p.name} = _raw_{p.name}[_ind.get()];")
+    params.append("CIndexer<1, 0> _ind")
+    body = "\n        ".join(binds + [kernel.operation.strip()])
     return (
-        f"typedef {C_TYPES[dtype]} T;\n"
-        f'extern "C" __global__ void {kernel.name}({", ".join(params)}, long long _n) {{\n'
-        "    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
-        "    if (i < _n) {\n"
-        f"        {lines}\n"
-        f"        {kernel.operation.strip()};\n"  # CuPy ends the operation with ';' too
+        f"{_CARRAY_PRELUDE}{typedefs}"
+        f'extern "C" __global__ void {kernel.name}({", ".join(params)}) {{\n'
+        "    CUPY_FOR(i, _ind.size()) {\n"
+        "        _ind.set(i);\n"
+        f"        {body};\n"
         "    }\n"
         "}\n"
     )

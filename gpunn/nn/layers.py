@@ -100,9 +100,22 @@ class Dense(Layer):
         self._x = x
         return self.backend.linear(x, self.weight.value, self.bias.value)
 
+    def forward_relu(self, x, relu: ReLU):
+        """forward(x) then relu.forward(...) in one backend call (a GPU fuses the bias add into the ReLU)."""
+        self._x = x
+        relu._y = self.backend.linear_relu(x, self.weight.value, self.bias.value)
+        return relu._y
+
     def backward(self, grad):
         grad_x, self.weight.grad, self.bias.grad = self.backend.linear_backward(
             self._x, self.weight.value, grad, self.need_input_grad, out=(self.weight.grad, self.bias.grad)
+        )
+        return grad_x
+
+    def backward_relu(self, grad, relu: ReLU):
+        """relu.backward(grad) then backward(...) in one backend call (a GPU masks and sums the bias at once)."""
+        grad_x, self.weight.grad, self.bias.grad = self.backend.relu_linear_backward(
+            self._x, self.weight.value, grad, relu._y, self.need_input_grad, out=(self.weight.grad, self.bias.grad)
         )
         return grad_x
 

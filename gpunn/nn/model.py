@@ -7,7 +7,7 @@ import numpy as np
 from gpunn.backend import Backend, dlpack, get_backend
 from gpunn.errors import ShapeError
 from gpunn.nn.flat import ParameterBuffer
-from gpunn.nn.layers import Dense, Dropout, Layer, activation, layer_from_description
+from gpunn.nn.layers import Dense, Dropout, Layer, ReLU, activation, layer_from_description
 from gpunn.rng import host_rng
 
 
@@ -52,15 +52,32 @@ class Sequential:
             )
         for layer in self._dropouts:
             layer.step, layer.first_row = step, first_row
-        for layer in self.layers:
-            x = layer.forward(x)
+        layers, k = self.layers, 0
+        while k < len(layers):
+            if self._dense_relu(k):
+                x = layers[k].forward_relu(x, layers[k + 1])  # same arrays as the two forwards, fewer launches
+                k += 2
+            else:
+                x = layers[k].forward(x)
+                k += 1
         return x
+
+    def _dense_relu(self, k: int) -> bool:
+        """Whether layers k, k + 1 are a Dense and a ReLU, which run fused both ways."""
+        layers = self.layers
+        return isinstance(layers[k], Dense) and k + 1 < len(layers) and type(layers[k + 1]) is ReLU
 
     def backward(self, grad) -> None:
         """Backward pass from the loss gradient; leaves each Param's `.grad` set (in the flat buffer where the
         backend writes in place; `self.buffer.collect_gradient()` gathers them otherwise)."""
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+        k = len(self.layers) - 1
+        while k >= 0:
+            if k > 0 and self._dense_relu(k - 1):
+                grad = self.layers[k - 1].backward_relu(grad, self.layers[k])
+                k -= 2
+            else:
+                grad = self.layers[k].backward(grad)
+                k -= 1
 
     __call__ = forward
 

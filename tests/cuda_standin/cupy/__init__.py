@@ -330,6 +330,15 @@ def _call(func, *args, **kwargs):
     CuPy); anything else is one kernel on the current device writing a new allocation there."""
     host_args = [_peek(a) for a in args]
     host_kwargs = {k: _peek(v) for k, v in kwargs.items()}
+    out = kwargs.get("out")
+    if isinstance(out, ndarray):
+        # a kernel writing into `out`, which CuPy returns itself (cupy/_core/_routines_linalg.pyx matmul
+        # `return out`; cupy/_core/_reduction.pyx _AbstractReductionKernel._call `ret = out_args[0]`)
+        for arg in list(args) + list(kwargs.values()):
+            _operand(arg)
+        func(*host_args, **host_kwargs)
+        counters.launches += 1
+        return out
     result = func(*host_args, **host_kwargs)
     if isinstance(result, tuple):
         return tuple(_wrap_result(r, args, kwargs) for r in result)

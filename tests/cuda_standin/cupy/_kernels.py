@@ -50,12 +50,30 @@ C_TYPES = {
 _PRELUDE = """
 #include <cmath>
 #include <cstdint>
+#include <cstddef>
 #include <algorithm>
 using namespace std;
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __restrict__ __restrict
+// cupy/_core/include/cupy/carray.cuh, the members a one-dimensional kernel reaches: a raw parameter is a
+// CArray (operator[](ptrdiff_t), size(); a `const CArray` gives const elements), the loop's indexer a
+// CIndexer (size(), set(i), get()).
+template <typename T> class CArray {
+public:
+  T* data_; ptrdiff_t size_;
+  ptrdiff_t size() const { return size_; }
+  T& operator[](ptrdiff_t i) { return data_[i]; }
+  const T& operator[](ptrdiff_t i) const { return data_[i]; }
+};
+class CIndexer {
+public:
+  ptrdiff_t size_, index_;
+  ptrdiff_t size() const { return size_; }
+  void set(ptrdiff_t i) { index_ = i; }
+  ptrdiff_t get() const { return index_; }
+};
 """
 
 
@@ -111,18 +129,23 @@ def _c_type(dtype) -> str:
 
 
 class _Param:
-    """One entry of a parameter list: 'T x', 'float32 y', 'raw T z' (cupy/_core/_kernel.pyx ParameterInfo)."""
+    """One entry of a parameter list: 'T x', 'float32 y', 'raw T z' (cupy/_core/_kernel.pyx ParameterInfo:
+    the last two words are type and name, the words before them the keywords 'raw' or '_non_const')."""
 
     def __init__(self, text: str, is_const: bool):
         words = text.split()
-        self.raw = words[0] == "raw"
-        if self.raw:
-            words = words[1:]
-        if len(words) != 2:
+        if len(words) < 2:
             raise Exception(f"Syntax error: {text}")
-        self.ctype, self.name = words
-        self.is_const = is_const
-        is_placeholder = len(self.ctype) == 1 and self.ctype.isupper()
+        self.ctype, self.name = words[-2:]
+        self.raw, self.is_const = False, is_const
+        for word in words[:-2]:
+            if word == "raw":
+                self.raw = True
+            elif word == "_non_const":
+                self.is_const = False
+            else:
+                raise Exception(f'Unknown keyword "{word}"')
+        is_placeholder = len(self.ctype) == 1
         self.dtype = None if is_placeholder else np.dtype(self.ctype)
         self.ctype = self.ctype if is_placeholder else _c_type(self.dtype)  # float32 -> float in the C code
 
@@ -186,9 +209,11 @@ def _typedefs(type_dict) -> str:
     return "".join(f"typedef {_c_type(t)} {name};\n" for name, t in sorted(type_dict.items()))
 
 
-def _run(library, symbol: str, n: int, buffers, extra_ints=()) -> None:
+def _run(library, symbol: str, n: int, buffers, extra_ints=(), extra_pointers=()) -> None:
     pointers = (ctypes.c_void_p * len(buffers))(*[b.ctypes.data for b in buffers])
-    getattr(library, symbol)(ctypes.c_longlong(n), pointers, *[ctypes.c_longlong(v) for v in extra_ints])
+    getattr(library, symbol)(
+        ctypes.c_longlong(n), pointers, *extra_pointers, *[ctypes.c_longlong(v) for v in extra_ints]
+    )
 
 
 class ElementwiseKernel:
@@ -210,6 +235,8 @@ class ElementwiseKernel:
         self.out_params = _params(out_params, False)
         self.nin, self.nout = len(self.in_params), len(self.out_params)
         self.nargs = self.nin + self.nout
+        if "i" in [p.name for p in self.in_params + self.out_params]:
+            raise ValueError("Can not use 'i' as a parameter name")  # ElementwiseKernel.__init__
         self.operation, self.name, self.preamble = operation, name, preamble
         self.no_return, self.return_tuple = no_return, return_tuple
         self.loop_prep, self.after_loop = loop_prep, after_loop
@@ -244,11 +271,15 @@ class ElementwiseKernel:
             [a.dtype if isinstance(a, cupy.ndarray) else None for a in in_args],
             [a.dtype for a in out_args],
         )
+        # _get_out_args_with_params: given outputs must have the loop shape, except raw ones; missing outputs
+        # are allocated with it, which a raw output cannot be without size=
         if out_args:
-            for a in out_args:
-                if a.shape != shape:
+            for a, p in zip(out_args, self.out_params, strict=True):
+                if not p.raw and a.shape != shape:
                     raise ValueError("Out shape is mismatched")
         else:
+            if size is None and any(p.raw for p in self.out_params):
+                raise ValueError("Output array size is Undecided")
             out_args = [cupy.ndarray(shape, dtype=t) for t in out_types]
         n = int(np.prod(shape))
         buffers, kinds = [], []
@@ -264,7 +295,8 @@ class ElementwiseKernel:
                 kinds.append("array")
         if n:
             library = compile_source(self._source(kinds, type_dict), self.name)
-            _run(library, "standin_elementwise", n, buffers)
+            sizes = (ctypes.c_longlong * len(buffers))(*[b.size for b in buffers])
+            _run(library, "standin_elementwise", n, buffers, extra_pointers=(sizes,))
             for a, buffer in zip(out_args, buffers[self.nin :], strict=True):
                 a._data[...] = buffer.reshape(a.shape)
         _state.counters.launches += 1
@@ -275,26 +307,29 @@ class ElementwiseKernel:
         return tuple(out_args)
 
     def _source(self, kinds, type_dict) -> str:
+        """The kernel as cupy/_core/_kernel.pyx _get_elementwise_kernel_code writes it (~line 710): a raw
+        parameter is a CArray under its own name, an array parameter is bound per element by reference
+        (`const T &x = _raw_x[_ind.get()]`), a scalar arrives by value; the body runs for each ptrdiff_t i
+        of CUPY_FOR(i, _ind.size()) after _ind.set(i)."""
         params = self.in_params + self.out_params
         decls, per_element = [], []
         for k, (p, kind) in enumerate(zip(params, kinds, strict=True)):
             const = "const " if p.is_const else ""
             decls.append(f"{const}{p.ctype}* _raw_{p.name} = ({const}{p.ctype}*)_args[{k}];")
             if kind == "raw":
-                decls.append(f"{const}{p.ctype}* {p.name} = _raw_{p.name};")
-                continue
-            # as cupy/_core/_kernel.pyx _get_elementwise_kernel_code (line ~710): array parameters are
-            # references into the array (`const T &x = _raw_x[...]`); scalars arrive by value
-            index = "0" if kind == "scalar" else "i"
-            ref = "" if kind == "scalar" else "&"
-            per_element.append(f"{const}{p.ctype} {ref}{p.name} = _raw_{p.name}[{index}];")
+                decls.append(f"{const}CArray<{p.ctype}> {p.name} = {{({p.ctype}*)_raw_{p.name}, _sizes[{k}]}};")
+            elif kind == "scalar":
+                decls.append(f"const {p.ctype} {p.name} = _raw_{p.name}[0];")
+            else:
+                per_element.append(f"{const}{p.ctype} &{p.name} = _raw_{p.name}[_ind.get()];")
         return (
             f"{_PRELUDE}{_typedefs(type_dict)}{self.preamble}\n"
-            'extern "C" void standin_elementwise(long long _n, void** _args) {\n'
+            'extern "C" void standin_elementwise(long long _n, void** _args, long long* _sizes) {\n'
             + "\n".join(decls)
-            + f"\n{self.loop_prep}\nfor (long long i = 0; i < _n; ++i) {{\n"
+            + "\nCIndexer _ind = {(ptrdiff_t)_n, 0};\n"
+            + f"{self.loop_prep};\nfor (ptrdiff_t i = 0; i < _ind.size(); ++i) {{\n_ind.set(i);\n"
             + "\n".join(per_element)
-            + f"\n{self.operation}\n;}}\n{self.after_loop}\n}}\n"
+            + f"\n{self.operation}\n;}}\n{self.after_loop};\n}}\n"
         )
 
 

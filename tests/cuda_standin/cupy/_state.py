@@ -86,10 +86,21 @@ class SingleDevicePool:
         self._used = 0
         self._total = 0
         self._free: list[int] = []
+        # frees staged without the lock, drained under it: a free runs from a GC finalizer, possibly while
+        # malloc holds the lock in the same thread (cupy/cuda/memory.pyx _Arena._add_pending_free_atomic and
+        # _Arena._append_to_free_list's "lock free" _pending_free list, for the same reason)
+        self._pending: list[int] = []
+
+    def _drain(self) -> None:
+        while self._pending:
+            size = self._pending.pop()
+            self._used -= size
+            self._free.append(size)
 
     def malloc(self, nbytes: int) -> int:
         size = round_size(nbytes)
         with self._lock:
+            self._drain()
             fits = [b for b in self._free if b >= size]
             if fits:
                 block = min(fits)
@@ -102,21 +113,24 @@ class SingleDevicePool:
         return size
 
     def release(self, size: int) -> None:
-        with self._lock:
-            self._used -= size
-            self._free.append(size)
+        self._pending.append(size)  # atomic under the GIL; never takes the lock
 
     def used_bytes(self) -> int:
-        return self._used
+        with self._lock:
+            self._drain()
+            return self._used
 
     def free_bytes(self) -> int:
-        return self._total - self._used
+        with self._lock:
+            self._drain()
+            return self._total - self._used
 
     def total_bytes(self) -> int:
         return self._total
 
     def free_all_blocks(self) -> None:
         with self._lock:
+            self._drain()
             self._total -= sum(self._free)
             self._free.clear()
 
