@@ -41,9 +41,10 @@ class StochasticSolver:
             self.inner.state["velocity"] = velocity * (self.inner.lr / value)
         self.inner.lr = float(value)
 
-    def step(self, params, backend) -> None:
-        self.to_backend(backend)
-        self.inner.step(params, backend)
+    def step(self, buffer) -> None:
+        """The update train_step calls with the network's ParameterBuffer."""
+        self.to_backend(buffer.backend)
+        self.inner.step(buffer)
 
     def iteration_ends(self, time_step: int) -> None:
         if self.lr_schedule == "invscaling":
