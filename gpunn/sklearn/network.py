@@ -2,7 +2,8 @@
 
 Each activation's forward and derivative sit together and call only the backend. The losses, the L2 term
 (0.5 * alpha * ||W||^2 / sum of sample weights, weights only) and the output deltas are scikit-learn's, so
-a float64 model follows the same path as sklearn.neural_network's.
+a float64 model follows the same path as sklearn.neural_network's. Network and Objective are the model and
+the loss that gpunn.nn.step.train_step takes, so the estimators train through the one training step.
 """
 
 from __future__ import annotations
