@@ -370,7 +370,7 @@ class _GpunnMLP(BaseEstimator):
 
     def _fit_lbfgs(self, network: Network, X, y, sample_weight) -> None:
         backend = network.backend
-        x, is_sparse = self._upload(backend, X)
+        x, _ = self._upload(backend, X)  # the network knows whether x is sparse
         targets = backend.from_host(np.asarray(y, dtype=backend.dtype_name))
         weights = (
             None
