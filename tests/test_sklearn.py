@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from gpunn.data import load_dataset
+from gpunn.nn.step import train_step
 from gpunn.sklearn import MLPClassifier, MLPRegressor
 from gpunn.training import train
 
@@ -187,6 +188,29 @@ def test_float64_training_follows_scikit_learn_step_by_step(settings, device):
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_stochastic_solvers_train_through_the_one_train_step(monkeypatch, solver):
+    """Every batch is one gpunn.nn.step.train_step, whose loss is the batch's part of loss_curve_."""
+    import gpunn.sklearn.estimators as estimators
+
+    losses = []
+
+    def recording(*args, **kwargs):
+        result = train_step(*args, **kwargs)
+        losses.append(float(result.loss))
+        return result
+
+    monkeypatch.setattr(estimators, "train_step", recording)
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:250] / 16.0, y[:250]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier((8,), solver=solver, batch_size=100, max_iter=2, random_state=0).fit(X, y)
+    assert len(losses) == 2 * 3  # batches of 100, 100, 50 in each of the two epochs
+    epoch = (100 * losses[3] + 100 * losses[4] + 50 * losses[5]) / 250
+    assert model.loss_curve_[-1] == pytest.approx(epoch, rel=1e-12)
 
 
 def test_regressor_loss_is_half_the_squared_error_and_keeps_float32():

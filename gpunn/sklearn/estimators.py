@@ -25,7 +25,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gpunn.backend import get_backend
 from gpunn.nn.layers import Param
-from gpunn.sklearn.network import HIDDEN_ACTIVATIONS, Network, glorot_bounds
+from gpunn.nn.step import train_step
+from gpunn.sklearn.network import HIDDEN_ACTIVATIONS, Network, Objective, glorot_bounds
 from gpunn.sklearn.optimizers import StochasticSolver
 
 SOLVERS = ("lbfgs", "sgd", "adam")
@@ -162,7 +163,7 @@ class _GpunnMLP(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(y, layer_units, self.dtype or X.dtype.name)
-        network = self._network(copy=True)
+        network = self._network(trainable=True, sparse_input=sparse.issparse(X))
         if self.solver in STOCHASTIC_SOLVERS:
             self._fit_stochastic(network, X, y, sample_weight, incremental)
         else:
@@ -208,9 +209,9 @@ class _GpunnMLP(BaseEstimator):
     def _backend(self):
         return get_backend(self.device, np.dtype(self.coefs_[0].dtype).name)
 
-    def _network(self, copy: bool = False) -> Network:
+    def _network(self, trainable: bool = False, sparse_input: bool = False) -> Network:
         """The current coefs_/intercepts_ on the device (from the prediction cache when it holds them);
-        copy=True for training, whose in-place updates must not reach the cache."""
+        trainable=True for training: a flat-buffer copy, so in-place updates never reach the cache."""
         backend = self._backend()
         host = [*self.coefs_, *self.intercepts_]
         cached = self.__dict__.get("_device_cache")
@@ -224,9 +225,10 @@ class _GpunnMLP(BaseEstimator):
         else:
             values = [backend.from_host(np.asarray(a)) for a in host]
             self._device_cache = (backend, host, values)
-        values = [v * 1 for v in values] if copy else values
         params = [Param("weight" if i < len(host) // 2 else "bias", v) for i, v in enumerate(values)]
-        return Network(backend, params, self.activation, self.out_activation_, self.loss)
+        return Network(
+            backend, params, self.activation, self.out_activation_, self.loss, trainable, sparse_input
+        )
 
     def _store(self, network: Network, values=None) -> None:
         """Device weights -> host coefs_/intercepts_, and remember the pair for prediction."""
@@ -291,6 +293,7 @@ class _GpunnMLP(BaseEstimator):
             None if sw_train is None else backend.from_host(np.asarray(sw_train, dtype=backend.dtype_name))
         )
         sample_idx = np.arange(n_samples, dtype=int)
+        objective = Objective(network, self.alpha)
         best = None
         self.n_iter_ = 0
         for _ in range(self.max_iter):
@@ -306,10 +309,16 @@ class _GpunnMLP(BaseEstimator):
                 device_rows = backend.from_host(rows)
                 y_batch = backend.take_rows(t_train, device_rows)
                 w_batch = None if w_train is None else backend.take_rows(w_train, device_rows)
-                batch_loss = network.backprop(x_batch, y_batch, w_batch, float(self.alpha), train_sparse)
-                batch_loss = batch_loss * (batch_slice.stop - batch_slice.start)
+                result = train_step(
+                    network,
+                    self._optimizer,
+                    x_batch,
+                    (y_batch, w_batch),
+                    loss=objective,
+                    gradient_hook=objective.add_penalty_gradient,
+                )
+                batch_loss = result.loss * (batch_slice.stop - batch_slice.start)
                 accumulated = batch_loss if accumulated is None else accumulated + batch_loss
-                self._optimizer.step(network.params, backend)
             self.n_iter_ += 1
             self.loss_ = backend.to_scalar(accumulated) / n_samples  # one synchronisation per epoch
             self.t_ += n_samples
@@ -361,20 +370,19 @@ class _GpunnMLP(BaseEstimator):
 
     def _fit_lbfgs(self, network: Network, X, y, sample_weight) -> None:
         backend = network.backend
-        x, is_sparse = self._upload(backend, X)
+        x, _ = self._upload(backend, X)  # the network knows whether x is sparse
         targets = backend.from_host(np.asarray(y, dtype=backend.dtype_name))
         weights = (
             None
             if sample_weight is None
             else backend.from_host(np.asarray(sample_weight, dtype=backend.dtype_name))
         )
-        shapes = [tuple(p.value.shape) for p in network.params]
+        objective = Objective(network, self.alpha)
 
-        def loss_and_grad(packed):
-            _unpack_into(network, packed, shapes)
-            loss = network.backprop(x, targets, weights, float(self.alpha), is_sparse)
-            grad = np.concatenate([backend.to_host(p.grad).ravel() for p in network.params])
-            return backend.to_scalar(loss), grad.astype(np.float64)
+        def loss_and_grad(packed):  # packed is the flat buffer's layout: coefs, then intercepts
+            network.buffer.set_values(backend.from_host(packed))
+            loss, grad = network.loss_and_gradient(x, (targets, weights), objective)
+            return backend.to_scalar(loss), backend.to_host(grad).astype(np.float64)
 
         result = scipy.optimize.minimize(
             loss_and_grad,
@@ -392,30 +400,23 @@ class _GpunnMLP(BaseEstimator):
             )
         self.n_iter_ = min(int(result.nit), int(self.max_iter))
         self.loss_ = float(result.fun)
-        _unpack_into(network, result.x, shapes)
+        network.buffer.set_values(backend.from_host(result.x))
         self._store(network)
 
     def _loss_grad_lbfgs(self, packed, X, y, sample_weight=None, *unused):
         """Loss and packed gradient at `packed` (coefs then intercepts), as scikit-learn's method of this name."""
-        network = self._network()
-        x, is_sparse = self._upload(network.backend, X)
+        network = self._network(trainable=True, sparse_input=sparse.issparse(X))
         backend = network.backend
-        _unpack_into(network, packed, [tuple(p.value.shape) for p in network.params])
+        x, _ = self._upload(backend, X)
+        network.buffer.set_values(backend.from_host(np.asarray(packed)))
         weights = (
             None
             if sample_weight is None
             else backend.from_host(np.asarray(sample_weight, dtype=backend.dtype_name))
         )
-        loss = network.backprop(
-            x,
-            backend.from_host(np.asarray(y, dtype=backend.dtype_name)),
-            weights,
-            float(self.alpha),
-            is_sparse,
-        )
-        return backend.to_scalar(loss), np.concatenate(
-            [backend.to_host(p.grad).ravel() for p in network.params]
-        )
+        targets = backend.from_host(np.asarray(y, dtype=backend.dtype_name))
+        loss, grad = network.loss_and_gradient(x, (targets, weights), Objective(network, self.alpha))
+        return backend.to_scalar(loss), backend.to_host(grad)
 
     # ---- prediction ------------------------------------------------------------------------------------------
     def _output(self, network: Network, x, is_sparse: bool, n_rows: int):
@@ -479,14 +480,6 @@ def _sample_weights(sample_weight, n_samples: int) -> np.ndarray:
 def _choose(name: str, value, options) -> None:
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
-
-
-def _unpack_into(network: Network, packed, shapes) -> None:
-    backend, start = network.backend, 0
-    for param, shape in zip(network.params, shapes, strict=True):
-        size = int(np.prod(shape))
-        param.value = backend.from_host(np.asarray(packed[start : start + size]).reshape(shape))
-        start += size
 
 
 class MLPClassifier(ClassifierMixin, _GpunnMLP):

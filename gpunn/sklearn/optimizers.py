@@ -36,14 +36,15 @@ class StochasticSolver:
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         """gpunn's velocity is sklearn's divided by -lr: rescale it so past steps keep their size."""
-        velocity = self.inner.state.get("velocity")
-        if velocity:
-            self.inner.state["velocity"] = [v * (self.inner.lr / value) for v in velocity]
+        velocity = self.inner.state.get("velocity")  # one flat array laid out like the parameter buffer
+        if velocity is not None:
+            self.inner.state["velocity"] = velocity * (self.inner.lr / value)
         self.inner.lr = float(value)
 
-    def step(self, params, backend) -> None:
-        self.to_backend(backend)
-        self.inner.step(params, backend)
+    def step(self, buffer) -> None:
+        """The update train_step calls with the network's ParameterBuffer."""
+        self.to_backend(buffer.backend)
+        self.inner.step(buffer)
 
     def iteration_ends(self, time_step: int) -> None:
         if self.lr_schedule == "invscaling":
@@ -64,12 +65,12 @@ class StochasticSolver:
         return False
 
     def to_backend(self, backend) -> None:
-        """Move the state arrays (velocities, Adam moments) to `backend`, through the host."""
+        """Move the flat state buffers (velocity, Adam moments) to `backend`, through the host."""
         if self.backend is backend:
             return
-        for name, arrays in self.inner.state.items():
-            host = arrays if self.backend is None else [self.backend.to_host(a) for a in arrays]
-            self.inner.state[name] = [backend.from_host(np.asarray(a)) for a in host]
+        for name, flat in self.inner.state.items():
+            host = flat if self.backend is None else self.backend.to_host(flat)
+            self.inner.state[name] = backend.from_host(np.asarray(host))
         self.backend = backend
 
     def __getstate__(self):
@@ -78,8 +79,6 @@ class StochasticSolver:
         if self.backend is not None:
             inner = self.inner.__class__.__new__(self.inner.__class__)
             inner.__dict__.update(self.inner.__dict__)
-            inner.state = {
-                n: [self.backend.to_host(a) for a in arrays] for n, arrays in self.inner.state.items()
-            }
+            inner.state = {name: self.backend.to_host(flat) for name, flat in self.inner.state.items()}
             state["inner"], state["backend"] = inner, None
         return state
