@@ -225,7 +225,10 @@ from gpunn.backend.numpy_backend import NumpyBackend
 cuda_probe.cuda_status = lambda index=0: (True, "2 fake devices")
 cuda_probe.visible_devices = lambda: 2
 def record(spec, dtype):
-    print("rank device", spec, flush=True)
+    # one write per line: mpiexec merges the ranks' stdout at write granularity, and print() writes its
+    # pieces separately ("rank devicerank device cuda:1" was seen)
+    sys.stdout.write(f"rank device {spec}\\n")
+    sys.stdout.flush()
     return NumpyBackend(dtype)
 selection._backend_for = record
 from gpunn.cli import main
