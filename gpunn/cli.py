@@ -165,7 +165,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if value is not None:
             separator = "/" if key == "hidden" else ","
             grid[key] = [_grid_value(flag, kind, v) for v in str(value).split(separator)]
-    run_sweep(
+    rows = run_sweep(
         grid,
         Path(args.out) if args.out else None,
         device=args.device,
@@ -175,6 +175,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         index=args.index,
     )
+    failed = [row for row in rows if row.failure is not None]
+    if failed:  # every other combination ran and is in the table; the exit status still says it
+        print(f"gpunn: {len(failed)} of {len(rows)} combination(s) failed (see the table)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,9 +6,10 @@ import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from gpunn.config import ConfigError, TrainConfig, parse_hidden
-from gpunn.errors import RunFolderError
+from gpunn.errors import RunFolderError, TrainingDivergedError, TrainingStalledError, cli_message
 from gpunn.runlock import claim, unique_folder
 
 
@@ -34,13 +35,31 @@ def check_jobs(jobs, index, total: int) -> None:
         )
 
 
-def run_one(run: SweepRun, common: dict, verbose: bool = False) -> tuple:
-    """Train one combination; its table row (label, test accuracy, seconds, folder, best epoch)."""
+class SweepRow(NamedTuple):
+    """One combination's outcome. A setting that diverges or stalls is a result, not the sweep's end:
+    `failure` says why (test_accuracy, seconds and best are None) and the other combinations still run."""
+
+    label: str
+    test_accuracy: float | None
+    seconds: float | None
+    folder: Path
+    best: dict | None  # the validation-chosen epoch's metrics (None without --val-size)
+    failure: str | None = None
+
+
+def run_one(run: SweepRun, common: dict, verbose: bool = False) -> SweepRow:
+    """Train one combination; its table row."""
     from gpunn.training import train
 
-    result = train(out=run.out, verbose=verbose, **common, **run.settings)
+    try:
+        result = train(out=run.out, verbose=verbose, **common, **run.settings)
+    except (TrainingDivergedError, TrainingStalledError) as exc:
+        failure = cli_message(exc)  # the sweep reports like the command line: options named as flags
+        if verbose:
+            print(f"[{run.number}/{run.total}] {run.label}: failed: {failure}", flush=True)
+        return SweepRow(run.label, None, None, run.out, None, failure)
     seconds = sum(h["seconds"] for h in result.history)
-    return (run.label, result.test_accuracy, seconds, result.out_dir, result.best)
+    return SweepRow(run.label, result.test_accuracy, seconds, result.out_dir, result.best)
 
 
 def _label(settings: dict) -> str:
@@ -104,29 +123,35 @@ def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recip
             print(f"[{run.number}/{run.total}] {run.label}", flush=True)
             rows.append(run_one(run, common, verbose=True))  # each run's own epoch lines show progress
     print_table(rows)
-    if index is not None:
+    finished = [r for r in rows if r.failure is None]
+    if index is not None or not finished:
         return rows  # one array task of many: the others' runs are not there to plot
     from gpunn.errors import GpunnError
     from gpunn.plot import plot_runs
 
     try:
-        print(plot_runs([r[3] for r in rows], out / "sweep.png", labels=[r[0] for r in rows]))
+        print(plot_runs([r.folder for r in finished], out / "sweep.png", labels=[r.label for r in finished]))
     except GpunnError as exc:
         print(f"no plot: {exc}")
     return rows
 
 
-def print_table(rows: list) -> None:
-    """One line per run; with a validation split, best first by validation loss (the test set only reports)."""
-    width = max(len(r[0]) for r in rows)
-    if all(r[4] is not None for r in rows):
+def print_table(rows: list[SweepRow]) -> None:
+    """One line per run; with a validation split, best first by validation loss (the test set only reports).
+    Failed combinations come last, each with its reason."""
+    width = max(len(r.label) for r in rows)
+    finished = [r for r in rows if r.failure is None]
+    if finished and all(r.best is not None for r in finished):
         print(f"{'setting':<{width}}  val loss  val acc  best epoch  its test acc  final test acc   train s")
-        for label, accuracy, seconds, _, best in sorted(rows, key=lambda r: r[4]["val_loss"]):
+        for label, accuracy, seconds, _, best, _ in sorted(finished, key=lambda r: r.best["val_loss"]):
             print(
                 f"{label:<{width}}  {best['val_loss']:8.4f}  {best['val_accuracy']:7.2%}  {best['epoch']:10d}  "
                 f"{best['test_accuracy']:12.2%}  {accuracy:14.2%}  {seconds:8.2f}"
             )
-        return
-    print(f"{'setting':<{width}}  test acc   train s")
-    for label, accuracy, seconds, *_ in rows:
-        print(f"{label:<{width}}  {accuracy:7.2%}  {seconds:8.2f}")
+    else:
+        print(f"{'setting':<{width}}  test acc   train s")
+        for label, accuracy, seconds, *_ in finished:
+            print(f"{label:<{width}}  {accuracy:7.2%}  {seconds:8.2f}")
+    for row in rows:
+        if row.failure is not None:
+            print(f"{row.label:<{width}}  failed: {row.failure}")

@@ -26,7 +26,8 @@ def _limit_blas_threads(threads: int) -> None:
 
 
 def run_parallel(runs: list, jobs: int, common: dict) -> list:
-    """Rows in combination order; a line as each run finishes. The first failure stops the sweep."""
+    """Rows in combination order; a line as each run finishes. A run that diverges or stalls is a failed
+    row (see sweep.SweepRow); any other error stops the sweep."""
     from gpunn.sweep import run_one
 
     jobs = min(jobs, len(runs))
@@ -41,9 +42,13 @@ def run_parallel(runs: list, jobs: int, common: dict) -> list:
             for future in as_completed(futures):
                 run = futures[future]
                 rows[run.number] = row = future.result()
+                outcome = (
+                    f"failed: {row.failure}"
+                    if row.failure
+                    else f"test {row.test_accuracy:.2%} in {row.seconds:.2f} s"
+                )
                 print(
-                    f"[{run.number}/{run.total}] {run.label}: test {row[1]:.2%} in {row[2]:.2f} s "
-                    f"({len(rows)}/{len(runs)} done)",
+                    f"[{run.number}/{run.total}] {run.label}: {outcome} ({len(rows)}/{len(runs)} done)",
                     flush=True,
                 )
         except BaseException:

@@ -60,3 +60,35 @@ def test_cli_bad_index_is_one_line(tmp_path):
     )
     assert result.returncode == 2 and "--index must lie in 1..2" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_combination_that_diverges_is_a_failed_row_and_the_others_still_run(tmp_path, capsys):
+    grid = {"dataset": ["digits"], "epochs": [2], "lr": [1e6, 0.1], "val_size": [100]}
+    diverged, trained = run_sweep(grid, tmp_path / "sw", jobs=1)
+    assert "loss became nan" in diverged.failure and "--lr" in diverged.failure
+    assert diverged.test_accuracy is None and not (diverged.folder / "checkpoint.npz").exists()
+    assert trained.failure is None and trained.test_accuracy > 0.5  # ran after the failure
+    assert (trained.folder / "best.npz").exists()
+    table = [line for line in capsys.readouterr().out.split("setting", 1)[1].splitlines() if "lr=" in line]
+    assert table[0].startswith("lr=0.1 ") and "%" in table[0]  # finished runs first, ranked
+    assert table[1].startswith("lr=1000000.0  failed: loss became nan")
+
+
+def test_cli_sweep_with_a_failed_combination_exits_1_after_the_whole_table(tmp_path):
+    run = gpunn_cli(
+        "sweep",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e6,0.1",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path / "sw"),
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == "gpunn: 1 of 2 combination(s) failed (see the table)"
+    assert "[1/2] lr=1000000.0: failed: loss became nan" in run.stdout
+    assert "(2/2 done)" in run.stdout and "lr=0.1 " in run.stdout.split("setting", 1)[1]
