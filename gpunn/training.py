@@ -34,6 +34,7 @@ from gpunn.errors import (
     flag_name,
 )
 from gpunn.evaluate import count_correct, loss_and_correct
+from gpunn.nn.losses import SoftmaxCrossEntropyTotals, checked_labels
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
 from gpunn.nn.step import train_step
@@ -364,9 +365,9 @@ class _Loop:
         self.backend, self.out, self.reporter, self.dist = backend, out, reporter, dist
         # uint8 images uploaded once (shared, not copied, on the host backend: they are only read)
         self.x_train = backend.from_host(train_set.features, copy=False)
-        self.y_train = backend.from_host(train_set.labels, copy=False)
         self.classes = list(train_set.class_names)
-        self.targets = backend.one_hot(self.y_train, len(self.classes))
+        # labels range-checked once, here: a batch's loss trusts them (no read-back per step)
+        self.y_train = backend.from_host(checked_labels(train_set.labels, len(self.classes)), copy=False)
         test_rows = slice(*dist.shard(len(test_set))) if dist is not None else slice(None)
         self.x_test = backend.from_host(test_set.features[test_rows], copy=False)  # evaluation is sharded
         self.y_test = backend.from_host(test_set.labels[test_rows], copy=False)
@@ -408,10 +409,10 @@ class _Loop:
                 global_step = progress.epoch * self.steps_per_epoch + step
                 self.optimizer.lr = lr_at(config.schedule, config.lr, global_step, self.total_steps)
                 rows = order[step * config.batch_size : min((step + 1) * config.batch_size, self.n)]
-                stepped = self._step(rows, signals.signum is not None, step, global_step)
+                stepped = self._step(rows, (loss_sum, correct), signals.signum is not None, step, global_step)
                 if stepped is None:  # some rank was asked to stop: all stop here, before this step's update
                     self._stop(progress, step, loss_sum, correct, signals.signum or signal.SIGTERM)
-                loss_sum, correct = backend.add_to_totals(loss_sum, correct, *stepped)
+                loss_sum, correct = stepped
                 if bar is not None:
                     bar.update(1)
             # the epoch's one synchronisation (and, across ranks, one small Allreduce)
@@ -479,10 +480,11 @@ class _Loop:
             header = {"config": self.config.to_dict(), "epoch": record["epoch"], "metrics": record}
             save_checkpoint(self.out / BEST, self.model, header)
 
-    def _step(self, rows, stop_requested: bool = False, step: int = 0, global_step: int = 0):
+    def _step(self, rows, totals, stop_requested: bool = False, step: int = 0, global_step: int = 0):
         """One SGD step on `rows` of the training set (this rank's shard of them when distributed).
 
-        Returns (mean loss, correct, rows used) on the device, or None when a rank asked to stop.
+        Returns the epoch's new (loss sum, correct) on the device, `totals` plus this batch's (the loss adds
+        them up in its own pass), or None when a rank asked to stop (then `totals` stay as they were).
         """
         backend, dist = self.backend, self.dist
         global_rows, start = rows.shape[0], 0
@@ -497,17 +499,20 @@ class _Loop:
             def hook(buffer):
                 return dist.sum_gradients(buffer, share, stop_requested, read_flag)
 
+        x, labels = backend.gather_batch(self.x_train, self.y_train, rows)
+        loss = SoftmaxCrossEntropyTotals(*totals)
         stepped = train_step(
             self.model,
             self.optimizer,
-            backend.gather_images(self.x_train, rows),
-            backend.take_rows(self.targets, rows),
-            labels=backend.take_rows(self.y_train, rows),
+            x,
+            labels,
+            loss=loss,
+            labels=labels,
             gradient_hook=hook,
             step=global_step,  # keys the dropout masks
             first_row=start,
         )
-        return None if stepped is None else (stepped.loss, stepped.correct, rows.shape[0])
+        return None if stepped is None else loss.totals
 
     def _stop(self, progress: _Progress, step: int, loss_sum, correct, signum: int) -> None:
         """Save the exact position (the partial sums over all ranks) and raise TrainingInterrupted."""

@@ -67,13 +67,13 @@ def timed_in_turns(runners: dict, epochs: int) -> dict[str, dict]:
 def gpunn_epoch(device: str, x, y):
     from gpunn.backend import get_backend
     from gpunn.nn import SGD, mlp
+    from gpunn.nn.losses import SoftmaxCrossEntropyTotals
     from gpunn.nn.step import train_step
 
     backend = get_backend(device, "float32")
     model = mlp(SIZES, backend=backend, seed=0)
     opt = SGD(LR)
     x_dev, y_dev = backend.from_host(x, copy=False), backend.from_host(y, copy=False)
-    targets = backend.one_hot(y_dev, 10)
     rng = np.random.default_rng(0)
     n = len(y)
 
@@ -83,14 +83,10 @@ def gpunn_epoch(device: str, x, y):
         correct = backend.from_host(np.array(0, dtype=np.int64))
         for start in range(0, n, BATCH):
             rows = order[start : min(start + BATCH, n)]
-            result = train_step(
-                model,
-                opt,
-                backend.gather_images(x_dev, rows),
-                backend.take_rows(targets, rows),
-                labels=backend.take_rows(y_dev, rows),
-            )
-            loss_sum, correct = backend.add_to_totals(loss_sum, correct, *result, rows.shape[0])
+            x_batch, labels = backend.gather_batch(x_dev, y_dev, rows)
+            loss = SoftmaxCrossEntropyTotals(loss_sum, correct)  # the loss adds the epoch's totals up
+            train_step(model, opt, x_batch, labels, loss=loss, labels=labels)
+            loss_sum, correct = loss.totals
         backend.to_host(loss_sum), backend.to_host(correct)  # the epoch's synchronisation, as in gpunn train
 
     return run

@@ -43,6 +43,18 @@ def _inputs(rng):
         "scale": ((flat_grad, 0.25), {}),
         "add_to_totals": ((KeepDtype(np.array(1.5)), np.array(3), np.array(0.25), np.array(7), 128), {}),
         "gather_images": ((images, rng.integers(0, 20, 16)), {}),
+        "gather_batch": ((images, rng.integers(0, 7, 20), rng.integers(0, 20, 16)), {}),
+        "softmax_cross_entropy_totals": ((y * 5, labels, KeepDtype(np.array(1.5)), np.array(3)), {}),
+        # labels outside [0, classes): a zero target row, never correct (and no read out of bounds)
+        "softmax_cross_entropy_totals[out of range]": (
+            (
+                y * 5,
+                np.where(labels % 3 == 0, np.where(labels > 3, 7, -1), labels),
+                KeepDtype(np.array(0.0)),
+                np.array(0),
+            ),
+            {},
+        ),
         "momentum_update": ((value, value * 0.3, velocity, 0.05, 0.9, True), {"weight_decay": 1e-3}),
         "momentum_update[plain]": ((value, value * 0.3, velocity, 0.05, 0.9, False), {}),
         "scale_images": ((rng.integers(0, 256, (16, 12)).astype(np.uint8),), {}),

@@ -145,6 +145,40 @@ def test_one_hot_take_rows_and_count_correct(backend):
     assert backend.to_scalar(backend.count_correct(logits, labels)) == 3
 
 
+def test_softmax_cross_entropy_totals_add_batch_after_batch_by_hand(backend64):
+    """Two batches in a row (a GPU reuses its kernel's counter): each adds its own mean loss x rows and correct
+    count to the totals it is given, which stay as they were; label 3 of 3 classes is a zero row."""
+    b = backend64
+    z1, labels1 = np.array([[2.0, 0, 0], [0, 1.0, 0], [0, 0, 3.0]]), np.array([0, 2, 2])
+    z2, labels2 = np.array([[1.0, 2.0, 0], [0, 0, 1.0]]), np.array([1, 3])
+    start = (b.from_host(np.array(0.5), dtype="float64"), b.from_host(np.array(4)))
+    loss1, grad1, correct1, *after1 = b.softmax_cross_entropy_totals(
+        b.from_host(z1), b.from_host(labels1), *start
+    )
+    loss2, _, correct2, *after2 = b.softmax_cross_entropy_totals(
+        b.from_host(z2), b.from_host(labels2), *after1
+    )
+
+    def log_softmax(z):
+        return (
+            z
+            - z.max(axis=1, keepdims=True)
+            - np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1))[:, None]
+        )
+
+    want1 = -log_softmax(z1)[[0, 1, 2], labels1].mean()
+    want2 = -log_softmax(z2)[0, 1] / 2  # the row labelled 3 adds nothing
+    assert b.to_scalar(loss1) == pytest.approx(want1, rel=1e-12)
+    assert b.to_scalar(loss2) == pytest.approx(want2, rel=1e-12)
+    assert [b.to_scalar(correct1), b.to_scalar(correct2)] == [2, 1]
+    np.testing.assert_allclose(
+        b.to_host(grad1), (np.exp(log_softmax(z1)) - np.eye(3)[labels1]) / 3, atol=1e-15
+    )
+    assert b.to_scalar(after2[0]) == pytest.approx(0.5 + 3 * want1 + 2 * want2, rel=1e-12)
+    assert b.to_scalar(after2[1]) == 4 + 2 + 1
+    assert [b.to_scalar(start[0]), b.to_scalar(start[1])] == [0.5, 4]
+
+
 def test_concat_and_integral(backend):
     parts = [backend.from_host(np.array([1, 2])), backend.from_host(np.array([3]))]
     assert backend.to_host(backend.concat(parts)).tolist() == [1, 2, 3]

@@ -161,3 +161,23 @@ def test_dense_weights_move_with_the_layer_between_backends():
     layer.bind(strict)
     out = strict.to_host(layer.forward(strict.from_host(np.eye(3))))
     np.testing.assert_allclose(out, weights[0] + weights[1], rtol=1e-12)
+
+
+def test_the_totals_loss_matches_the_plain_loss_and_adds_up_the_epoch(backend64):
+    """SoftmaxCrossEntropyTotals: the same loss, gradient and count as SoftmaxCrossEntropy on the same labels,
+    the batch added into the totals it was given (mean loss x rows, correct), and one-hot targets refused."""
+    from gpunn.nn.losses import SoftmaxCrossEntropy, SoftmaxCrossEntropyTotals
+
+    b = backend64
+    logits = b.from_host(np.array([[3.0, 0, 1], [0, 2.0, 0], [1.0, 0, 0]]))
+    labels = b.from_host(np.array([0, 2, 0]))
+    want_loss, want_grad, want_correct = SoftmaxCrossEntropy().with_correct(b, logits, labels, labels)
+    totals = SoftmaxCrossEntropyTotals(b.from_host(np.array(1.0), dtype="float64"), b.from_host(np.array(5)))
+    loss, grad, correct = totals.with_correct(b, logits, labels, labels)
+    assert b.to_scalar(loss) == pytest.approx(b.to_scalar(want_loss), rel=1e-12)
+    np.testing.assert_allclose(b.to_host(grad), b.to_host(want_grad), rtol=1e-12)
+    assert b.to_scalar(correct) == b.to_scalar(want_correct) == 2
+    assert b.to_scalar(totals.totals[0]) == pytest.approx(1.0 + 3 * b.to_scalar(want_loss), rel=1e-12)
+    assert b.to_scalar(totals.totals[1]) == 7
+    with pytest.raises(ValueError, match="takes the integer labels as its targets"):
+        totals.with_correct(b, logits, b.from_host(np.eye(3)[[0, 2, 0]]), labels)

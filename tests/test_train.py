@@ -156,8 +156,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 
     def poisoned(self, rows, *args):
         calls["n"] += 1
-        loss, correct, used = real_step(self, rows, *args)
-        return (loss * float("nan") if calls["n"] > 45 else loss), correct, used  # 45 steps = epoch 1
+        loss_sum, correct = real_step(self, rows, *args)
+        return (loss_sum * float("nan") if calls["n"] > 45 else loss_sum), correct  # 45 steps = epoch 1
 
     monkeypatch.setattr(train_module._Loop, "_step", poisoned)
     with pytest.raises(TrainingDivergedError, match="last good checkpoint \\(epoch 1\\)"):

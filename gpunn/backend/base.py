@@ -191,6 +191,10 @@ class Backend:
         """scale_images(take_rows(images_u8, indices)): a training batch's inputs from the uploaded set."""
         return self.scale_images(self.take_rows(images_u8, indices))
 
+    def gather_batch(self, images_u8, labels, indices):
+        """(gather_images(images_u8, indices), take_rows(labels, indices)): a training batch's inputs and labels."""
+        return self.gather_images(images_u8, indices), self.take_rows(labels, indices)
+
     # ---- NN primitives (reference versions) --------------------------------------------------------
     def linear(self, x, weight, bias):
         """x @ weight + bias with weight laid out (in, out): batch-first, no transpose in the forward GEMM."""
@@ -271,6 +275,19 @@ class Backend:
         """
         loss, grad = self.softmax_cross_entropy(logits, targets)
         return loss, grad, self.count_correct(logits, labels)
+
+    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum):
+        """A training step's loss on integer labels: softmax_cross_entropy_counted against their one-hot rows, then
+        add_to_totals of the batch; returns (loss, grad, correct, new loss_sum, new correct_sum), the totals given
+        left as they were. A GPU does it all in one launch.
+
+        A label outside [0, classes) is a zero target row (as one_hot makes it) and never correct; nothing here
+        checks the range, which would read back from the device: callers check their labels once, on the host.
+        """
+        targets = self.one_hot(labels, logits.shape[1])
+        loss, grad, correct = self.softmax_cross_entropy_counted(logits, targets, labels)
+        totals = self.add_to_totals(loss_sum, correct_sum, loss, correct, logits.shape[0])
+        return (loss, grad, correct, *totals)
 
     def add_to_totals(self, loss_sum, correct_sum, loss, correct, rows: int):
         """An epoch's running totals after one batch: (loss_sum + float64(loss) * rows, correct_sum + correct).

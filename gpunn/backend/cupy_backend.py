@@ -4,8 +4,8 @@ Every public method, and every function reached through `backend.xp`, first make
 current in the calling thread: a cuda:1 backend never disturbs a cuda:0 one, and works from any thread.
 
 On a GPU this model is launch-bound, so a few primitives are fused into single CuPy ElementwiseKernels
-(the batch gather with its scaling, the bias add with its ReLU, ReLU and its backward, softmax cross-entropy with its gradient and
-correct-count, the whole-model optimizer updates on the flat buffers; sources in kernels.py). The
+(the batch gather with its scaling and labels, the bias add with its ReLU, ReLU and its backward, softmax cross-entropy
+with its gradient, correct-count and epoch totals, the whole-model optimizer updates on the flat buffers; sources in kernels.py). The
 reference versions in gpunn/backend/base.py stay the specification; tests/test_backend_parity.py compares
 each override with them under the `gpu` marker.
 """
@@ -35,6 +35,7 @@ class CupyBackend(Backend):
         self.array_type = cupy.ndarray
         self.dtype = np.dtype(dtype_name)  # CuPy arrays carry NumPy dtypes
         self._kernels = _fused_kernels(cupy)
+        self._ticket = None  # softmax_cross_entropy_totals' zeroed counter, made on first use
 
     def _is_mine(self, array) -> bool:
         return isinstance(array, self.array_type) and array.device.id == self.index
@@ -167,6 +168,15 @@ class CupyBackend(Backend):
         self._kernels["gather_images"](images_u8, indices, width, out)
         return out
 
+    def gather_batch(self, images_u8, labels, indices):
+        self.check(images_u8, labels, indices)
+        width = images_u8.shape[1]
+        with self._cuda:
+            x = self.xp.empty((indices.shape[0], width), dtype=self.dtype)
+            batch_labels = self.xp.empty((indices.shape[0],), dtype=labels.dtype)
+        self._kernels["gather_batch"](images_u8, indices, labels, width, x, batch_labels)
+        return x, batch_labels
+
     def add_to_totals(self, loss_sum, correct_sum, loss, correct, rows):
         self.check(loss_sum, correct_sum, loss, correct)
         self._kernels["add_to_totals"](loss, correct, np.float64(rows), loss_sum, correct_sum)
@@ -216,6 +226,40 @@ class CupyBackend(Backend):
         )
         self._kernels["batch_totals"](loss_rows, hits, rows, loss, correct, size=1)
         return loss, grad, correct
+
+    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum):
+        """Loss, gradient, correct count and the epoch's new totals from one launch (the reference takes ~20)."""
+        self.check(logits, labels, loss_sum, correct_sum)
+        cp = self.xp
+        rows, classes = logits.shape
+        with self._cuda:
+            if self._ticket is None:
+                self._ticket = cp.zeros((1,), dtype=cp.uint32)  # once: the kernel's last thread re-zeroes it
+            grad = cp.empty_like(logits)
+            loss_rows = cp.empty((rows,), dtype=logits.dtype)
+            hits = cp.empty((rows,), dtype=cp.int64)
+            loss = cp.empty((), dtype=logits.dtype)
+            correct = cp.empty((), dtype=cp.int64)
+            new_loss_sum = cp.empty((), dtype=cp.float64)
+            new_correct_sum = cp.empty((), dtype=cp.int64)
+        self._kernels["softmax_xent_totals"](
+            logits,
+            labels,
+            classes,
+            logits.dtype.type(rows),
+            loss_sum,
+            correct_sum,
+            grad,
+            loss_rows,
+            hits,
+            self._ticket,
+            loss,
+            correct,
+            new_loss_sum,
+            new_correct_sum,
+            size=rows,
+        )
+        return loss, grad, correct, new_loss_sum, new_correct_sum
 
     def softmax_cross_entropy(self, logits, targets):
         self.check(logits, targets)

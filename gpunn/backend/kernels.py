@@ -66,6 +66,35 @@ class ReductionSource:
 
 DECAYED_GRADIENT = "T g = grad + wd * value;"
 
+# One pixel of a gathered batch: x[r, c] = images[rows[r], c] / 255 (defines r and c for what follows).
+_GATHER_PIXEL = """
+        long long r = i / width;
+        long long c = i - r * width;
+        x = (T)images[(long long)rows[r] * width + c] / (T)255;
+        """
+
+# Row i of softmax cross-entropy with its gradient written: best (first argmax), label and row_loss (the row's share of
+# the mean, -sum(y log p) / m) left for the kernel's end; TARGET is the expression of y at column k.
+_SOFTMAX_XENT_ROW = """
+        const long long base = i * classes;
+        const long long label = (long long)labels[i];
+        T row_max = logits[base];
+        long long best = 0;
+        for (long long k = 1; k < classes; ++k) {
+            if (logits[base + k] > row_max) { row_max = logits[base + k]; best = k; }
+        }
+        T total = 0;
+        for (long long k = 0; k < classes; ++k) total += exp(logits[base + k] - row_max);
+        const T log_norm = log(total);
+        T row_loss = 0;
+        for (long long k = 0; k < classes; ++k) {
+            const T log_p = logits[base + k] - row_max - log_norm;
+            const T y = TARGET;
+            grad[base + k] = (exp(log_p) - y) / m;
+            row_loss -= y * log_p / m;
+        }
+        """
+
 _SOURCES = (
     # Backend.relu without the zeros_like temporary the reference builds.
     ElementwiseSource("gpunn_relu", "T x", "T y", "y = x > (T)0 ? x : (T)0"),
@@ -133,11 +162,17 @@ _SOURCES = (
         "gpunn_gather_images",
         "raw U images, raw I rows, int64 width",
         "T x",
-        """
-        long long r = i / width;
-        long long c = i - r * width;
-        x = (T)images[(long long)rows[r] * width + c] / (T)255;
-        """,
+        _GATHER_PIXEL,
+        types={"U": "uint8", "I": "int64"},
+        scalars=frozenset({"width"}),
+    ),
+    # Backend.gather_batch: the same pixels, and the thread of each row's first pixel copies the row's label:
+    # a training batch's inputs and labels in one launch.
+    ElementwiseSource(
+        "gpunn_gather_batch",
+        "raw U images, raw I rows, raw I labels, int64 width",
+        "T x, raw I batch_labels",
+        _GATHER_PIXEL + "if (c == 0) batch_labels[r] = labels[rows[r]];\n",
         types={"U": "uint8", "I": "int64"},
         scalars=frozenset({"width"}),
     ),
@@ -147,25 +182,10 @@ _SOURCES = (
         "gpunn_softmax_xent_rows",
         "raw T logits, raw T targets, raw I labels, int64 classes, T m",
         "raw T grad, T loss_row, int64 hit",
-        """
-        const long long base = i * classes;
-        T row_max = logits[base];
-        long long best = 0;
-        for (long long k = 1; k < classes; ++k) {
-            if (logits[base + k] > row_max) { row_max = logits[base + k]; best = k; }
-        }
-        T total = 0;
-        for (long long k = 0; k < classes; ++k) total += exp(logits[base + k] - row_max);
-        const T log_norm = log(total);
-        T loss = 0;
-        for (long long k = 0; k < classes; ++k) {
-            const T log_p = logits[base + k] - row_max - log_norm;
-            const T y = targets[base + k];
-            grad[base + k] = (exp(log_p) - y) / m;
-            loss -= y * log_p / m;
-        }
-        loss_row = loss;
-        hit = (best == (long long)labels[i]) ? 1 : 0;
+        _SOFTMAX_XENT_ROW.replace("TARGET", "targets[base + k]")
+        + """
+        loss_row = row_loss;
+        hit = (best == label) ? 1 : 0;
         """,
         types={"I": "int64"},
         scalars=frozenset({"classes", "m"}),
@@ -207,6 +227,44 @@ _SOURCES = (
         """,
         scalars=frozenset({"rows"}),
     ),
+    # Backend.softmax_cross_entropy_totals, one thread per row (launched with size=rows): the row's
+    # softmax-CE gradient against its integer label (a label outside [0, classes) is a zero target row, as
+    # one_hot makes it, never read out of bounds), its loss and hit; then the last thread to finish (an
+    # integer ticket, the threadFenceReduction pattern) sums the rows in row order, writes the batch's mean
+    # loss and correct count, and the epoch's new totals (old + loss * rows, old + correct) into fresh
+    # 0-d arrays: one launch for loss, counts and epoch accumulation, deterministic, no atomics on floats.
+    # `done` is a zeroed uint32 the last thread sets back to zero.
+    ElementwiseSource(
+        "gpunn_softmax_xent_totals",
+        "raw T logits, raw I labels, int64 classes, T m, raw float64 loss_sum_in, raw I correct_sum_in",
+        "raw T grad, raw T loss_rows, raw I hits, raw uint32 done, raw T batch_loss, raw I batch_correct, "
+        "raw float64 loss_sum, raw I correct_sum",
+        _SOFTMAX_XENT_ROW.replace("TARGET", "(k == label ? (T)1 : (T)0)")
+        + """
+        loss_rows[i] = row_loss;
+        hits[i] = (best == label) ? 1 : 0;
+        __threadfence();
+        const ptrdiff_t rows = _ind.size();
+        if (atomicAdd(&done[0], 1u) == (unsigned int)(rows - 1)) {
+            __threadfence();
+            const volatile T* row_losses = &loss_rows[0];
+            const volatile I* row_hits = &hits[0];
+            T loss = 0;
+            I count = 0;
+            for (ptrdiff_t r = 0; r < rows; ++r) {
+                loss += row_losses[r];
+                count += row_hits[r];
+            }
+            batch_loss[0] = loss;
+            batch_correct[0] = count;
+            loss_sum[0] = loss_sum_in[0] + (double)loss * (double)rows;
+            correct_sum[0] = correct_sum_in[0] + count;
+            done[0] = 0;
+        }
+        """,
+        types={"I": "int64"},
+        scalars=frozenset({"classes", "m"}),
+    ),
     # Backend.add_to_totals in place on the epoch's 0-d accumulators: one launch instead of four.
     ElementwiseSource(
         "gpunn_add_to_totals",
@@ -230,6 +288,7 @@ C_TYPES = {
     "int8": "signed char",
     "uint8": "unsigned char",
     "int32": "int",
+    "uint32": "unsigned int",
     "int64": "long long",
     "float32": "float",
     "float64": "double",

@@ -23,15 +23,22 @@ def as_targets(backend, targets, classes: int):
             raise ShapeError(f"integer labels must be 1-D, got shape {tuple(targets.shape)}")
         out_of_range = xp.any((targets < 0) | (targets >= classes))
         if bool(backend.to_host(out_of_range)):
-            bad = backend.to_host(targets)
-            bad = bad[(bad < 0) | (bad >= classes)]
-            raise ShapeError(
-                f"label {int(bad[0])} is outside [0, {classes}): the model has {classes} classes"
-            )
+            checked_labels(backend.to_host(targets), classes)
         return backend.one_hot(targets, classes)
     if tuple(targets.shape[1:]) != (classes,):
         raise ShapeError(f"targets of shape {tuple(targets.shape)} do not match {classes} classes")
     return backend.astype(targets, backend.dtype)
+
+
+def checked_labels(labels, classes: int):
+    """Host integer labels, returned unchanged when all lie in [0, classes), else a ShapeError naming one.
+
+    A training set's labels are checked once here before they are uploaded, so no batch reads back.
+    """
+    bad = labels[(labels < 0) | (labels >= classes)]
+    if bad.size:
+        raise ShapeError(f"label {int(bad[0])} is outside [0, {classes}): the model has {classes} classes")
+    return labels
 
 
 def _elementwise_inputs(backend, predictions, targets):
@@ -100,6 +107,31 @@ class SoftmaxCrossEntropy:
         backend.check(logits, targets, labels)
         targets = as_targets(backend, targets, logits.shape[1])
         return backend.softmax_cross_entropy_counted(logits, targets, labels)
+
+
+class SoftmaxCrossEntropyTotals(SoftmaxCrossEntropy):
+    """Softmax cross-entropy on a training set's integer labels that also adds each batch into the epoch's
+    running totals (float64 loss x rows, int64 correct count), all in one device pass (one launch on a GPU).
+
+    The labels are the targets (pass them as both) and are trusted to lie in [0, classes): the caller checked
+    them once on the host (checked_labels), so no batch pays the range check's read-back.
+    After a step, `totals` holds the new (loss_sum, correct); the arrays given are left as they were, so a
+    step abandoned after its loss (a distributed stop) leaves the epoch's totals untouched.
+    """
+
+    def __init__(self, loss_sum, correct):
+        self.totals = (loss_sum, correct)
+
+    def with_correct(self, backend, logits, targets, labels):
+        if targets is not labels:
+            raise ValueError(
+                "SoftmaxCrossEntropyTotals takes the integer labels as its targets: pass them as both"
+            )
+        loss, grad, correct, loss_sum, correct_sum = backend.softmax_cross_entropy_totals(
+            logits, labels, *self.totals
+        )
+        self.totals = (loss_sum, correct_sum)
+        return loss, grad, correct
 
 
 def loss_and_correct(loss, backend, outputs, targets, labels):

@@ -57,6 +57,10 @@ using namespace std;
 #define __host__
 #define __forceinline__ inline
 #define __restrict__ __restrict
+// The host runs a launch's threads one after another: a valid interleaving of the device's, in which an
+// atomic is a plain read-modify-write and every write is already visible (so a fence has nothing to do).
+template <typename T> inline T atomicAdd(T* address, T value) { T old = *address; *address = old + value; return old; }
+inline void __threadfence() {}
 // cupy/_core/include/cupy/carray.cuh, the members a one-dimensional kernel reaches: a raw parameter is a
 // CArray (operator[](ptrdiff_t), size(); a `const CArray` gives const elements), the loop's indexer a
 // CIndexer (size(), set(i), get()).
