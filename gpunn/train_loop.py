@@ -10,10 +10,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from gpunn.errors import Options, TrainingDivergedError, TrainingStalledError
+from gpunn.nn.model import Sequential
 from gpunn.nn.step import train_step
 from gpunn.schedules import lr_at
 from gpunn.stall import chance_level_message
@@ -66,25 +68,21 @@ class TrainingBatches:
         )
 
 
+@dataclass
 class Loop:
-    def __init__(
-        self,
-        model,
-        optimizer,
-        batches: TrainingBatches,
-        ranks: Ranks,
-        evaluator: Evaluator,
-        store: RunStore,
-        reporter: Reporter,
-    ):
-        self.model, self.optimizer, self.backend = model, optimizer, model.backend
-        self.batches, self.ranks, self.evaluator, self.store, self.reporter = (
-            batches,
-            ranks,
-            evaluator,
-            store,
-            reporter,
-        )
+    """Advances a TrainingState epoch by epoch; the objects it is given measure, save and report each epoch."""
+
+    model: Sequential
+    optimizer: object
+    batches: TrainingBatches
+    ranks: Ranks
+    evaluator: Evaluator
+    store: RunStore
+    reporter: Reporter
+
+    @property
+    def backend(self):
+        return self.model.backend
 
     def run(self, state: TrainingState) -> None:
         """Train until state.config.epochs (or early stopping); SIGINT/SIGTERM save and raise TrainingInterrupted."""

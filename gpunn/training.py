@@ -294,7 +294,7 @@ def _saved_run(request: _Request):
     checkpoint = load_checkpoint(path)
     saved = TrainingState.from_header(checkpoint.header, checkpoint.arrays.get("order"), path)
     saved.config = _resumed_config(request.out, saved, request.overrides)
-    request.dtype = request.dtype or checkpoint.header["dtype"]
+    request.dtype = request.dtype or saved.dtype
     return checkpoint, saved
 
 
