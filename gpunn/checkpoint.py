@@ -211,17 +211,6 @@ def _array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected) -> np.ndar
     return array
 
 
-def require_training_state(path, checkpoint: Checkpoint) -> None:
-    """A run's checkpoint, not a Model.save() file (weights only): only the former can be resumed."""
-    needed = ("config", "epoch", "step_in_epoch", "loss_sum", "correct", "history", "rng_state")
-    missing = [key for key in needed if key not in checkpoint.header]
-    if missing:
-        raise CheckpointError(
-            f"{path}: holds weights only (written by Model.save(), or missing {', '.join(missing)}), not a "
-            "training run: it cannot be resumed; evaluate or predict with it, or start a new run"
-        )
-
-
 def model_from_checkpoint(checkpoint: Checkpoint, device=None, dtype: str | None = None):
     """The Sequential a loaded checkpoint describes, with its weights, on `device`."""
     from gpunn.nn.model import Sequential

@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _training_flags(train, as_lists=False)
     train.add_argument("--out", help="run folder for config.json, metrics.jsonl, checkpoint.npz")
-    train.add_argument("--resume", metavar="OUT", help="continue the run saved in OUT")
+    train.add_argument("--resume", metavar="OUT", help="continue the run saved in OUT (on its device)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument(
         "--distributed",

@@ -48,16 +48,16 @@ def test_a_training_step_never_waits_for_the_device_nor_uploads(budget, config):
 
 @pytest.mark.gpu
 def test_a_stray_host_read_in_the_loop_is_counted(budget, monkeypatch):
-    from gpunn import training
+    from gpunn import train_loop
 
-    real_step = training._Loop._step
+    real_step = train_loop.Loop._step
 
     def chatty(self, *args, **kwargs):
         loss_sum, correct = real_step(self, *args, **kwargs)
         print(float(self.backend.to_host(loss_sum)))  # the kind of line the budget exists to catch
         return loss_sum, correct
 
-    monkeypatch.setattr(training._Loop, "_step", chatty)
+    monkeypatch.setattr(train_loop.Loop, "_step", chatty)
     counts = budget.step_budget("default", {})
     assert counts["syncs"] == 1 and counts["d2h_reads"] == 1
 

@@ -178,6 +178,22 @@ def test_resume_of_a_weights_only_file(env, capsys):
     one_line_error(capsys, ["train", "--resume", here / "w", "--epochs", "5"], 1, "cannot be resumed")
 
 
+def test_resume_of_a_cuda_run_where_cuda_is_unusable_names_the_way_out(env, capsys):
+    from test_train import rewrite_header
+
+    from gpunn.backend.cuda_probe import cuda_status
+
+    if cuda_status(0)[0]:
+        pytest.skip("CUDA works here: the run's saved device is usable")
+    runs, here = env
+    shutil.copytree(runs / "done", here / "r")
+    rewrite_header(here / "r" / "checkpoint.npz", lambda header: header.update(written_on="cuda:0"))
+    before = snapshot(here / "r")
+    argv = ["train", "--resume", here / "r", "--epochs", "3", "--quiet"]
+    one_line_error(capsys, argv, 1, "was trained on cuda:0, which cannot run here", "resume with --device cpu")
+    assert snapshot(here / "r") == before  # nothing trained on another device behind the user's back
+
+
 def test_default_names_are_unique(env):
     from gpunn.runlock import default_run_folder
 

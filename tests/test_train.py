@@ -103,6 +103,16 @@ def test_checkpoint_moves_across_devices(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+def test_a_resume_without_a_device_continues_on_the_runs_device_and_an_explicit_one_wins(tmp_path, capsys):
+    train(out=tmp_path / "r", epochs=1, device="strict", **DIGITS)
+    resumed = train(resume=tmp_path / "r", epochs=2)
+    assert resumed.model.backend.device == "strict"
+    assert capsys.readouterr().out.startswith("gpunn: device strict (from the run's checkpoint) |")
+    moved = train(resume=tmp_path / "r", epochs=3, device="cpu", verbose=False)
+    assert moved.model.backend.device == "cpu"
+    assert load_checkpoint(tmp_path / "r").header["written_on"] == "cpu"
+
+
 def test_refuses_to_overwrite_a_run_and_to_change_settings_on_resume(tmp_path):
     train(out=tmp_path / "r", epochs=1, **DIGITS)
     before = (tmp_path / "r" / "checkpoint.npz").read_bytes()
@@ -149,9 +159,9 @@ def test_a_pickled_npz_is_refused(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from gpunn import training as train_module
+    from gpunn import train_loop
 
-    real_step = train_module._Loop._step
+    real_step = train_loop.Loop._step
     calls = {"n": 0}
 
     def poisoned(self, rows, *args):
@@ -159,7 +169,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         loss_sum, correct = real_step(self, rows, *args)
         return (loss_sum * float("nan") if calls["n"] > 45 else loss_sum), correct  # 45 steps = epoch 1
 
-    monkeypatch.setattr(train_module._Loop, "_step", poisoned)
+    monkeypatch.setattr(train_loop.Loop, "_step", poisoned)
     with pytest.raises(TrainingDivergedError, match="last good checkpoint \\(epoch 1\\)"):
         train(out=tmp_path / "r", epochs=3, **DIGITS)
     checkpoint = load_checkpoint(tmp_path / "r")
