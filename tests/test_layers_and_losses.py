@@ -29,8 +29,9 @@ def forward(backend, layer, values):
 def test_leaky_relu_scales_negatives_and_passes_zero_and_small_positives(backend64):
     np.testing.assert_allclose(forward(backend64, LeakyReLU(), [-2.0, 0.0, 0.5, 3.0]), [-0.02, 0, 0.5, 3.0])
     layer = LeakyReLU(0.2)
-    forward(backend64, layer, [-1.0, 0.0, 0.5])
-    grad = backend64.to_host(layer.backward(backend64.from_host(np.ones((1, 3)))))[0]
+    layer.bind(backend64)
+    _, backprop = layer.begin_update(backend64.from_host(np.array([[-1.0, 0.0, 0.5]])))
+    grad = backend64.to_host(backprop(backend64.from_host(np.ones((1, 3)))))[0]
     np.testing.assert_allclose(grad, [0.2, 0.2, 1.0])  # slope alpha at and below zero
 
 

@@ -44,8 +44,9 @@ def test_the_gradient_is_the_backward_pass_of_each_layer(backend64):
     b = backend64
     model = mlp(SIZES, backend=b, seed=2)
     x, targets, _ = batch(b, seed=3)
-    loss, grad = b.softmax_cross_entropy(model.forward(x), targets)
-    model.backward(grad)
+    outputs, backprop = model.begin_update(x)
+    loss, grad = b.softmax_cross_entropy(outputs, targets)
+    backprop(grad)
     per_param = [b.to_host(p.grad) for p in model.parameters()]
     flat = b.to_host(model.buffer.collect_gradient())
     assert flat.shape == (model.num_parameters() + 1,)

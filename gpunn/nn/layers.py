@@ -1,5 +1,10 @@
 """Layers: forward and hand-written backward side by side, calling only the backend.
 
+A training pass calls `begin_update(x)`, which returns the output and a `backprop(grad)` closure over what
+the backward pass needs (Thinc's style): the layer keeps nothing per call, so two passes in flight never
+mix their inputs and inference (`forward(x)`) pins no batch on any layer. backprop sets each Param's
+`.grad` and returns the input gradient.
+
 Arrays are batch-first (N, features). Dense stores its weight as (in, out), so the forward pass is one
 x @ W GEMM with no transpose, and backward is x.T @ g and g @ W.T (BLAS reads the transposes for free).
 """
@@ -34,9 +39,12 @@ class Layer:
         self.backend = backend
 
     def forward(self, x):
-        raise NotImplementedError
+        """Inference: the output alone (the backward context is dropped at once)."""
+        return self.begin_update(x)[0]
 
-    def backward(self, grad):
+    def begin_update(self, x, step: int | None = None, first_row: int = 0):
+        """(output, backprop) for a training pass. step and first_row place the call in training (the
+        global step; where x starts in the global batch) for layers that draw randomness; None: inference."""
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -97,27 +105,33 @@ class Dense(Layer):
         self.backend = backend
 
     def forward(self, x):
-        self._x = x
         return self.backend.linear(x, self.weight.value, self.bias.value)
 
-    def forward_relu(self, x, relu: ReLU):
-        """forward(x) then relu.forward(...) in one backend call (a GPU fuses the bias add into the ReLU)."""
-        self._x = x
-        relu._y = self.backend.linear_relu(x, self.weight.value, self.bias.value)
-        return relu._y
+    def begin_update(self, x, step=None, first_row=0):
+        return self.forward(x), self._backprop(x, self.backend.linear_backward)
 
-    def backward(self, grad):
-        grad_x, self.weight.grad, self.bias.grad = self.backend.linear_backward(
-            self._x, self.weight.value, grad, self.need_input_grad, out=(self.weight.grad, self.bias.grad)
-        )
-        return grad_x
+    def forward_relu(self, x):
+        """forward(x) then a ReLU in one backend call (a GPU fuses the bias add into the ReLU)."""
+        return self.backend.linear_relu(x, self.weight.value, self.bias.value)
 
-    def backward_relu(self, grad, relu: ReLU):
-        """relu.backward(grad) then backward(...) in one backend call (a GPU masks and sums the bias at once)."""
-        grad_x, self.weight.grad, self.bias.grad = self.backend.relu_linear_backward(
-            self._x, self.weight.value, grad, relu._y, self.need_input_grad, out=(self.weight.grad, self.bias.grad)
-        )
-        return grad_x
+    def begin_update_relu(self, x):
+        """begin_update for this layer and a ReLU after it: one backend call each way (on the way back a GPU
+        masks and sums the bias at once)."""
+        y = self.forward_relu(x)
+        return y, self._backprop(x, self.backend.relu_linear_backward, y)
+
+    def _backprop(self, x, backend_backward, *relu_output):
+        """The closure that writes this layer's gradients (into the flat buffer where the backend writes in
+        place) and returns the input's, from the input x of its own pass."""
+
+        def backprop(grad):
+            weight, bias = self.weight, self.bias
+            grad_x, weight.grad, bias.grad = backend_backward(
+                x, weight.value, grad, *relu_output, self.need_input_grad, out=(weight.grad, bias.grad)
+            )
+            return grad_x
+
+        return backprop
 
     def describe(self) -> dict:
         return {"type": "Dense", "in": self.in_features, "out": self.out_features, "init": self.init}
@@ -143,24 +157,18 @@ class Dense(Layer):
 
 
 class ReLU(Layer):
-    def forward(self, x):
-        self._y = self.backend.relu(x)
-        return self._y
-
-    def backward(self, grad):
-        return self.backend.relu_backward(grad, self._y)
+    def begin_update(self, x, step=None, first_row=0):
+        y = self.backend.relu(x)
+        return y, lambda grad: self.backend.relu_backward(grad, y)
 
 
 class LeakyReLU(Layer):
     def __init__(self, alpha: float = 0.01):
         self.alpha = float(alpha)
 
-    def forward(self, x):
-        self._positive = x > 0
-        return self.backend.xp.where(self._positive, x, self.alpha * x)
-
-    def backward(self, grad):
-        return self.backend.xp.where(self._positive, grad, self.alpha * grad)
+    def begin_update(self, x, step=None, first_row=0):
+        where, positive = self.backend.xp.where, x > 0
+        return where(positive, x, self.alpha * x), lambda grad: where(positive, grad, self.alpha * grad)
 
     def describe(self) -> dict:
         return {"type": "LeakyReLU", "alpha": self.alpha}
@@ -173,21 +181,15 @@ class LeakyReLU(Layer):
 class Sigmoid(Layer):
     """1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2 so it never overflows."""
 
-    def forward(self, x):
-        self._y = 0.5 * (1.0 + self.backend.xp.tanh(0.5 * x))
-        return self._y
-
-    def backward(self, grad):
-        return grad * self._y * (1.0 - self._y)
+    def begin_update(self, x, step=None, first_row=0):
+        y = 0.5 * (1.0 + self.backend.xp.tanh(0.5 * x))
+        return y, lambda grad: grad * y * (1.0 - y)
 
 
 class Tanh(Layer):
-    def forward(self, x):
-        self._y = self.backend.xp.tanh(x)
-        return self._y
-
-    def backward(self, grad):
-        return grad * (1.0 - self._y * self._y)
+    def begin_update(self, x, step=None, first_row=0):
+        y = self.backend.xp.tanh(x)
+        return y, lambda grad: grad * (1.0 - y * y)
 
 
 _GELU_K = math.sqrt(2.0 / math.pi)
@@ -197,55 +199,44 @@ _GELU_C = 0.044715
 class GELU(Layer):
     """The tanh approximation 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2/pi), and its exact derivative."""
 
-    def forward(self, x):
-        self._x = x
-        self._t = self.backend.xp.tanh(_GELU_K * (x + _GELU_C * x * x * x))
-        return 0.5 * x * (1.0 + self._t)
+    def begin_update(self, x, step=None, first_row=0):
+        t = self.backend.xp.tanh(_GELU_K * (x + _GELU_C * x * x * x))
 
-    def backward(self, grad):
-        x, t = self._x, self._t
-        local = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_K * (1.0 + 3.0 * _GELU_C * x * x)
-        return grad * local
+        def backprop(grad):
+            local = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_K * (1.0 + 3.0 * _GELU_C * x * x)
+            return grad * local
+
+        return 0.5 * x * (1.0 + t), backprop
 
 
 class Softmax(Layer):
     """Row-wise softmax; for training a classifier prefer SoftmaxCrossEntropy on logits (fused, stable)."""
 
-    def forward(self, x):
-        self._y = self.backend.softmax(x)
-        return self._y
-
-    def backward(self, grad):
-        y = self._y
-        return y * (grad - self.backend.xp.sum(grad * y, axis=1, keepdims=True))
+    def begin_update(self, x, step=None, first_row=0):
+        y = self.backend.softmax(x)
+        return y, lambda grad: y * (grad - self.backend.xp.sum(grad * y, axis=1, keepdims=True))
 
 
 class Dropout(Layer):
     """Inverted dropout: while training, zero each input with probability p and scale the rest by 1/(1-p).
 
-    Masks are keyed by (seed, position in the model, training step), which Sequential sets, so they are
-    the same on every backend and a resumed run recomputes them. With no step (inference) it is identity.
+    Masks are keyed by (seed, position in the model, training step): Sequential sets the seed and position
+    once and passes the step to begin_update, so masks are the same on every backend and a resumed run
+    recomputes them. With no step (inference) it is identity.
     """
 
-    seed, stream, step, first_row = 0, 0, None, 0
+    seed, stream = 0, 0
 
     def __init__(self, p: float = 0.5):
         if not 0.0 <= float(p) < 1.0:
             raise ValueError(f"dropout probability must lie in [0, 1), got {p!r}")
         self.p = float(p)
-        self._mask = None
 
-    def forward(self, x):
-        if self.step is None or self.p == 0.0:
-            self._mask = None
-            return x
-        self._mask = self.backend.dropout_mask(
-            x.shape, self.p, (self.seed, self.stream, self.step), self.first_row
-        )
-        return x * self._mask
-
-    def backward(self, grad):
-        return grad if self._mask is None else grad * self._mask
+    def begin_update(self, x, step=None, first_row=0):
+        if step is None or self.p == 0.0:
+            return x, lambda grad: grad
+        mask = self.backend.dropout_mask(x.shape, self.p, (self.seed, self.stream, step), first_row)
+        return x * mask, lambda grad: grad * mask
 
     def describe(self) -> dict:
         return {"type": "Dropout", "p": self.p}

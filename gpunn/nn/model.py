@@ -32,52 +32,59 @@ class Sequential:
             dense[0].need_input_grad = False  # nothing reads the gradient of the input data
         sized = [layer.input_features() for layer in self.layers if layer.input_features() is not None]
         self.in_features = sized[0] if sized else None  # the first layer that fixes a width fixes the input
-        self._dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):  # its masks: keyed by the seed and its place in the model
                 layer.seed, layer.stream = seed or 0, index
 
     # ---- the two passes --------------------------------------------------------------------------------
-    def forward(self, x, step: int | None = None, first_row: int = 0):
-        """Forward pass on a device array (N, in_features) of the backend's dtype.
+    def forward(self, x):
+        """Inference on a device array (N, in_features) of the backend's dtype: the output alone (Dropout is
+        identity), and no layer keeps any of the batch."""
+        self._check_input(x)
+        for layer, fused in self._stages():
+            x = layer.forward_relu(x) if fused else layer.forward(x)
+        return x
 
-        `step` is the training step: given, Dropout layers drop (with masks keyed by it); None is inference.
+    def begin_update(self, x, step: int | None = None, first_row: int = 0):
+        """A training pass: (outputs, backprop). backprop(grad of the outputs) leaves each Param's `.grad` set
+        (in the flat buffer where the backend writes in place; `self.buffer.collect_gradient()` gathers them
+        otherwise) and returns the input's gradient (None: no layer needed it). The pass's arrays live in
+        backprop alone, so passes in flight are independent.
+
+        `step` is the training step: given, Dropout layers drop (with masks keyed by it); None: they do not.
         `first_row`: where x starts in the global batch, when x is one rank's shard of it.
         """
+        self._check_input(x)
+        backprops = []
+        for layer, fused in self._stages():
+            x, backprop = layer.begin_update_relu(x) if fused else layer.begin_update(x, step, first_row)
+            backprops.append(backprop)
+
+        def backprop_all(grad):
+            for backprop in reversed(backprops):
+                if grad is None:  # the first Dense computes no input gradient: nothing before it reads one
+                    break
+                grad = backprop(grad)
+            return grad
+
+        return x, backprop_all
+
+    def _check_input(self, x) -> None:
         self.backend.check(x)
         self.backend.check_dtype(x)
         if x.ndim != 2 or (self.in_features is not None and x.shape[1] != self.in_features):
             raise ShapeError(
                 f"input of shape {tuple(x.shape)} given to a model that expects (N, {self.in_features})"
             )
-        for layer in self._dropouts:
-            layer.step, layer.first_row = step, first_row
+
+    def _stages(self):
+        """(layer, fused) in order, where fused says a Dense runs the ReLU after it too (same arrays as the
+        two layers apart, fewer launches) and that ReLU is skipped."""
         layers, k = self.layers, 0
         while k < len(layers):
-            if self._dense_relu(k):
-                x = layers[k].forward_relu(x, layers[k + 1])  # same arrays as the two forwards, fewer launches
-                k += 2
-            else:
-                x = layers[k].forward(x)
-                k += 1
-        return x
-
-    def _dense_relu(self, k: int) -> bool:
-        """Whether layers k, k + 1 are a Dense and a ReLU, which run fused both ways."""
-        layers = self.layers
-        return isinstance(layers[k], Dense) and k + 1 < len(layers) and type(layers[k + 1]) is ReLU
-
-    def backward(self, grad) -> None:
-        """Backward pass from the loss gradient; leaves each Param's `.grad` set (in the flat buffer where the
-        backend writes in place; `self.buffer.collect_gradient()` gathers them otherwise)."""
-        k = len(self.layers) - 1
-        while k >= 0:
-            if k > 0 and self._dense_relu(k - 1):
-                grad = self.layers[k - 1].backward_relu(grad, self.layers[k])
-                k -= 2
-            else:
-                grad = self.layers[k].backward(grad)
-                k -= 1
+            fused = isinstance(layers[k], Dense) and k + 1 < len(layers) and type(layers[k + 1]) is ReLU
+            yield layers[k], fused
+            k += 2 if fused else 1
 
     __call__ = forward
 

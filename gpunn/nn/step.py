@@ -1,5 +1,8 @@
 """The one training step: forward, loss, backward, an optional gradient hook, and the optimizer update.
 
+The model contract: `model.begin_update(x, step=, first_row=)` returns (outputs, backprop), and backprop(grad)
+sets the gradients that `model.buffer` (a ParameterBuffer) collects.
+
 `gpunn train`, the scikit-learn estimators, the parity checks and the benchmark scripts all call it, so what
 is timed and checked is what trains. The loss contract: `loss(backend, outputs, targets)` returns the mean
 loss over the batch as a 0-d device array and its gradient with respect to `outputs` (gpunn.nn.losses).
@@ -43,12 +46,12 @@ def train_step(
     rank's shard), so each rank's rows get their rows of the whole batch's masks.
     """
     backend = model.backend
-    outputs = model.forward(x, step=step, first_row=first_row)
+    outputs, backprop = model.begin_update(x, step=step, first_row=first_row)
     if labels is None:
         (loss_value, grad), correct = loss(backend, outputs, targets), None
     else:
         loss_value, grad, correct = loss_and_correct(loss, backend, outputs, targets, labels)
-    model.backward(grad)
+    backprop(grad)
     model.buffer.collect_gradient()
     if gradient_hook is not None and gradient_hook(model.buffer):
         return None

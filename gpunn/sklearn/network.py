@@ -135,8 +135,9 @@ class Objective:
 class Network:
     """Device weights (coefs then intercepts, as Params) and the two passes over them.
 
-    forward/backward/buffer are the model interface of gpunn.nn.step.train_step: forward returns the output
-    layer's pre-activation (the Objective applies the output activation), backward takes its gradient.
+    begin_update/buffer are the model interface of gpunn.nn.step.train_step: begin_update returns the output
+    layer's pre-activation (the Objective applies the output activation) and the backprop that takes its
+    gradient.
     trainable=True puts the Params in one flat ParameterBuffer (a copy of the given values).
     """
 
@@ -184,15 +185,15 @@ class Network:
         """The output activations (predictions); x is sparse when it came from sparse_from_host."""
         return OUTPUT_ACTIVATIONS[self.out_activation](self.backend, self._layers(x, sparse_input)[-1])
 
-    def forward(self, x, step=None, first_row: int = 0):
-        """train_step's forward: the output layer's pre-activation, layers kept for backward (no dropout here,
-        so step and first_row are unused)."""
-        self._activations = self._layers(x, self.sparse_input)
-        return self._activations[-1]
+    def begin_update(self, x, step=None, first_row: int = 0):
+        """train_step's forward: (the output layer's pre-activation, backprop), the layers kept in backprop
+        alone (no dropout here, so step and first_row are unused)."""
+        activations = self._layers(x, self.sparse_input)
+        return activations[-1], lambda delta: self._backprop(activations, delta)
 
-    def backward(self, delta) -> None:
+    def _backprop(self, activations, delta) -> None:
         """Every Param's .grad from the gradient at the output pre-activation, as sklearn's _backprop."""
-        backend, activations = self.backend, self._activations
+        backend = self.backend
         derivative = HIDDEN_ACTIVATIONS[self.activation][1]
         for i in range(self.n_layers - 1, -1, -1):
             weight, bias = self.params[i], self.params[self.n_layers + i]
@@ -212,8 +213,9 @@ class Network:
     def loss_and_gradient(self, x, batch, objective: Objective):
         """(loss, flat gradient) at the current weights: train_step short of the update, for L-BFGS, whose
         update SciPy owns on the host (so it cannot go through train_step and an Optimizer)."""
-        loss, delta = objective(self.backend, self.forward(x), batch)
-        self.backward(delta)
+        outputs, backprop = self.begin_update(x)
+        loss, delta = objective(self.backend, outputs, batch)
+        backprop(delta)
         self.buffer.collect_gradient()
         objective.add_penalty_gradient(self.buffer)
         return loss, self.buffer.gradient
