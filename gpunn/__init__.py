@@ -29,7 +29,7 @@ def __getattr__(name: str):
 
         return getattr(gpunn.backend, name)
     if name == "train":
-        from gpunn.training import train
+        from gpunn.training.run import train
 
         return train
     if name in ("nn", "data"):

@@ -1,3 +1,3 @@
-from gpunn.cli import main
+from gpunn.cli.main import main
 
 raise SystemExit(main())

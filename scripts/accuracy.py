@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from bench import _cpu_name, write_results
 
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", help="the MNIST folder (default: GPUNN_DATA_DIR or the cache)")

@@ -199,7 +199,7 @@ def _time(fn) -> float:
 
 # ---- real-data measurements --------------------------------------------------------------------------------
 def time_to_accuracy(data_dir: str, recipe: str, targets=(0.973, 0.980)) -> dict:
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     with tempfile.TemporaryDirectory() as out:
         result = train(out=Path(out) / "run", recipe=recipe, data_dir=data_dir, verbose=False)
@@ -219,7 +219,7 @@ def time_to_accuracy(data_dir: str, recipe: str, targets=(0.973, 0.980)) -> dict
 
 PEAK_RSS_CHILD = """
 import sys
-from gpunn.cli import main
+from gpunn.cli.main import main
 from gpunn.procinfo import peak_rss_bytes
 code = main(sys.argv[1:])
 print(peak_rss_bytes() / 2**20)

@@ -3,7 +3,7 @@
     GPUNN_CUDA_STANDIN=1 python scripts/gpu_budget.py
 
 prints one JSON line per optimizer config: {"config", "launches", "syncs", "h2d_copies", "d2h_reads"}.
-A step is everything one iteration of gpunn.train_loop's batch loop queues: from one `_step` call to the
+A step is everything one iteration of gpunn.training.loop's batch loop queues: from one `_step` call to the
 next (slicing the batch, forward, loss, backward, update, adding up the epoch's loss). tests/
 test_gpu_budget.py holds these numbers down: 0 syncs and 0 host-to-device copies per step, and no
 launch creep. The counts need the stand-in (tests/cuda_standin); CuPy on a real GPU has no counters.
@@ -47,8 +47,8 @@ def step_budget(config: str, overrides: dict, dtype: str = "float32") -> dict:
     """Counters between the MEASURED_STEP-th and the next call of the loop's _step, on cuda:0."""
     import cupy
 
-    from gpunn import train_loop, training
-
+    from gpunn.training import loop as train_loop
+    from gpunn.training import run as training
     if not getattr(cupy, "STANDIN", False):
         raise RuntimeError("real CuPy was imported: the budget needs the stand-in's counters")
     marks = []

@@ -2,7 +2,7 @@
 
     python scripts/scaling.py [--steps 300] [--out FILE]     # launches mpiexec itself
 
-Each rank's BLAS threads are gpunn's own rule (cores / ranks on the host, gpunn.distributed), recorded in the
+Each rank's BLAS threads are gpunn's own rule (cores / ranks on the host, gpunn.training.distributed), recorded in the
 results; the step timed is gpunn's train_step with the allreduce as its gradient hook.
 
 Each rank trains the 784-128-64-10 MLP on MNIST-shaped data with a global batch of 128 (its shard is 128/K
@@ -28,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from gpunn.distributed import BLAS_THREAD_VARIABLES  # noqa: E402
+from gpunn.training.distributed import BLAS_THREAD_VARIABLES  # noqa: E402
 
 BATCH = 128
 LATENCY_S = 5e-6  # per ring hop, a typical datacentre NIC + MPI figure (an assumption, stated in the doc)
@@ -36,9 +36,9 @@ LATENCY_S = 5e-6  # per ring hop, a typical datacentre NIC + MPI figure (an assu
 
 def worker(steps: int, hidden: list[int]) -> None:
     from gpunn.backend import get_backend
-    from gpunn.distributed import Distributed, start
     from gpunn.nn import SGD, mlp
     from gpunn.nn.step import train_step
+    from gpunn.training.distributed import Distributed, start
 
     job = start()
     backend = get_backend("cpu", "float32")

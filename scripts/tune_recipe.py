@@ -51,7 +51,7 @@ def pytorch_epoch_seconds(repeats: int = 3) -> float:
 
 
 def train_candidate(data_dir: str, settings: dict, seed: int) -> dict:
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     with tempfile.TemporaryDirectory() as out:
         result = train(

@@ -37,7 +37,7 @@ def test_a_checkpoint_written_before_the_layer_descriptions_still_loads():
 def test_the_library_and_the_cli_load_the_same_model(tmp_path):
     model = mlp([5, 7, 4], activation="gelu", seed=1, backend="cpu", dtype="float64")
     save_checkpoint(tmp_path / "m.npz", model, {"classes": ["a", "b", "c", "d"]})
-    from gpunn.predict_inputs import load_predictor
+    from gpunn.cli.predict_inputs import load_predictor
 
     via_cli, names = load_predictor(tmp_path / "m.npz", "cpu")
     via_library = Sequential.load(tmp_path / "m.npz", "cpu")

@@ -12,7 +12,7 @@ import pytest
 from idx_files import idx_bytes
 
 from gpunn.data import load_dataset
-from gpunn.training import train
+from gpunn.training.run import train
 
 
 def cli(*args):

@@ -17,7 +17,7 @@ from gpunn import parity
 from gpunn.backend import get_backend
 from gpunn.backend.cupy_backend import CupyBackend
 from gpunn.nn import Sequential
-from gpunn.training import train
+from gpunn.training.run import train
 
 pytestmark = pytest.mark.gpu
 

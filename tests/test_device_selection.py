@@ -105,7 +105,7 @@ def test_selection_does_not_write_environment(monkeypatch):
 
 def test_import_gpunn_does_not_import_cupy():
     code = (
-        "import sys, gpunn, gpunn.cli, gpunn.backend; gpunn.get_backend('cpu'); print('cupy' in sys.modules)"
+        "import sys, gpunn, gpunn.cli.main, gpunn.backend; gpunn.get_backend('cpu'); print('cupy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

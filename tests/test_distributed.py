@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gpunn.checkpoint import load_checkpoint
-from gpunn.training import train
+from gpunn.training.run import train
 
 pytest.importorskip("mpi4py", reason='mpi4py is not installed (pip install "gpunn[mpi]")')
 MPIEXEC = shutil.which("mpiexec")
@@ -192,7 +192,7 @@ def test_distributed_without_mpiexec_says_how_to_launch():
 
 def test_distributed_without_mpi4py_names_the_extra():
     code = (
-        "import sys; sys.modules['mpi4py'] = None; from gpunn.cli import main; "
+        "import sys; sys.modules['mpi4py'] = None; from gpunn.cli.main import main; "
         "sys.exit(main(['train', '--distributed', '--dataset', 'digits']))"
     )
     done = subprocess.run(
@@ -218,7 +218,7 @@ def test_nccl_allreduce_with_one_rank():
 
 BLAS_PROBE = """
 from threadpoolctl import threadpool_info
-from gpunn.distributed import start
+from gpunn.training.distributed import start
 job = start()
 pools = sorted({info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"})
 seen = job.comm.gather((job.blas_threads, pools))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.drawing import mnist_like
+from gpunn.cli.drawing import mnist_like
 
 
 def test_three_corner_dots_centre_by_mass_not_by_box():

@@ -7,7 +7,7 @@ import numpy as np
 from gpunn.backend import get_backend
 from gpunn.backend.counter_rng import random_bits, stream_key
 from gpunn.nn import Dense, Dropout, ReLU, Sequential, SoftmaxCrossEntropy
-from gpunn.training import train
+from gpunn.training.run import train
 
 DIGITS = dict(dataset="digits", batch_size=32, verbose=False, schedule="constant", lr=0.05)
 

@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 import gpunn
-from gpunn import cli, errors
+from gpunn import errors
+from gpunn.cli import main as cli
 from gpunn.errors import ConfigError, GpunnError
 
 PACKAGE = Path(gpunn.__file__).parent
@@ -30,12 +31,12 @@ def test_every_gpunn_error_class_lives_in_errors_py():
 
 
 def fail_info_with(exc, monkeypatch, capsys) -> tuple[int, str]:
-    import gpunn.info
+    import gpunn.cli.info
 
     def raise_it():
         raise exc
 
-    monkeypatch.setattr(gpunn.info, "info_lines", raise_it)
+    monkeypatch.setattr(gpunn.cli.info, "info_lines", raise_it)
     code = cli.main(["info"])
     return code, capsys.readouterr().err
 

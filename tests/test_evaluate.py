@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpunn.evaluate import count_correct, device_predictions, evaluate
 from gpunn.nn import Dense, Sequential
+from gpunn.training.evaluate import count_correct, device_predictions, evaluate
 
 LABELS = np.array([0, 0, 0, 1, 1, 2])
 PREDICTED = np.array([0, 0, 1, 1, 2, 2])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from test_train import gpunn_cli
 
+from gpunn.cli.export_onnx import build_onnx, export_onnx, input_contract
 from gpunn.data import load_dataset
-from gpunn.export_onnx import build_onnx, export_onnx, input_contract
 from gpunn.nn import mlp
-from gpunn.training import train
+from gpunn.training.run import train
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -11,7 +11,7 @@ import pytest
 from idx_files import idx_bytes, write
 
 from gpunn.checkpoint import load_model
-from gpunn.cli import main
+from gpunn.cli.main import main
 from gpunn.data import load_dataset
 from gpunn.data.sources import FILES
 from gpunn.errors import DataError
@@ -90,7 +90,7 @@ def test_a_names_file_that_does_not_fit_the_labels_is_refused(tmp_path):
 
 
 def test_chance_level_is_judged_against_the_number_of_classes():
-    from gpunn.stall import at_chance
+    from gpunn.training.stall import at_chance
 
     stuck_on_letters = {"loss": math.log(CLASSES), "train_accuracy": 1 / CLASSES}
     assert at_chance(stuck_on_letters, CLASSES)

@@ -48,8 +48,7 @@ def test_a_training_step_never_waits_for_the_device_nor_uploads(budget, config):
 
 @pytest.mark.gpu
 def test_a_stray_host_read_in_the_loop_is_counted(budget, monkeypatch):
-    from gpunn import train_loop
-
+    from gpunn.training import loop as train_loop
     real_step = train_loop.Loop._step
 
     def chatty(self, *args, **kwargs):

@@ -160,8 +160,8 @@ def test_nccl_that_did_not_load_is_reported_unavailable_with_the_package(cupy_wi
 
 
 def test_gpunn_info_does_not_claim_nccl(cupy_without_nccl, monkeypatch):
-    from gpunn import info
     from gpunn.backend import availability
+    from gpunn.cli import info
 
     monkeypatch.setattr(availability, "cuda_status", lambda index=0: (True, "1 CUDA device(s) visible"))
     monkeypatch.setattr(availability, "cuda_details", lambda: [])
@@ -231,7 +231,7 @@ def record(spec, dtype):
     sys.stdout.flush()
     return NumpyBackend(dtype)
 selection._backend_for = record
-from gpunn.cli import main
+from gpunn.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

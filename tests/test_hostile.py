@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from idx_files import idx_bytes
 
-from gpunn.cli import main
+from gpunn.cli.main import main
 from gpunn.errors import GpunnError
 
 TINY = ["--dataset", "digits", "--hidden", "16", "--batch-size", "64", "--quiet"]
@@ -43,7 +43,7 @@ def snapshot(*roots: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A finished 2-epoch digits run and a weights-only Model.save() file."""
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     root = tmp_path_factory.mktemp("runs")
     result = train(out=root / "done", dataset="digits", hidden=(16,), batch_size=64, epochs=2, verbose=False)
@@ -195,7 +195,7 @@ def test_resume_of_a_cuda_run_where_cuda_is_unusable_names_the_way_out(env, caps
 
 
 def test_default_names_are_unique(env):
-    from gpunn.runlock import default_run_folder
+    from gpunn.training.runlock import default_run_folder
 
     names = {default_run_folder("digits") for _ in range(5)}  # same second: -2, -3, ... suffixes
     assert len(names) == 5 and all(n.is_dir() for n in names)
@@ -206,7 +206,7 @@ def test_stale_temp_files_are_removed_on_resume_and_files_are_not_private(env):
     shutil.copytree(runs / "done", here / "r")
     stale = here / "r" / ".checkpoint.npz.abc123.tmp"  # what a SIGKILL mid-save leaves
     stale.write_bytes(b"partial")
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     old = os.umask(0o022)
     try:
@@ -590,7 +590,7 @@ def test_loss_stuck_at_chance_stops_the_run(env, capsys):
 
 
 def test_default_lr_scales_down_with_small_batches():
-    from gpunn.config import TrainConfig
+    from gpunn.training.config import TrainConfig
 
     assert TrainConfig.from_recipe(batch_size=16).lr == pytest.approx(0.2 * 16 / 128)
     assert TrainConfig.from_recipe(batch_size=512).lr == 0.2
@@ -619,7 +619,7 @@ API = [
 
 @pytest.mark.parametrize("kwargs, needle", API, ids=[str(k) for k, _ in API])
 def test_python_api_names_keywords(env, kwargs, needle):
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     with pytest.raises(GpunnError) as info:
         train(**{"out": "r", "dataset": "digits", "epochs": 1, "verbose": False, **kwargs})
@@ -627,7 +627,7 @@ def test_python_api_names_keywords(env, kwargs, needle):
 
 
 def test_python_api_resume_elsewhere_names_keywords(env):
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     runs, _ = env
     with pytest.raises(GpunnError, match="resume= continues the run") as info:
@@ -636,7 +636,7 @@ def test_python_api_resume_elsewhere_names_keywords(env):
 
 
 def test_python_api_takes_numpy_numbers(env):
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     result = train(
         out="r",

@@ -11,14 +11,14 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) is not installed")
 
-from gpunn.pictures import (  # noqa: E402
+from gpunn.cli.pictures import (  # noqa: E402
     CONFUSION_CMAP,
     confusion_figure,
     mistakes_figure,
     most_confident_mistakes,
     weights_figure,
 )
-from gpunn.training import train  # noqa: E402
+from gpunn.training.run import train  # noqa: E402
 
 
 def cli(*args):

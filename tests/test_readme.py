@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpunn.config import RENAMED_RECIPES
+from gpunn.training.config import RENAMED_RECIPES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from gpunn import cli
-from gpunn.config import setting_choices
+from gpunn.cli import main as cli
 from gpunn.data.sources import SOURCES
 from gpunn.nn import Param
 from gpunn.nn.init import get_initializer
 from gpunn.nn.layers import Layer, activation
 from gpunn.nn.optim import make_optimizer
-from gpunn.schedules import lr_at
+from gpunn.training.config import setting_choices
+from gpunn.training.schedules import lr_at
 
 CHOICES = setting_choices()
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gpunn.schedules import SCHEDULES, lr_at
+from gpunn.training.schedules import SCHEDULES, lr_at
 
 BASE = 0.4
 TOTAL = 100

@@ -16,10 +16,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from gpunn.drawing import mnist_like
+from gpunn.cli.drawing import mnist_like
+from gpunn.cli.serve import MAX_BODY, Predictor, make_server
 from gpunn.errors import GpunnError
 from gpunn.nn.model import mlp
-from gpunn.serve import MAX_BODY, Predictor, make_server
 
 # a model whose answer follows from the math: zero weights, biases log(p) -> softmax gives p for any image
 P = np.array([0.05, 0.02, 0.03, 0.40, 0.05, 0.05, 0.05, 0.30, 0.03, 0.02])

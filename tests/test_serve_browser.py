@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpunn.drawing import mnist_like
+from gpunn.cli.drawing import mnist_like
 from gpunn.nn.model import mlp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

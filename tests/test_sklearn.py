@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from gpunn.data import load_dataset
 from gpunn.nn.step import train_step
 from gpunn.sklearn import MLPClassifier, MLPRegressor
-from gpunn.training import train
+from gpunn.training.run import train
 
 FLOAT32_SAMPLE_WEIGHTS = {
     name: "in float32, a row of weight 2 and the same row twice round differently by more than the check's "

@@ -8,9 +8,9 @@ import pytest
 from test_train import gpunn_cli
 from threadpoolctl import threadpool_limits
 
-from gpunn.config import ConfigError
-from gpunn.sweep import run_sweep
-from gpunn.sweep_parallel import cores
+from gpunn.cli.sweep import run_sweep
+from gpunn.cli.sweep_parallel import cores
+from gpunn.training.config import ConfigError
 
 GRID = {"dataset": ["digits"], "epochs": [2], "lr": [0.05, 0.2], "activation": ["relu", "tanh"]}
 TIMING = ("seconds", "samples_per_second")

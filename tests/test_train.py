@@ -17,10 +17,10 @@ import pytest
 
 from gpunn.backend import parse_device
 from gpunn.checkpoint import load_checkpoint
-from gpunn.config import ConfigError
 from gpunn.errors import CheckpointError, RunFolderError, TrainingDivergedError
 from gpunn.nn.model import Sequential
-from gpunn.training import train
+from gpunn.training.config import ConfigError
+from gpunn.training.run import train
 
 DIGITS = dict(dataset="digits", batch_size=32, verbose=False)
 
@@ -159,8 +159,7 @@ def test_a_pickled_npz_is_refused(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from gpunn import train_loop
-
+    from gpunn.training import loop as train_loop
     real_step = train_loop.Loop._step
     calls = {"n": 0}
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from gpunn.config import TrainConfig
 from gpunn.errors import CheckpointError
-from gpunn.training_state import TrainingState
+from gpunn.training.config import TrainConfig
+from gpunn.training.state import TrainingState
 
 
 def mid_epoch_state() -> TrainingState:

@@ -9,12 +9,12 @@ import pytest
 from test_train import gpunn_cli
 
 from gpunn.checkpoint import load_checkpoint
-from gpunn.config import ConfigError
 from gpunn.data import load_dataset
-from gpunn.evaluate import loss_and_correct
 from gpunn.nn.model import Sequential
-from gpunn.training import train
-from gpunn.validation_split import split_validation
+from gpunn.training.config import ConfigError
+from gpunn.training.evaluate import loss_and_correct
+from gpunn.training.run import train
+from gpunn.training.validation_split import split_validation
 
 DIGITS = dict(dataset="digits", batch_size=32, verbose=False, dtype="float64", schedule="constant")
 

@@ -1,6 +1,6 @@
 """Summing one flat buffer across ranks: MPI on host arrays, NCCL on CuPy arrays (no host round trip).
 
-The device-specific part of data parallelism lives here; gpunn/distributed.py is written against it.
+The device-specific part of data parallelism lives here; gpunn/training/distributed.py is written against it.
 """
 
 from __future__ import annotations

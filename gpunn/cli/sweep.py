@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from gpunn.config import ConfigError, TrainConfig, parse_hidden
 from gpunn.errors import RunFolderError, TrainingDivergedError, TrainingStalledError, cli_message
-from gpunn.runlock import claim, unique_folder
+from gpunn.training.config import ConfigError, TrainConfig, parse_hidden
+from gpunn.training.runlock import claim, unique_folder
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class SweepRow(NamedTuple):
 
 def run_one(run: SweepRun, common: dict, verbose: bool = False) -> SweepRow:
     """Train one combination; its table row."""
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     try:
         result = train(out=run.out, verbose=verbose, **common, **run.settings)
@@ -114,7 +114,7 @@ def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recip
         runs = [runs[index - 1]]
     common = dict(device=device, dtype=dtype, data_dir=data_dir, recipe=recipe)
     if jobs > 1 and len(runs) > 1:
-        from gpunn.sweep_parallel import run_parallel
+        from gpunn.cli.sweep_parallel import run_parallel
 
         rows = run_parallel(runs, jobs, common)
     else:
@@ -126,8 +126,8 @@ def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recip
     finished = [r for r in rows if r.failure is None]
     if index is not None or not finished:
         return rows  # one array task of many: the others' runs are not there to plot
+    from gpunn.cli.plot import plot_runs
     from gpunn.errors import GpunnError
-    from gpunn.plot import plot_runs
 
     try:
         print(plot_runs([r.folder for r in finished], out / "sweep.png", labels=[r.label for r in finished]))

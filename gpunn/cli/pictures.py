@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpunn.cli.plot import pyplot, save_png
 from gpunn.errors import GpunnError
-from gpunn.plot import pyplot, save_png
 
 CONFUSION_CMAP = "Blues"
 WEIGHTS_CMAP = "RdBu_r"  # diverging: red positive, blue negative, white zero

@@ -1,6 +1,6 @@
 """`gpunn serve`: a local page to draw a digit and watch the model's guesses (standard library HTTP server).
 
-GET / gives the page (gpunn/static/draw.html). POST /predict takes JSON {"width", "height", "ink"}, where
+GET / gives the page (gpunn/cli/static/draw.html). POST /predict takes JSON {"width", "height", "ink"}, where
 "ink" is base64 of width*height bytes (0 paper .. 255 ink), and answers the top 3 and all probabilities
 plus the 28x28 image the model saw (drawing.mnist_like), predicted through the model's predict_proba, on
 the model's device. A bad request gets a 4xx JSON {"error": ...} and one log line; the server keeps going.
@@ -19,9 +19,9 @@ from importlib import resources
 
 import numpy as np
 
-from gpunn.drawing import FIELD, mnist_like
+from gpunn.cli.drawing import FIELD, mnist_like
+from gpunn.cli.predict_inputs import top_classes
 from gpunn.errors import GpunnError
-from gpunn.predict_inputs import top_classes
 
 MAX_BODY = 512 * 1024  # bytes; a 512x512 drawing is ~350 KB of base64
 MAX_SIDE = 512
@@ -35,7 +35,7 @@ class BadRequest(Exception):
 
 
 def page() -> bytes:
-    return resources.files("gpunn").joinpath("static/draw.html").read_bytes()
+    return resources.files("gpunn.cli").joinpath("static/draw.html").read_bytes()
 
 
 def decode_drawing(body: bytes) -> np.ndarray:
@@ -169,7 +169,7 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000,
 
 def serve(checkpoint_path, device: str | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the page until Ctrl-C; the first line printed is the page's address."""
-    from gpunn.predict_inputs import load_predictor
+    from gpunn.cli.predict_inputs import load_predictor
 
     predictor = Predictor(*load_predictor(checkpoint_path, device))
     with make_server(predictor, host, port) as server:

@@ -21,7 +21,7 @@ def info_lines() -> list[str]:
         "backends:",
         *device_lines(),
     ]
-    from gpunn.distributed import mpi_status
+    from gpunn.training.distributed import mpi_status
 
     mpi_ok, mpi_why = mpi_status()
     lines.append(f"distributed: MPI {'available' if mpi_ok else 'unavailable'} ({mpi_why}); {collective_line()}")

@@ -6,8 +6,8 @@ ranks on the host, one small sum per measurement.
 
 from __future__ import annotations
 
-from gpunn.evaluate import count_correct, loss_and_correct
-from gpunn.train_ranks import Ranks
+from gpunn.training.evaluate import count_correct, loss_and_correct
+from gpunn.training.ranks import Ranks
 
 
 class Evaluator:

@@ -11,7 +11,7 @@ from gpunn.errors import ConfigError, Options
 from gpunn.nn.init import INITIALIZERS
 from gpunn.nn.layers import ACTIVATIONS
 from gpunn.nn.optim import OPTIMIZERS
-from gpunn.schedules import SCHEDULES
+from gpunn.training.schedules import SCHEDULES
 
 # "default" is our best recipe for 784-128-64-10 (see README for its measured accuracy);
 # "classic" is the from-scratch textbook recipe, reproduced exactly: He init, SGD lr 0.1, batch 128,
@@ -48,7 +48,7 @@ RENAMED_RECIPES = {"seed": "classic"}
 
 # The default recipe's lr was tuned for batch 128; a smaller batch given without an lr gets the lr scaled
 # down in proportion (the linear scaling rule): lr 0.2 at batch 16 kills the ReLUs in the first steps and
-# the run sits at chance level (see gpunn/stall.py). Larger batches keep the tuned lr (scaling up diverges).
+# the run sits at chance level (see gpunn/training/stall.py). Larger batches keep the tuned lr (scaling up diverges).
 LR_TUNED_FOR_BATCH = {"default": 128}
 
 
@@ -120,7 +120,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check every field; numbers become plain Python numbers (NumPy scalars are welcome)."""
-        from gpunn.validate import check_settings
+        from gpunn.training.validate import check_settings
 
         # the dataset may also be a folder of IDX files: checked by _dataset below, not as a name
         choices = {k: v for k, v in setting_choices().items() if k != "dataset"}
@@ -133,7 +133,7 @@ class TrainConfig:
 def _dataset(value) -> str:
     """A dataset name, or a folder of IDX files (kept absolute, so a resume from elsewhere finds it)."""
     from gpunn.data.datasets import is_folder_dataset
-    from gpunn.validate import fail
+    from gpunn.training.validate import fail
 
     if value in DATASET_NAMES:
         return value

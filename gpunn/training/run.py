@@ -1,5 +1,5 @@
 """Training: `train()` resolves the settings, claims the run folder, loads the data, builds (or restores)
-the model and hands a TrainingState to the epoch loop (gpunn/train_loop.py)."""
+the model and hands a TrainingState to the epoch loop (gpunn/training/loop.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpunn import validate
 from gpunn.atomic import write_text
 from gpunn.backend import parse_device, requested_device, requested_dtype, select, select_for_local_rank
 from gpunn.checkpoint import architecture_summary, load_checkpoint
-from gpunn.config import ConfigError, TrainConfig
 from gpunn.data import load_dataset, provenance
 from gpunn.errors import (
     DataError,
@@ -25,14 +23,16 @@ from gpunn.errors import (
 )
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
-from gpunn.runlock import claim, default_run_folder, remove_stale_temp_files
-from gpunn.train_eval import Evaluator
-from gpunn.train_loop import Loop, TrainingBatches
-from gpunn.train_ranks import Ranks
-from gpunn.train_report import Reporter
-from gpunn.train_store import BEST, CHECKPOINT, RunStore
-from gpunn.training_state import TrainingState
-from gpunn.validation_split import split_validation
+from gpunn.training import validate
+from gpunn.training.config import ConfigError, TrainConfig
+from gpunn.training.evaluator import Evaluator
+from gpunn.training.loop import Loop, TrainingBatches
+from gpunn.training.ranks import Ranks
+from gpunn.training.report import Reporter
+from gpunn.training.runlock import claim, default_run_folder, remove_stale_temp_files
+from gpunn.training.state import TrainingState
+from gpunn.training.store import BEST, CHECKPOINT, RunStore
+from gpunn.training.validation_split import split_validation
 
 __all__ = ["BEST", "CHECKPOINT", "TrainResult", "train"]
 
@@ -85,13 +85,12 @@ def train(
 
     `resume=OUT` continues the run saved in OUT (its settings and, unless `device` is given, its device;
     only `epochs` may be raised).
-    `distributed=True` runs data-parallel under mpiexec (see gpunn/distributed.py).
+    `distributed=True` runs data-parallel under mpiexec (see gpunn/training/distributed.py).
     """
     kwargs = dict(out=out, resume=resume, device=device, dtype=dtype, data_dir=data_dir, verbose=verbose)
     if not distributed:
         return _train(config, job=None, **kwargs, **overrides)
-    from gpunn import distributed as mpi
-
+    from gpunn.training import distributed as mpi
     job = mpi.start()
     try:
         return _train(config, job=job, **kwargs, **overrides)
@@ -192,7 +191,7 @@ def _select_backend(request: _Request, saved: TrainingState | None, job):
         device = "cuda" if job is not None and spec.kind == "cuda" else saved.device
     try:
         if job is not None:
-            from gpunn.distributed import local_placement
+            from gpunn.training.distributed import local_placement
 
             selection = select_for_local_rank(device, dtype, *local_placement(job.comm))  # a GPU per rank
         else:
@@ -249,7 +248,7 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
     backend = selection.backend
     dist = None
     if job is not None:
-        from gpunn.distributed import Distributed
+        from gpunn.training.distributed import Distributed
 
         dist = Distributed(job, backend)
     ranks = Ranks(dist)

@@ -18,13 +18,13 @@ from gpunn.errors import Options, TrainingDivergedError, TrainingStalledError
 from gpunn.nn.losses import SoftmaxCrossEntropyTotals, checked_labels
 from gpunn.nn.model import Sequential
 from gpunn.nn.step import train_step
-from gpunn.schedules import lr_at
-from gpunn.stall import chance_level_message
-from gpunn.train_eval import Evaluator
-from gpunn.train_ranks import Ranks
-from gpunn.train_report import Reporter
-from gpunn.train_store import RunStore
-from gpunn.training_state import TrainingState
+from gpunn.training.evaluator import Evaluator
+from gpunn.training.ranks import Ranks
+from gpunn.training.report import Reporter
+from gpunn.training.schedules import lr_at
+from gpunn.training.stall import chance_level_message
+from gpunn.training.state import TrainingState
+from gpunn.training.store import RunStore
 
 
 class SignalCatcher:

@@ -10,7 +10,7 @@ STOP_CHECK_EVERY = 32  # where device reads are a sync (a GPU), ranks read the s
 
 
 class Ranks:
-    """`dist` is a gpunn.distributed.Distributed, or None for a run in one process."""
+    """`dist` is a gpunn.training.distributed.Distributed, or None for a run in one process."""
 
     def __init__(self, dist=None):
         self.dist = dist

@@ -10,7 +10,7 @@ from pathlib import Path
 from gpunn.atomic import write_text
 from gpunn.checkpoint import save_checkpoint
 from gpunn.errors import Options, TrainingInterrupted, flag_name
-from gpunn.training_state import TrainingState
+from gpunn.training.state import TrainingState
 
 CHECKPOINT = "checkpoint.npz"
 BEST = "best.npz"  # the weights of the epoch with the lowest validation loss (with --val-size)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.config import ConfigError
 from gpunn.data.datasets import Dataset
+from gpunn.training.config import ConfigError
 
 
 def split_validation(train_set: Dataset, val_size: int, seed: int) -> tuple[Dataset, Dataset]:

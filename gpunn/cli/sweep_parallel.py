@@ -28,7 +28,7 @@ def _limit_blas_threads(threads: int) -> None:
 def run_parallel(runs: list, jobs: int, common: dict) -> list:
     """Rows in combination order; a line as each run finishes. A run that diverges or stalls is a failed
     row (see sweep.SweepRow); any other error stops the sweep."""
-    from gpunn.sweep import run_one
+    from gpunn.cli.sweep import run_one
 
     jobs = min(jobs, len(runs))
     threads = max(1, cores() // jobs)

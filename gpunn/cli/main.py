@@ -40,14 +40,14 @@ def _setting(flag: str) -> str:
 
 def _help_with_choices(key: str, text: str) -> str:
     """A flag's help, ending with the names its registry accepts (validation refuses any other)."""
-    from gpunn.config import setting_choices
+    from gpunn.training.config import setting_choices
 
     names = setting_choices().get(key)
     return f"{text}: {' | '.join(names)}" if names else text
 
 
 def _recipe_help() -> str:
-    from gpunn.config import RECIPES
+    from gpunn.training.config import RECIPES
 
     return "; ".join(
         f"{name} ({r['optimizer']} lr {r['lr']:g}, batch {r['batch_size']}, {r['epochs']} epochs, "
@@ -64,14 +64,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from gpunn.info import info_lines
+    from gpunn.cli.info import info_lines
 
     print("\n".join(info_lines()))
     return 0
 
 
 def _train_settings(args: argparse.Namespace) -> dict:
-    from gpunn.config import parse_hidden
+    from gpunn.training.config import parse_hidden
 
     settings = {_setting(flag): getattr(args, _setting(flag)) for flag, _, _ in TRAIN_FLAGS}
     if settings["hidden"] is not None:
@@ -80,7 +80,7 @@ def _train_settings(args: argparse.Namespace) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gpunn.training import train
+    from gpunn.training.run import train
 
     train(
         out=args.out,
@@ -100,7 +100,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gpunn.checkpoint import load_checkpoint, model_from_checkpoint
     from gpunn.data import load_dataset, provenance
     from gpunn.errors import CheckpointError
-    from gpunn.evaluate import evaluate
+    from gpunn.training.evaluate import evaluate
 
     checkpoint = load_checkpoint(args.checkpoint)
     trained_on = checkpoint.header.get("config", {}).get("dataset", "mnist")
@@ -122,14 +122,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     evaluation = evaluate(model, data.features, data.labels, data.n_classes)
     print("\n".join(evaluation.lines(data.class_names)))
     if args.plot:
-        from gpunn.pictures import write_evaluation_pictures
+        from gpunn.cli.pictures import write_evaluation_pictures
 
         print("\n".join(write_evaluation_pictures(model, data, evaluation.confusion, args.checkpoint)))
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from gpunn.predict_inputs import load_predictor, read_inputs, top_classes
+    from gpunn.cli.predict_inputs import load_predictor, read_inputs, top_classes
 
     model, names = load_predictor(args.checkpoint, args.device)
     if not 1 <= args.top <= len(names):
@@ -156,7 +156,7 @@ def _grid_value(flag: str, kind, text: str):
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from gpunn.sweep import run_sweep
+    from gpunn.cli.sweep import run_sweep
 
     grid = {}
     for flag, kind, _ in TRAIN_FLAGS:
@@ -183,7 +183,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from gpunn.export_onnx import export_onnx
+    from gpunn.cli.export_onnx import export_onnx
 
     path, contract = export_onnx(args.checkpoint, args.onnx, args.input_dtype, args.input_shape)
     shape = "x".join(map(str, contract["shape"]))
@@ -194,10 +194,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from gpunn.plot import plot_runs
+    from gpunn.cli.plot import plot_runs
 
     if args.weights:
-        from gpunn.pictures import write_weights_pictures
+        from gpunn.cli.pictures import write_weights_pictures
 
         print("\n".join(write_weights_pictures(args.runs, args.output)))
         return 0
@@ -206,7 +206,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from gpunn.serve import serve
+    from gpunn.cli.serve import serve
 
     serve(args.checkpoint, args.device, args.host, args.port)
     return 0

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from gpunn.backend import parse_device
-from gpunn.config import TrainConfig
 from gpunn.errors import CheckpointError, GpunnError
 from gpunn.rng import host_rng
+from gpunn.training.config import TrainConfig
 
 # the keys every run checkpoint has had since the first version; without them a file holds weights only
 REQUIRED = ("config", "epoch", "step_in_epoch", "loss_sum", "correct", "history", "rng_state")
