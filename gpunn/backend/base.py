@@ -284,7 +284,7 @@ class Backend:
         self.check(grad)
         return self.xp.sum(grad, axis=0)
 
-    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum, column_sums_out=None):
+    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum, *, column_sums_out=None):
         """A training step's loss on integer labels: softmax_cross_entropy_counted against their one-hot rows, then
         add_to_totals of the batch; returns (loss, grad, correct, new loss_sum, new correct_sum, column sums of
         grad), the totals given left as they were. A GPU does it all in one launch.

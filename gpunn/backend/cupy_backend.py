@@ -5,7 +5,7 @@ current in the calling thread: a cuda:1 backend never disturbs a cuda:0 one, and
 
 On a GPU this model is launch-bound, so a few primitives are fused into single CuPy ElementwiseKernels
 (the batch gather with its scaling and labels, the bias add with its ReLU, ReLU and its backward, softmax cross-entropy
-with its gradient, correct-count and epoch totals, the whole-model optimizer updates on the flat buffers; sources in kernels.py). The
+with its gradient, correct-count, epoch totals and column sums, the whole-model optimizer updates on the flat buffers; sources in kernels.py). The
 reference versions in gpunn/backend/base.py stay the specification; tests/test_backend_parity.py compares
 each override with them under the `gpu` marker.
 """
@@ -230,7 +230,7 @@ class CupyBackend(Backend):
         self._kernels["batch_totals"](loss_rows, hits, rows, loss, correct, size=1)
         return loss, grad, correct
 
-    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum, column_sums_out=None):
+    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum, *, column_sums_out=None):
         """Loss, gradient, correct count, the epoch's new totals and the gradient's column sums (into
         column_sums_out when given) from one launch (the reference takes ~20)."""
         self.check(logits, labels, loss_sum, correct_sum)
