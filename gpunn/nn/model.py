@@ -61,7 +61,7 @@ class Sequential:
         for layer, fused in self._stages():
             x, backprop = layer.begin_update_relu(x) if fused else layer.begin_update(x, step, first_row)
             backprops.append(backprop)
-        output_is_dense = isinstance(self.layers[-1], Dense)
+        output_is_dense = bool(self.layers) and isinstance(self.layers[-1], Dense)
 
         def backprop_all(grad, output_bias_grad=None):
             for index, backprop in enumerate(reversed(backprops)):
