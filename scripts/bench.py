@@ -84,7 +84,8 @@ def gpunn_epoch(device: str, x, y):
         for start in range(0, n, BATCH):
             rows = order[start : min(start + BATCH, n)]
             x_batch, labels = backend.gather_batch(x_dev, y_dev, rows)
-            loss = SoftmaxCrossEntropyTotals(loss_sum, correct)  # the loss adds the epoch's totals up
+            # the loss adds the epoch's totals up and writes the output bias's gradient, as in gpunn train
+            loss = SoftmaxCrossEntropyTotals(loss_sum, correct, column_sums_into=model.output_bias_grad)
             train_step(model, opt, x_batch, labels, loss=loss, labels=labels)
             loss_sum, correct = loss.totals
         backend.to_host(loss_sum), backend.to_host(correct)  # the epoch's synchronisation, as in gpunn train

@@ -29,6 +29,12 @@ def _inputs(rng):
         "linear": ((x, w, b), {}),
         "linear_backward": ((x, w, grad), {"need_input_grad": True}),
         "linear_backward[out]": ((x, w, grad, False), {"out": (np.zeros((12, 7)), np.zeros(7))}),
+        "linear_backward[bias_grad]": (
+            (x, w, grad, False),
+            {"out": (np.zeros((12, 7)), np.zeros(7)), "bias_grad": b},
+        ),
+        "column_sums": ((grad,), {}),
+        "column_sums[out]": ((grad,), {"out": np.zeros(7)}),
         "relu": ((y,), {}),
         "linear_relu": ((x, w, b), {}),
         "relu_linear_backward": ((x, w, grad, y), {"need_input_grad": True}),
@@ -45,6 +51,11 @@ def _inputs(rng):
         "gather_images": ((images, rng.integers(0, 20, 16)), {}),
         "gather_batch": ((images, rng.integers(0, 7, 20), rng.integers(0, 20, 16)), {}),
         "softmax_cross_entropy_totals": ((y * 5, labels, KeepDtype(np.array(1.5)), np.array(3)), {}),
+        # the column sums written into the output bias's gradient view (the reference returns a new array)
+        "softmax_cross_entropy_totals[out]": (
+            (y * 5, labels, KeepDtype(np.array(1.5)), np.array(3)),
+            {"column_sums_out": np.zeros(7)},
+        ),
         # labels outside [0, classes): a zero target row, never correct (and no read out of bounds)
         "softmax_cross_entropy_totals[out of range]": (
             (
@@ -110,6 +121,31 @@ def test_override_matches_reference(device, name, dtype, rtol):
 
 def test_numpy_backend_overrides_something():
     assert any(_overridden(get_backend("cpu"), name) for name in PRIMITIVES)
+
+
+def test_the_loss_writes_its_column_sums_where_it_is_told(device):
+    """softmax_cross_entropy_totals' column sums are grad's, added in row order (bit-equal in float32), and
+    land in the view given as column_sums_out, which an in-place backend returns as it is: the output bias's
+    gradient view, so the last Dense takes them without a copy; the rest of the buffer is not touched."""
+    backend = get_backend(device, "float32")
+    rng = np.random.default_rng(4)
+    logits, labels = rng.standard_normal((37, 10)) * 5, rng.integers(0, 10, 37)
+    flat = backend.zeros((25,))
+    view = flat[5:15]
+    totals = (backend.from_host(np.array(0.0), dtype="float64"), backend.from_host(np.array(0)))
+    _, grad, _, _, _, sums = backend.softmax_cross_entropy_totals(
+        backend.from_host(logits), backend.from_host(labels), *totals, column_sums_out=view
+    )
+    want = np.zeros(10, dtype=np.float32)
+    for row in backend.to_host(grad):
+        want += row
+    np.testing.assert_array_equal(backend.to_host(sums), want)
+    assert np.abs(want).max() > 1e-3  # rows' gradients do not cancel to nothing here
+    if backend.writes_in_place:
+        assert sums is view
+        host = backend.to_host(flat)
+        np.testing.assert_array_equal(host[5:15], want)
+        assert not host[:5].any() and not host[15:].any()
 
 
 SPARSE_PRIMITIVES = ("sparse_from_host", "sparse_linear", "sparse_weight_grad")

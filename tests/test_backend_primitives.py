@@ -152,10 +152,10 @@ def test_softmax_cross_entropy_totals_add_batch_after_batch_by_hand(backend64):
     z1, labels1 = np.array([[2.0, 0, 0], [0, 1.0, 0], [0, 0, 3.0]]), np.array([0, 2, 2])
     z2, labels2 = np.array([[1.0, 2.0, 0], [0, 0, 1.0]]), np.array([1, 3])
     start = (b.from_host(np.array(0.5), dtype="float64"), b.from_host(np.array(4)))
-    loss1, grad1, correct1, *after1 = b.softmax_cross_entropy_totals(
+    loss1, grad1, correct1, *after1, sums1 = b.softmax_cross_entropy_totals(
         b.from_host(z1), b.from_host(labels1), *start
     )
-    loss2, _, correct2, *after2 = b.softmax_cross_entropy_totals(
+    loss2, _, correct2, *after2, sums2 = b.softmax_cross_entropy_totals(
         b.from_host(z2), b.from_host(labels2), *after1
     )
 
@@ -173,6 +173,13 @@ def test_softmax_cross_entropy_totals_add_batch_after_batch_by_hand(backend64):
     assert [b.to_scalar(correct1), b.to_scalar(correct2)] == [2, 1]
     np.testing.assert_allclose(
         b.to_host(grad1), (np.exp(log_softmax(z1)) - np.eye(3)[labels1]) / 3, atol=1e-15
+    )
+    # the gradient's column sums (the output bias's gradient): softmax mass minus label counts, over rows
+    np.testing.assert_allclose(
+        b.to_host(sums1), (np.exp(log_softmax(z1)).sum(axis=0) - [1, 0, 2]) / 3, atol=1e-15
+    )
+    np.testing.assert_allclose(
+        b.to_host(sums2), (np.exp(log_softmax(z2)).sum(axis=0) - [0, 1, 0]) / 2, atol=1e-15
     )
     assert b.to_scalar(after2[0]) == pytest.approx(0.5 + 3 * want1 + 2 * want2, rel=1e-12)
     assert b.to_scalar(after2[1]) == 4 + 2 + 1

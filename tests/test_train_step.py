@@ -7,6 +7,7 @@ import pytest
 
 from gpunn.backend import get_backend
 from gpunn.nn import SGD, Adam, make_optimizer, mlp
+from gpunn.nn.losses import SoftmaxCrossEntropyTotals
 from gpunn.nn.step import train_step
 
 SIZES = [6, 5, 4, 3]
@@ -51,6 +52,38 @@ def test_the_gradient_is_the_backward_pass_of_each_layer(backend64):
     flat = b.to_host(model.buffer.collect_gradient())
     assert flat.shape == (model.num_parameters() + 1,)
     np.testing.assert_array_equal(flat[:-1], np.concatenate([g.ravel() for g in per_param]))
+
+
+def test_the_output_bias_takes_the_loss_column_sums_with_every_gradient_unchanged(backend):
+    """train_step hands the totals loss's column sums (written into the output bias's gradient view) to the
+    last Dense as its bias gradient: the step's gradients are bit-equal to a backward pass that sums the bias
+    itself, and that layer's gradient is the loss's array, still the flat buffer's view where it is written
+    in place (nothing to gather or copy)."""
+    x, _, host_labels = batch(backend, seed=5, rows=9)
+    labels = backend.from_host(host_labels)
+
+    def fresh():
+        model = mlp(SIZES, backend=backend, seed=3)
+        totals = (backend.from_host(np.array(0.0), dtype="float64"), backend.from_host(np.array(0)))
+        return model, SoftmaxCrossEntropyTotals(*totals, column_sums_into=model.output_bias_grad)
+
+    model, loss = fresh()
+    seen = {}
+
+    def hook(buffer):
+        seen["gradient"] = backend.to_host(buffer.gradient)
+        return True
+
+    train_step(model, SGD(0.1), x, labels, loss=loss, labels=labels, gradient_hook=hook)
+    if backend.writes_in_place:  # (a functional backend gathers its gradients into a new buffer instead)
+        assert model.layers[-1].bias.grad is loss.column_sums is loss.column_sums_into
+
+    plain, plain_loss = fresh()
+    outputs, backprop = plain.begin_update(x)
+    backprop(plain_loss.with_correct(backend, outputs, labels, labels)[1])  # no column sums handed over
+    want = backend.to_host(plain.buffer.collect_gradient())[:-1]
+    np.testing.assert_array_equal(seen["gradient"], want)
+    assert np.abs(want[-SIZES[-1] :]).max() > 1e-3  # the output bias's gradient is not trivially zero
 
 
 def test_a_hook_that_says_stop_skips_the_update(backend):

@@ -205,15 +205,17 @@ class Backend:
         """relu(linear(x, weight, bias)): a Dense layer followed by a ReLU, which a GPU does in one epilogue."""
         return self.relu(self.linear(x, weight, bias))
 
-    def linear_backward(self, x, weight, grad, need_input_grad: bool = True, out=None):
+    def linear_backward(self, x, weight, grad, need_input_grad: bool = True, out=None, bias_grad=None):
         """Gradients of x @ W + b: (dx or None, dW = x.T @ grad, db = sum(grad)).
 
         out: optional (dW, db) destinations (views of the model's flat gradient buffer) that a backend which
         writes in place fills and returns; the reference, like any functional backend, returns new arrays.
+        bias_grad: db when the caller already has it (the loss summed its gradient's columns): returned as
+        it is, not computed again.
         """
         self.check(x, weight, grad)
         grad_weight = self.xp.matmul(x.T, grad)
-        grad_bias = self.xp.sum(grad, axis=0)
+        grad_bias = self.column_sums(grad) if bias_grad is None else bias_grad
         grad_input = self.xp.matmul(grad, weight.T) if need_input_grad else None
         return grad_input, grad_weight, grad_bias
 
@@ -276,10 +278,19 @@ class Backend:
         loss, grad = self.softmax_cross_entropy(logits, targets)
         return loss, grad, self.count_correct(logits, labels)
 
-    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum):
+    def column_sums(self, grad, out=None):
+        """sum(grad, axis=0) in grad's dtype: a Dense layer's bias gradient. out: a destination that a backend
+        which writes in place fills and returns (the reference returns a new array)."""
+        self.check(grad)
+        return self.xp.sum(grad, axis=0)
+
+    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum, *, column_sums_out=None):
         """A training step's loss on integer labels: softmax_cross_entropy_counted against their one-hot rows, then
-        add_to_totals of the batch; returns (loss, grad, correct, new loss_sum, new correct_sum), the totals given
-        left as they were. A GPU does it all in one launch.
+        add_to_totals of the batch; returns (loss, grad, correct, new loss_sum, new correct_sum, column sums of
+        grad), the totals given left as they were. A GPU does it all in one launch.
+
+        The column sums are the output layer's bias gradient, so that layer need not sum again;
+        column_sums_out: where to write them (the bias's view of the flat gradient buffer), see column_sums.
 
         A label outside [0, classes) is a zero target row (as one_hot makes it) and never correct; nothing here
         checks the range, which would read back from the device: callers check their labels once, on the host.
@@ -287,7 +298,7 @@ class Backend:
         targets = self.one_hot(labels, logits.shape[1])
         loss, grad, correct = self.softmax_cross_entropy_counted(logits, targets, labels)
         totals = self.add_to_totals(loss_sum, correct_sum, loss, correct, logits.shape[0])
-        return (loss, grad, correct, *totals)
+        return (loss, grad, correct, *totals, self.column_sums(grad, out=column_sums_out))
 
     def add_to_totals(self, loss_sum, correct_sum, loss, correct, rows: int):
         """An epoch's running totals after one batch: (loss_sum + float64(loss) * rows, correct_sum + correct).

@@ -5,7 +5,7 @@ current in the calling thread: a cuda:1 backend never disturbs a cuda:0 one, and
 
 On a GPU this model is launch-bound, so a few primitives are fused into single CuPy ElementwiseKernels
 (the batch gather with its scaling and labels, the bias add with its ReLU, ReLU and its backward, softmax cross-entropy
-with its gradient, correct-count and epoch totals, the whole-model optimizer updates on the flat buffers; sources in kernels.py). The
+with its gradient, correct-count, epoch totals and column sums, the whole-model optimizer updates on the flat buffers; sources in kernels.py). The
 reference versions in gpunn/backend/base.py stay the specification; tests/test_backend_parity.py compares
 each override with them under the `gpu` marker.
 """
@@ -120,13 +120,16 @@ class CupyBackend(Backend):
 
     writes_in_place = True
 
-    def linear_backward(self, x, weight, grad, need_input_grad=True, out=None):
-        """The reference's GEMMs, written straight into the flat gradient buffer's views when given."""
+    column_sums = NumpyBackend.column_sums
+
+    def linear_backward(self, x, weight, grad, need_input_grad=True, out=None, bias_grad=None):
+        """The reference's GEMMs, written straight into the flat gradient buffer's views when given (a given
+        bias_grad, the loss kernel's column sums, costs no launch)."""
         self.check(x, weight, grad)
         cp = self.xp
         grad_weight, grad_bias = out if out is not None else (None, None)
         grad_weight = cp.matmul(x.T, grad, out=grad_weight)
-        grad_bias = cp.sum(grad, axis=0, out=grad_bias)
+        grad_bias = self.column_sums(grad, out=grad_bias) if bias_grad is None else bias_grad
         grad_input = cp.matmul(grad, weight.T) if need_input_grad else None
         return grad_input, grad_weight, grad_bias
 
@@ -227,8 +230,9 @@ class CupyBackend(Backend):
         self._kernels["batch_totals"](loss_rows, hits, rows, loss, correct, size=1)
         return loss, grad, correct
 
-    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum):
-        """Loss, gradient, correct count and the epoch's new totals from one launch (the reference takes ~20)."""
+    def softmax_cross_entropy_totals(self, logits, labels, loss_sum, correct_sum, *, column_sums_out=None):
+        """Loss, gradient, correct count, the epoch's new totals and the gradient's column sums (into
+        column_sums_out when given) from one launch (the reference takes ~20)."""
         self.check(logits, labels, loss_sum, correct_sum)
         cp = self.xp
         rows, classes = logits.shape
@@ -242,6 +246,9 @@ class CupyBackend(Backend):
             correct = cp.empty((), dtype=cp.int64)
             new_loss_sum = cp.empty((), dtype=cp.float64)
             new_correct_sum = cp.empty((), dtype=cp.int64)
+            column_sums = column_sums_out
+            if column_sums is None:
+                column_sums = cp.empty((classes,), dtype=logits.dtype)
         self._kernels["softmax_xent_totals"](
             logits,
             labels,
@@ -257,9 +264,10 @@ class CupyBackend(Backend):
             correct,
             new_loss_sum,
             new_correct_sum,
+            column_sums,
             size=rows,
         )
-        return loss, grad, correct, new_loss_sum, new_correct_sum
+        return loss, grad, correct, new_loss_sum, new_correct_sum, column_sums
 
     def softmax_cross_entropy(self, logits, targets):
         self.check(logits, targets)

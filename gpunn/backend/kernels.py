@@ -233,12 +233,14 @@ _SOURCES = (
     # integer ticket, the threadFenceReduction pattern) sums the rows in row order, writes the batch's mean
     # loss and correct count, and the epoch's new totals (old + loss * rows, old + correct) into fresh
     # 0-d arrays: one launch for loss, counts and epoch accumulation, deterministic, no atomics on floats.
+    # The same thread also writes the gradient's column sums, each in row order (the output layer's bias
+    # gradient: the last Dense then launches no sum of its own; pass its gradient view as column_sums).
     # `done` is a zeroed uint32 the last thread sets back to zero.
     ElementwiseSource(
         "gpunn_softmax_xent_totals",
         "raw T logits, raw I labels, int64 classes, T m, raw float64 loss_sum_in, raw I correct_sum_in",
         "raw T grad, raw T loss_rows, raw I hits, raw uint32 done, raw T batch_loss, raw I batch_correct, "
-        "raw float64 loss_sum, raw I correct_sum",
+        "raw float64 loss_sum, raw I correct_sum, raw T column_sums",
         _SOFTMAX_XENT_ROW.replace("TARGET", "(k == label ? (T)1 : (T)0)")
         + """
         loss_rows[i] = row_loss;
@@ -254,6 +256,12 @@ _SOURCES = (
             for (ptrdiff_t r = 0; r < rows; ++r) {
                 loss += row_losses[r];
                 count += row_hits[r];
+            }
+            const volatile T* grads = &grad[0];
+            for (long long k = 0; k < classes; ++k) {
+                T column = 0;
+                for (ptrdiff_t r = 0; r < rows; ++r) column += grads[r * classes + k];
+                column_sums[k] = column;
             }
             batch_loss[0] = loss;
             batch_correct[0] = count;

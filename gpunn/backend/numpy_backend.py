@@ -106,14 +106,19 @@ class NumpyBackend(Backend):
     # ---- in place on the model's flat buffers: one NumPy pass per operation for the whole model ----------
     writes_in_place = True
 
-    def linear_backward(self, x, weight, grad, need_input_grad=True, out=None):
+    def linear_backward(self, x, weight, grad, need_input_grad=True, out=None, bias_grad=None):
         """The reference's GEMMs, written straight into the flat gradient buffer's views when given."""
         self.check(x, weight, grad)
         grad_weight, grad_bias = out if out is not None else (None, None)
         grad_weight = np.matmul(x.T, grad, out=grad_weight)
-        grad_bias = np.sum(grad, axis=0, out=grad_bias)
+        grad_bias = self.column_sums(grad, out=grad_bias) if bias_grad is None else bias_grad
         grad_input = np.matmul(grad, weight.T) if need_input_grad else None
         return grad_input, grad_weight, grad_bias
+
+    def column_sums(self, grad, out=None):
+        """The reference's sum, written into `out` when given (also CuPy's: self.xp is the array module)."""
+        self.check(grad)
+        return self.xp.sum(grad, axis=0, out=out)
 
     def scale(self, array, factor):
         self.check(array)

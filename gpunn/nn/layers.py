@@ -124,10 +124,13 @@ class Dense(Layer):
         """The closure that writes this layer's gradients (into the flat buffer where the backend writes in
         place) and returns the input's, from the input x of its own pass."""
 
-        def backprop(grad):
+        def backprop(grad, bias_grad=None):
+            """bias_grad: the bias gradient when the caller already has it (a loss summed its gradient's
+            columns); only a Dense without a ReLU after it takes one."""
             weight, bias = self.weight, self.bias
+            given = {} if bias_grad is None else {"bias_grad": bias_grad}
             grad_x, weight.grad, bias.grad = backend_backward(
-                x, weight.value, grad, *relu_output, self.need_input_grad, out=(weight.grad, bias.grad)
+                x, weight.value, grad, *relu_output, self.need_input_grad, out=(weight.grad, bias.grad), **given
             )
             return grad_x
 

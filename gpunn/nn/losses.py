@@ -117,18 +117,24 @@ class SoftmaxCrossEntropyTotals(SoftmaxCrossEntropy):
     them once on the host (checked_labels), so no batch pays the range check's read-back.
     After a step, `totals` holds the new (loss_sum, correct); the arrays given are left as they were, so a
     step abandoned after its loss (a distributed stop) leaves the epoch's totals untouched.
+
+    The same pass sums the gradient's columns: `column_sums`, the output Dense layer's bias gradient, which
+    train_step hands to the model's backprop so that layer launches no sum of its own. column_sums_into: the
+    array to write them to (the model's `output_bias_grad`, a view of its flat gradient buffer), so that
+    handing them over copies nothing.
     """
 
-    def __init__(self, loss_sum, correct):
+    def __init__(self, loss_sum, correct, column_sums_into=None):
         self.totals = (loss_sum, correct)
+        self.column_sums_into, self.column_sums = column_sums_into, None
 
     def with_correct(self, backend, logits, targets, labels):
         if targets is not labels:
             raise ValueError(
                 "SoftmaxCrossEntropyTotals takes the integer labels as its targets: pass them as both"
             )
-        loss, grad, correct, loss_sum, correct_sum = backend.softmax_cross_entropy_totals(
-            logits, labels, *self.totals
+        loss, grad, correct, loss_sum, correct_sum, self.column_sums = backend.softmax_cross_entropy_totals(
+            logits, labels, *self.totals, column_sums_out=self.column_sums_into
         )
         self.totals = (loss_sum, correct_sum)
         return loss, grad, correct

@@ -53,21 +53,33 @@ class Sequential:
 
         `step` is the training step: given, Dropout layers drop (with masks keyed by it); None: they do not.
         `first_row`: where x starts in the global batch, when x is one rank's shard of it.
+        backprop(grad, output_bias_grad=...): the output layer's bias gradient, already summed by the loss;
+        the last layer takes it when it is a Dense (see output_bias_grad), any other computes its own.
         """
         self._check_input(x)
         backprops = []
         for layer, fused in self._stages():
             x, backprop = layer.begin_update_relu(x) if fused else layer.begin_update(x, step, first_row)
             backprops.append(backprop)
+        output_is_dense = bool(self.layers) and isinstance(self.layers[-1], Dense)
 
-        def backprop_all(grad):
-            for backprop in reversed(backprops):
+        def backprop_all(grad, output_bias_grad=None):
+            for index, backprop in enumerate(reversed(backprops)):
                 if grad is None:  # the first Dense computes no input gradient: nothing before it reads one
                     break
-                grad = backprop(grad)
+                given = index == 0 and output_is_dense and output_bias_grad is not None
+                grad = backprop(grad, bias_grad=output_bias_grad) if given else backprop(grad)
             return grad
 
         return x, backprop_all
+
+    @property
+    def output_bias_grad(self):
+        """The output layer's bias gradient array when that layer is a Dense (a view of the flat gradient
+        buffer), else None: where a loss that sums its gradient's columns writes them (SoftmaxCrossEntropyTotals),
+        so the layer's backward neither sums nor copies."""
+        last = self.layers[-1] if self.layers else None
+        return last.bias.grad if isinstance(last, Dense) else None
 
     def _check_input(self, x) -> None:
         self.backend.check(x)

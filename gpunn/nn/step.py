@@ -1,7 +1,9 @@
 """The one training step: forward, loss, backward, an optional gradient hook, and the optimizer update.
 
 The model contract: `model.begin_update(x, step=, first_row=)` returns (outputs, backprop), and backprop(grad)
-sets the gradients that `model.buffer` (a ParameterBuffer) collects.
+sets the gradients that `model.buffer` (a ParameterBuffer) collects. A loss that also summed its gradient's
+columns (it has `column_sums`, not None) passes them as backprop(grad, output_bias_grad=...): the output
+layer's bias gradient, which the model then does not compute again.
 
 `gpunn train`, the scikit-learn estimators, the parity checks and the benchmark scripts all call it, so what
 is timed and checked is what trains. The loss contract: `loss(backend, outputs, targets)` returns the mean
@@ -51,7 +53,8 @@ def train_step(
         (loss_value, grad), correct = loss(backend, outputs, targets), None
     else:
         loss_value, grad, correct = loss_and_correct(loss, backend, outputs, targets, labels)
-    backprop(grad)
+    column_sums = getattr(loss, "column_sums", None)
+    backprop(grad) if column_sums is None else backprop(grad, output_bias_grad=column_sums)
     model.buffer.collect_gradient()
     if gradient_hook is not None and gradient_hook(model.buffer):
         return None

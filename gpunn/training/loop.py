@@ -190,7 +190,7 @@ class Loop:
             global_rows, rows.shape[0], stop_requested, step, self.backend.reads_are_cheap
         )
         images, labels = self.batches.batch(rows)
-        loss = SoftmaxCrossEntropyTotals(*totals)
+        loss = SoftmaxCrossEntropyTotals(*totals, column_sums_into=self.model.output_bias_grad)
         stepped = train_step(
             self.model,
             self.optimizer,
