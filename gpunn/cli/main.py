@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_cmd_info)
 
     train = commands.add_parser(
-        "train", help="train an MLP (defaults: our best 784-128-64-10 recipe on MNIST)"
+        "train", help="train an MLP (defaults: our default 784-128-64-10 recipe on MNIST)"
     )
     _training_flags(train, as_lists=False)
     train.add_argument("--out", help="run folder for config.json, metrics.jsonl, checkpoint.npz")
