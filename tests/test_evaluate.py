@@ -87,3 +87,12 @@ def test_report_cells_widen_for_large_counts():
     result = evaluate(argmax_model("cpu", 2), images_predicted_as([0] * 123456, 2), np.zeros(123456, int), 2)
     lines = result.lines(["a", "b"])
     assert lines[-2] == "  a" + "123456".rjust(7) + "0".rjust(7)
+
+
+@pytest.mark.parametrize("device", ["cpu", "strict"])
+def test_evaluating_no_samples_gives_zero_counts_not_a_crash(device):
+    from gpunn.nn import mlp
+
+    model = mlp([4, 3], backend=device, seed=0)
+    result = evaluate(model, np.zeros((0, 4), dtype=np.uint8), np.zeros(0, dtype=np.int64))
+    assert result.accuracy == 0.0 and result.confusion.shape == (3, 3) and result.confusion.sum() == 0
