@@ -19,7 +19,6 @@ import socket
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,18 +35,11 @@ WEIGHT_DECAY = [1e-4, 5e-4]
 
 
 def pytorch_epoch_seconds(repeats: int = 3) -> float:
-    """Median of `repeats` timed PyTorch eager CPU epochs (bench.py's loop), after one warm-up."""
-    from bench import synthetic, torch_epoch
+    """Median of `repeats` timed PyTorch eager CPU epochs (bench.py's loop and timer), after one warm-up."""
+    from bench import synthetic, timed_in_turns, torch_epoch
 
     x, y = synthetic(FULL_TRAIN)
-    run = torch_epoch("cpu", x, y)
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timed_in_turns({"pytorch": torch_epoch("cpu", x, y)}, repeats)["pytorch"]["epoch_s"]
 
 
 def train_candidate(data_dir: str, settings: dict, seed: int) -> dict:

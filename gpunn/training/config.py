@@ -17,31 +17,21 @@ from gpunn.training.schedules import SCHEDULES
 # "default" has the lowest validation loss among the candidates that train within 3 PyTorch-epoch times;
 # "long" has the lowest validation loss of all candidates, with no time limit. "classic" is the from-scratch
 # textbook recipe, reproduced exactly: He init, SGD lr 0.1, batch 128, 20 epochs, constant lr.
+_DEFAULT = dict(
+    epochs=4,
+    batch_size=128,
+    lr=0.2,
+    optimizer="nesterov",
+    momentum=0.9,
+    weight_decay=5e-4,
+    schedule="onecycle",
+    hidden=(128, 64),
+    activation="relu",
+    init="he",
+)
 RECIPES: dict[str, dict] = {
-    "default": dict(
-        epochs=4,
-        batch_size=128,
-        lr=0.2,
-        optimizer="nesterov",
-        momentum=0.9,
-        weight_decay=5e-4,
-        schedule="onecycle",
-        hidden=(128, 64),
-        activation="relu",
-        init="he",
-    ),
-    "long": dict(
-        epochs=10,
-        batch_size=128,
-        lr=0.2,
-        optimizer="nesterov",
-        momentum=0.9,
-        weight_decay=5e-4,
-        schedule="onecycle",
-        hidden=(128, 64),
-        activation="relu",
-        init="he",
-    ),
+    "default": _DEFAULT,
+    "long": {**_DEFAULT, "epochs": 10},
     "classic": dict(
         epochs=20,
         batch_size=128,
