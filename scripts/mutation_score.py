@@ -110,7 +110,8 @@ KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 
 
 def run_mutmut(jobs: int, names: list[str]) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # GPUNN_CUDA_STANDIN: the gpu tests run CupyBackend on the CuPy stand-in, as in CI's second pass
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_CUDA_STANDIN": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names],
         cwd=ROOT,

@@ -9,7 +9,15 @@ import types
 import pytest
 
 import gpunn
-from gpunn.backend import DeviceSpec, parse_device, parse_dtype, requested_device, select, use_device
+from gpunn.backend import (
+    DeviceSpec,
+    parse_device,
+    parse_dtype,
+    requested_device,
+    select,
+    selection,
+    use_device,
+)
 from gpunn.backend.cuda_probe import cuda_status, require_cuda
 from gpunn.errors import DeviceUnavailableError, InvalidDeviceError
 
@@ -112,6 +120,12 @@ def test_import_gpunn_does_not_import_cupy():
 
 
 # ---- CUDA that cannot work: simulated by what `import cupy` finds -------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_backend_cache(monkeypatch):
+    """A CupyBackend cached by an earlier test (on the stand-in) must not answer for a simulated CuPy."""
+    monkeypatch.setattr(selection, "_backends", {})
 
 
 @pytest.fixture
