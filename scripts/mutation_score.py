@@ -14,6 +14,7 @@ afresh.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import socket
@@ -51,25 +52,10 @@ _BATCHING = "the batch size only splits the work; results are the same"
 _CHECKED_AGAIN = "the same device check runs again inside as_targets / the backend primitive"
 _CUPY_ONLY = "only differs for a CuPy backend with CUDA-aware MPI (GPU only)"
 
-# Single mutants that cannot change behaviour, with the reason (names are mutmut's, stable for this source).
-EQUIVALENT: dict[str, str] = {
-    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_8": "NumPy and array-api-strict read any negative size as -1",
-    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_18": "NumPy and array-api-strict read any negative size as -1",
-    "gpunn.backend.numpy_backend.xǁNumpyBackendǁ_download__mutmut_4": "np.array copies by default",
-    "gpunn.backend.numpy_backend.xǁNumpyBackendǁastype__mutmut_2": "copy=None copies only when needed, as False",
-    "gpunn.backend.strict_backend.xǁStrictBackendǁ__init____mutmut_18": "asarray(1.0) has the same type",
-    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_3": "moving to another device always copies",
-    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_6": "moving to another device always copies",
-    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_7": "moving to another device always copies",
-    "gpunn.checkpoint.x_load_checkpoint__mutmut_10": "allow_pickle=None is falsy: no unpickling, as False",
-    "gpunn.checkpoint.x_load_checkpoint__mutmut_12": "np.load's default is allow_pickle=False",
-    "gpunn.training.evaluate.x_count_correct__mutmut_8": _BATCHING,
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_11": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_14": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_15": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_38": "the per-class zip above already refused the mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_41": "the per-class zip above already refused the mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_42": "the per-class zip above already refused the mismatch",
+# Single mutants that cannot change behaviour, with the reason (names are mutmut's, stable while the
+# function's source is unchanged), one dict per area of the code.
+# gpunn/nn
+_NN: dict[str, str] = {
     "gpunn.nn.layers.xǁParamǁ__init____mutmut_1": _UNUSED_PARAM_NAME,
     "gpunn.nn.layers.xǁParamǁ__init____mutmut_3": _UNREAD_INITIAL,
     "gpunn.nn.layers.xǁDenseǁ__init____mutmut_7": _UNREAD_INITIAL,
@@ -101,10 +87,36 @@ EQUIVALENT: dict[str, str] = {
     "gpunn.nn.optim.xǁOptimizerǁ_decayed__mutmut_2": "adding 0 * value leaves finite gradients unchanged",
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_5": "np.array of a Python int is int64 on 64-bit Linux",
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_7": "np.array of a Python int is int64 on 64-bit Linux",
-    "gpunn.training.schedules.x_lr_at__mutmut_51": "at t = 0.3 both branches give base_lr",
+}
+# gpunn/backend: the backends, collectives, RNG, DLPack, specs
+_BACKEND: dict[str, str] = {
+    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_8": "NumPy and array-api-strict read any negative size as -1",
+    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_18": "NumPy and array-api-strict read any negative size as -1",
+    "gpunn.backend.numpy_backend.xǁNumpyBackendǁ_download__mutmut_4": "np.array copies by default",
+    "gpunn.backend.numpy_backend.xǁNumpyBackendǁastype__mutmut_2": "copy=None copies only when needed, as False",
+    "gpunn.backend.strict_backend.xǁStrictBackendǁ__init____mutmut_18": "asarray(1.0) has the same type",
+    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_3": "moving to another device always copies",
+    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_6": "moving to another device always copies",
+    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_7": "moving to another device always copies",
     **{f"gpunn.backend.collectives.xǁMpiAllreduceǁ__init____mutmut_{n}": _CUPY_ONLY for n in range(2, 10)},
     **{f"gpunn.backend.collectives.xǁMpiAllreduceǁsum___mutmut_{n}": _CUPY_ONLY for n in range(10, 16)},
 }
+# gpunn/checkpoint.py, gpunn/training/evaluate.py and schedules.py
+_CHECKPOINT_EVALUATE: dict[str, str] = {
+    "gpunn.checkpoint.x_load_checkpoint__mutmut_10": "allow_pickle=None is falsy: no unpickling, as False",
+    "gpunn.checkpoint.x_load_checkpoint__mutmut_12": "np.load's default is allow_pickle=False",
+    "gpunn.training.evaluate.x_count_correct__mutmut_8": _BATCHING,
+    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_11": "the confusion-matrix zip below refuses the same mismatch",
+    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_14": "the confusion-matrix zip below refuses the same mismatch",
+    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_15": "the confusion-matrix zip below refuses the same mismatch",
+    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_38": "the per-class zip above already refused the mismatch",
+    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_41": "the per-class zip above already refused the mismatch",
+    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_42": "the per-class zip above already refused the mismatch",
+    "gpunn.training.schedules.x_lr_at__mutmut_51": "at t = 0.3 both branches give base_lr",
+}
+# gpunn/backend: device selection, availability, the CUDA probe, kernel sources
+_DEVICE: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {**_NN, **_BACKEND, **_CHECKPOINT_EVALUATE, **_DEVICE}
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 
@@ -135,6 +147,10 @@ def results() -> dict[str, tuple[str, Path]]:
     return out
 
 
+def chosen(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 def equivalence_reason(name: str) -> str | None:
     function = name.rsplit("__mutmut_", 1)[0]
     return EQUIVALENT.get(name) or EQUIVALENT_FUNCTIONS.get(function)
@@ -155,6 +171,11 @@ def main() -> None:
         "--recheck", action="store_true", help="check again every mutant not yet killed (after adding tests)"
     )
     parser.add_argument("--out", help="default benchmarks/results/mutation-DATE-HOST.json")
+    parser.add_argument(
+        "patterns",
+        nargs="*",
+        help="only these mutants (mutmut names, * globs: 'gpunn.nn.layers.*'), for work on one module",
+    )
     args = parser.parse_args()
     try:
         import mutmut  # noqa: F401
@@ -163,8 +184,12 @@ def main() -> None:
     os.chdir(ROOT)  # mutmut's helpers read pyproject.toml and mutants/ from the working directory
     if not args.no_run:
         names = [n for n, (status, _) in results().items() if status not in KILLED] if args.recheck else []
+        if args.patterns:
+            names = [n for n in names if chosen(n, args.patterns)] if args.recheck else args.patterns
         run_mutmut(args.jobs, names)
-    found = results()
+    found = {
+        name: found for name, found in results().items() if not args.patterns or chosen(name, args.patterns)
+    }
     if not found:
         sys.exit("mutation_score: no mutants/ results: run without --no-run first")
     if any(status == "not checked" for status, _ in found.values()):
@@ -194,7 +219,9 @@ def main() -> None:
         "killed": killed,
         "surviving": len(surviving),
         "surviving_fraction": round(len(surviving) / max(considered, 1), 4),
-        "not_mutated": {"gpunn/backend/cupy_backend.py": "runs only on an NVIDIA GPU; no test here executes it"},
+        "not_mutated": {
+            "gpunn/backend/cupy_backend.py": "runs only on an NVIDIA GPU; no test here executes it"
+        },
         "surviving_mutants": surviving,
         "equivalent_mutants": equivalent,
     }
