@@ -52,17 +52,84 @@ def test_device_buffers_go_through_the_host_and_keep_their_dtype():
     np.testing.assert_array_equal(strict.to_host(summed), [0.0, 2.0, 4.0])
 
 
-def test_nccl_is_reported_available_when_cupy_has_it(monkeypatch):
+@pytest.mark.parametrize("device", ["cpu", "strict"])
+def test_host_backends_sum_over_mpi_with_the_communicator_given(device):
+    from gpunn.backend import get_backend
+
+    backend = get_backend(device, "float64")
+    reducer = backend.allreduce(TwoEqualRanks(), 0, 2)
+    assert isinstance(reducer, MpiAllreduce) and reducer.name == "mpi"
+    summed = reducer.sum_(backend.from_host(np.array([1.0, 2.5])))
+    np.testing.assert_array_equal(backend.to_host(summed), [2.0, 5.0])
+
+
+def test_a_cuda_aware_mpi_leaves_host_backends_on_their_path(monkeypatch):
+    from gpunn.backend import collectives, get_backend
+
+    monkeypatch.setattr(collectives, "_cuda_aware", lambda: True)
+    for device in ("cpu", "strict"):
+        backend = get_backend(device, "float64")
+        reducer = MpiAllreduce(TwoEqualRanks(), backend)
+        assert reducer.name == "mpi"
+        summed = reducer.sum_(backend.from_host(np.array([0.5, 1.0])))
+        np.testing.assert_array_equal(backend.to_host(summed), [1.0, 2.0])
+
+
+@pytest.mark.gpu
+def test_a_cuda_aware_mpi_sums_cupy_buffers_in_device_memory(monkeypatch):
+    from conftest import require_usable
+
+    from gpunn.backend import collectives, get_backend
+
+    require_usable("cuda")
+    monkeypatch.setattr(collectives, "_cuda_aware", lambda: True)
+    gpu = get_backend("cuda", "float32")
+    reducer = MpiAllreduce(TwoEqualRanks(), gpu)
+    assert reducer.name == "mpi (cuda-aware)"
+    flat = gpu.from_host(np.arange(4, dtype=np.float32))
+    assert reducer.sum_(flat) is flat  # summed where it lies: no copy through the host and back
+    np.testing.assert_array_equal(gpu.to_host(flat), [0, 2, 4, 6])
+
+
+def fake_cupy(monkeypatch, runtime_version=None, **nccl_attributes):
+    """A CuPy in sys.modules whose cupy.cuda.nccl has exactly `nccl_attributes` (cupy/cuda/nccl.py sets
+    available=True only when the NCCL library loaded) and whose CUDA runtime reports `runtime_version`."""
     import sys
     import types
 
-    cuda = types.ModuleType("cupy.cuda")
-    cuda.nccl = types.ModuleType("cupy.cuda.nccl")
-    cuda.nccl.available = True  # cupy/cuda/nccl.py: True only when the NCCL library loaded
-    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
-    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
-    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", cuda.nccl)
+    cupy, cuda, nccl = (types.ModuleType(name) for name in ("cupy", "cupy.cuda", "cupy.cuda.nccl"))
+    cupy.cuda, cuda.nccl = cuda, nccl
+    vars(nccl).update(nccl_attributes)
+    if runtime_version is not None:
+        cuda.runtime = types.SimpleNamespace(runtimeGetVersion=lambda: runtime_version)
+    for module in (cupy, cuda, nccl):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
+
+def test_nccl_is_reported_available_when_cupy_has_it(monkeypatch):
+    fake_cupy(monkeypatch, available=True)
     assert nccl_available() == (True, "NCCL through CuPy")
+
+
+@pytest.mark.parametrize(
+    "runtime_version, install",
+    [
+        (13010, 'pip install "nvidia-nccl-cu13"'),
+        (12080, 'pip install "nvidia-nccl-cu12"'),
+        (None, 'pip install "nvidia-nccl-cu12" or "nvidia-nccl-cu13" (the CUDA major of your CuPy)'),
+    ],
+)
+def test_nccl_missing_from_cupy_names_the_wheel_for_its_cuda_major(monkeypatch, runtime_version, install):
+    fake_cupy(monkeypatch, runtime_version, available=False)
+    assert nccl_available() == (
+        False,
+        f"CuPy cannot load the NCCL library; {install} (CuPy finds the nvidia-nccl wheel)",
+    )
+
+
+def test_an_nccl_module_that_does_not_say_it_is_available_is_not(monkeypatch):
+    fake_cupy(monkeypatch, 12080)  # no `available` attribute at all
+    assert nccl_available()[0] is False
 
 
 def test_nccl_is_reported_unavailable_without_cupy(monkeypatch):
