@@ -254,17 +254,21 @@ def test_from_host_lays_out_strided_and_fortran_arrays_in_c_order(fresh):
             assert moved.flags.c_contiguous and not np.shares_memory(moved, base)
 
 
+class NotAnArray:
+    """Neither NumPy nor DLPack-capable; not a builtin, so its module and name both show in messages."""
+
+
 def test_the_host_doors_name_what_they_were_given(fresh):
     with pytest.raises(DeviceMismatchError) as err:
-        fresh.from_host([1.0, 2.0])
+        fresh.from_host(NotAnArray())
     assert str(err.value) == (
-        "from_host expects a NumPy array, got builtins.list; arrays already on a device move with their own "
-        "backend's to_host() first"
+        f"from_host expects a NumPy array, got {__name__}.NotAnArray; arrays already on a device move with "
+        "their own backend's to_host() first"
     )
     with pytest.raises(DeviceMismatchError) as err:
-        fresh.from_dlpack([1.0, 2.0])
+        fresh.from_dlpack(NotAnArray())
     assert str(err.value) == (
-        "from_dlpack expects an array with __dlpack__ (NumPy, PyTorch, JAX, CuPy, ...), got builtins.list"
+        f"from_dlpack expects an array with __dlpack__ (NumPy, PyTorch, JAX, CuPy, ...), got {__name__}.NotAnArray"
     )
 
 
