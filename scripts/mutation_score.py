@@ -35,9 +35,6 @@ EQUIVALENT_FUNCTIONS = {
         "performance only: glibc malloc thresholds change speed, never a result; the function reports "
         "whether tuning applied and nothing reads that"
     ),
-    "gpunn.backend.collectives.xǁNcclAllreduceǁ__init__": "GPU only: NCCL needs CuPy and a CUDA device",
-    "gpunn.backend.collectives.xǁNcclAllreduceǁsum_": "GPU only: NCCL needs CuPy and a CUDA device",
-    "gpunn.backend.collectives.x__cuda_aware": "GPU only: asked only for CuPy buffers",
     "gpunn.backend.base.xǁBackendǁmatmul": "dead code: nothing in gpunn calls Backend.matmul (issue #17 item 8)",
 }
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import types
+
 import numpy as np
 import pytest
 
-from gpunn.backend.collectives import MpiAllreduce, nccl_available
+from gpunn.backend.collectives import MpiAllreduce, NcclAllreduce, nccl_available
 
 MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py (the mpi extra) is not installed")
 
@@ -95,7 +98,6 @@ def fake_cupy(monkeypatch, runtime_version=None, **nccl_attributes):
     """A CuPy in sys.modules whose cupy.cuda.nccl has exactly `nccl_attributes` (cupy/cuda/nccl.py sets
     available=True only when the NCCL library loaded) and whose CUDA runtime reports `runtime_version`."""
     import sys
-    import types
 
     cupy, cuda, nccl = (types.ModuleType(name) for name in ("cupy", "cupy.cuda", "cupy.cuda.nccl"))
     cupy.cuda, cuda.nccl = cuda, nccl
@@ -140,3 +142,91 @@ def test_nccl_is_reported_unavailable_without_cupy(monkeypatch):
     available, why = nccl_available()
     assert not available and why.startswith("NCCL comes through CuPy: CuPy is not installed (")
     assert why.endswith('install CuPy for your CUDA version: pip install "gpunn[cuda12]" or "gpunn[cuda13]"')
+
+
+class Recorder:
+    """What a fake NCCL is asked to do, and whether the GPU's device context was open at the time."""
+
+    def __init__(self):
+        self.calls, self.in_context = [], False
+
+    @contextlib.contextmanager
+    def device_context(self):
+        self.in_context = True
+        yield
+        self.in_context = False
+
+
+def nccl_on(monkeypatch, recorder):
+    """A CuPy whose NCCL loaded, recording into `recorder`; returns a CuPy-like backend for NcclAllreduce."""
+
+    class Communicator:
+        def __init__(self, size, uid, rank):
+            recorder.calls.append(("communicator", size, uid, rank, recorder.in_context))
+
+        def allReduce(self, send, recv, count, kind, op, stream):  # noqa: N802 (CuPy's name)
+            recorder.calls.append(("allReduce", send, recv, count, kind, op, stream))
+
+    fake_cupy(
+        monkeypatch,
+        available=True,
+        get_unique_id=lambda: "uid of rank 0",
+        NcclCommunicator=Communicator,
+        NCCL_FLOAT32="nccl float32",
+        NCCL_FLOAT64="nccl float64",
+        NCCL_SUM="nccl sum",
+    )
+    stream = types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=77))
+    xp = types.SimpleNamespace(cuda=stream)
+    return types.SimpleNamespace(name="cupy", device_context=recorder.device_context, xp=xp)
+
+
+class Broadcast:
+    """A communicator whose rank 0 holds the NCCL id; counts the broadcasts."""
+
+    def __init__(self):
+        self.roots = []
+
+    def bcast(self, obj, root):
+        self.roots.append(root)
+        return "uid of rank 0"
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_nccl_ranks_share_rank_0s_id_over_mpi(monkeypatch, rank):
+    recorder, comm = Recorder(), Broadcast()
+    NcclAllreduce(nccl_on(monkeypatch, recorder), rank, 3, comm)
+    assert comm.roots == [0]
+    assert recorder.calls == [("communicator", 3, "uid of rank 0", rank, True)]  # built on the backend's GPU
+
+
+def test_one_nccl_rank_broadcasts_nothing(monkeypatch):
+    recorder, comm = Recorder(), Broadcast()
+    NcclAllreduce(nccl_on(monkeypatch, recorder), 0, 1, comm)
+    assert comm.roots == []
+    assert recorder.calls == [("communicator", 1, "uid of rank 0", 0, True)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nccl_sums_the_buffer_in_place_on_the_current_stream(monkeypatch, dtype):
+    recorder = Recorder()
+    reducer = NcclAllreduce(nccl_on(monkeypatch, recorder))
+    flat = types.SimpleNamespace(dtype=np.dtype(dtype), size=5, data=types.SimpleNamespace(ptr=1234))
+    assert reducer.sum_(flat) is flat
+    assert recorder.calls[1:] == [("allReduce", 1234, 1234, 5, f"nccl {dtype}", "nccl sum", 77)]
+
+
+@pytest.mark.parametrize(
+    "library, aware",
+    [("Open MPI v5.0.5, built with CUDA support", True), ("MPICH Version: 5.0.2", False), (None, False)],
+)
+def test_cuda_awareness_is_read_from_the_mpi_library_version(monkeypatch, library, aware):
+    from gpunn.backend import collectives
+
+    def version():
+        if library is None:
+            raise RuntimeError("MPI not initialised")
+        return library
+
+    monkeypatch.setattr(MPI, "Get_library_version", version)
+    assert collectives._cuda_aware() is aware
