@@ -102,6 +102,7 @@ _BACKEND: dict[str, str] = {
     "gpunn.backend.spec.x_parse_device__mutmut_21": "DeviceSpec's index defaults to 0",
     "gpunn.backend.spec.x_parse_device__mutmut_28": "'XXXX' no more matches cuda:N than '' does",
     "gpunn.backend.collectives.x__nccl_module__mutmut_5": "a default of None is as falsy as False",
+    "gpunn.backend.collectives.xǁNcclAllreduceǁsum___mutmut_6": "np.dtype(None) is float64",
 }
 # gpunn/checkpoint.py, gpunn/training/evaluate.py and schedules.py
 _CHECKPOINT_EVALUATE: dict[str, str] = {

@@ -170,7 +170,7 @@ def nccl_on(monkeypatch, recorder):
     fake_cupy(
         monkeypatch,
         available=True,
-        get_unique_id=lambda: "uid of rank 0",
+        get_unique_id=lambda: recorder.calls.append(("get_unique_id",)) or "uid of rank 0",
         NcclCommunicator=Communicator,
         NCCL_FLOAT32="nccl float32",
         NCCL_FLOAT64="nccl float64",
@@ -182,38 +182,56 @@ def nccl_on(monkeypatch, recorder):
 
 
 class Broadcast:
-    """A communicator whose rank 0 holds the NCCL id; counts the broadcasts."""
+    """A communicator whose rank 0 holds the NCCL id; records what each broadcast was given."""
 
     def __init__(self):
-        self.roots = []
+        self.sent = []
 
     def bcast(self, obj, root):
-        self.roots.append(root)
+        self.sent.append((obj, root))
         return "uid of rank 0"
 
 
 @pytest.mark.parametrize("rank", [0, 1])
 def test_nccl_ranks_share_rank_0s_id_over_mpi(monkeypatch, rank):
+    """Only rank 0 makes an id and sends it; every rank builds its communicator with it on its own GPU."""
     recorder, comm = Recorder(), Broadcast()
-    NcclAllreduce(nccl_on(monkeypatch, recorder), rank, 3, comm)
-    assert comm.roots == [0]
-    assert recorder.calls == [("communicator", 3, "uid of rank 0", rank, True)]  # built on the backend's GPU
+    NcclAllreduce(nccl_on(monkeypatch, recorder), rank, 2, comm)
+    assert comm.sent == [("uid of rank 0" if rank == 0 else None, 0)]
+    made_id = [("get_unique_id",)] if rank == 0 else []
+    assert recorder.calls == [*made_id, ("communicator", 2, "uid of rank 0", rank, True)]
 
 
 def test_one_nccl_rank_broadcasts_nothing(monkeypatch):
     recorder, comm = Recorder(), Broadcast()
     NcclAllreduce(nccl_on(monkeypatch, recorder), 0, 1, comm)
-    assert comm.roots == []
-    assert recorder.calls == [("communicator", 1, "uid of rank 0", 0, True)]
+    assert comm.sent == []
+    assert recorder.calls == [("get_unique_id",), ("communicator", 1, "uid of rank 0", 0, True)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_nccl_sums_the_buffer_in_place_on_the_current_stream(monkeypatch, dtype):
     recorder = Recorder()
-    reducer = NcclAllreduce(nccl_on(monkeypatch, recorder))
+    reducer = NcclAllreduce(nccl_on(monkeypatch, recorder))  # by default the one rank 0 of one
     flat = types.SimpleNamespace(dtype=np.dtype(dtype), size=5, data=types.SimpleNamespace(ptr=1234))
     assert reducer.sum_(flat) is flat
-    assert recorder.calls[1:] == [("allReduce", 1234, 1234, 5, f"nccl {dtype}", "nccl sum", 77)]
+    assert recorder.calls == [
+        ("get_unique_id",),
+        ("communicator", 1, "uid of rank 0", 0, True),
+        ("allReduce", 1234, 1234, 5, f"nccl {dtype}", "nccl sum", 77),
+    ]
+
+
+def test_distributed_cuda_without_nccl_says_what_to_install_or_use_instead(monkeypatch):
+    from gpunn.errors import DeviceUnavailableError
+
+    fake_cupy(monkeypatch, 12080, available=False)
+    with pytest.raises(DeviceUnavailableError) as err:
+        NcclAllreduce(types.SimpleNamespace(name="cupy"))
+    assert str(err.value) == (
+        'distributed CUDA training needs NCCL: CuPy cannot load the NCCL library; pip install "nvidia-nccl-cu12" '
+        "(CuPy finds the nvidia-nccl wheel); or train on the CPU ranks with --device cpu"
+    )
 
 
 @pytest.mark.parametrize(
