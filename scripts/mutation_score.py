@@ -35,7 +35,6 @@ EQUIVALENT_FUNCTIONS = {
         "performance only: glibc malloc thresholds change speed, never a result; the function reports "
         "whether tuning applied and nothing reads that"
     ),
-    "gpunn.backend.base.xǁBackendǁmatmul": "dead code: nothing in gpunn calls Backend.matmul (issue #17 item 8)",
 }
 
 _UNUSED_PARAM_NAME = "Param.name is read by nothing in gpunn"
