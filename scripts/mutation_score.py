@@ -35,10 +35,6 @@ EQUIVALENT_FUNCTIONS = {
         "performance only: glibc malloc thresholds change speed, never a result; the function reports "
         "whether tuning applied and nothing reads that"
     ),
-    "gpunn.backend.collectives.xǁNcclAllreduceǁ__init__": "GPU only: NCCL needs CuPy and a CUDA device",
-    "gpunn.backend.collectives.xǁNcclAllreduceǁsum_": "GPU only: NCCL needs CuPy and a CUDA device",
-    "gpunn.backend.collectives.x__cuda_aware": "GPU only: asked only for CuPy buffers",
-    "gpunn.backend.base.xǁBackendǁmatmul": "dead code: nothing in gpunn calls Backend.matmul (issue #17 item 8)",
 }
 
 _UNUSED_PARAM_NAME = "Param.name is read by nothing in gpunn"
@@ -50,7 +46,6 @@ _UNUSED_INPUT_GRAD = (
 _ZIP_CHECKED = "the lengths are compared (or equal by construction) before this zip"
 _BATCHING = "the batch size only splits the work; results are the same"
 _CHECKED_AGAIN = "the same device check runs again inside as_targets / the backend primitive"
-_CUPY_ONLY = "only differs for a CuPy backend with CUDA-aware MPI (GPU only)"
 
 # Single mutants that cannot change behaviour, with the reason (names are mutmut's, stable while the
 # function's source is unchanged), one dict per area of the code.
@@ -89,17 +84,24 @@ _NN: dict[str, str] = {
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_7": "np.array of a Python int is int64 on 64-bit Linux",
 }
 # gpunn/backend: the backends, collectives, RNG, DLPack, specs
+_NEGATIVE_SIZE = "NumPy and array-api-strict read any negative size as -1"
 _BACKEND: dict[str, str] = {
-    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_8": "NumPy and array-api-strict read any negative size as -1",
-    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_18": "NumPy and array-api-strict read any negative size as -1",
+    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_8": _NEGATIVE_SIZE,
+    "gpunn.backend.base.xǁBackendǁone_hot__mutmut_18": _NEGATIVE_SIZE,
+    "gpunn.backend.base.xǁBackendǁflatten__mutmut_7": _NEGATIVE_SIZE,
+    "gpunn.backend.base.xǁBackendǁfrom_host__mutmut_19": "ndarray.astype reads copy=None as copy=False",
+    "gpunn.backend.base.xǁBackendǁfrom_host__mutmut_25": "ndarray.copy reads order=None as 'C'",
+    "gpunn.backend.base.xǁBackendǁfrom_host__mutmut_27": "ndarray.copy reads order='c' as 'C'",
     "gpunn.backend.numpy_backend.xǁNumpyBackendǁ_download__mutmut_4": "np.array copies by default",
-    "gpunn.backend.numpy_backend.xǁNumpyBackendǁastype__mutmut_2": "copy=None copies only when needed, as False",
+    "gpunn.backend.numpy_backend.xǁNumpyBackendǁastype__mutmut_2": "ndarray.astype reads copy=None as copy=False",
     "gpunn.backend.strict_backend.xǁStrictBackendǁ__init____mutmut_18": "asarray(1.0) has the same type",
-    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_3": "moving to another device always copies",
-    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_6": "moving to another device always copies",
-    "gpunn.backend.strict_backend.xǁStrictBackendǁ_upload__mutmut_7": "moving to another device always copies",
-    **{f"gpunn.backend.collectives.xǁMpiAllreduceǁ__init____mutmut_{n}": _CUPY_ONLY for n in range(2, 10)},
-    **{f"gpunn.backend.collectives.xǁMpiAllreduceǁsum___mutmut_{n}": _CUPY_ONLY for n in range(10, 16)},
+    "gpunn.backend.counter_rng.x__mul__mutmut_2": (
+        "on a uint32 array, & 0xFFFFFFFF keeps every bit and the dtype (the Python int fits uint32)"
+    ),
+    "gpunn.backend.spec.x_parse_device__mutmut_21": "DeviceSpec's index defaults to 0",
+    "gpunn.backend.spec.x_parse_device__mutmut_28": "'XXXX' no more matches cuda:N than '' does",
+    "gpunn.backend.collectives.x__nccl_module__mutmut_5": "a default of None is as falsy as False",
+    "gpunn.backend.collectives.xǁNcclAllreduceǁsum___mutmut_6": "np.dtype(None) is float64",
 }
 # gpunn/checkpoint.py, gpunn/training/evaluate.py and schedules.py
 _CHECKPOINT_EVALUATE: dict[str, str] = {

@@ -94,7 +94,7 @@ def test_mismatch_messages_name_the_fix():
     )
 
 
-MATRIX, ROWS = np.ones((2, 2)), np.array([0, 1])
+MATRIX, ROWS, TOTAL = np.ones((2, 2)), np.array([0, 1]), np.array(0.5)
 ARRAY_ARGUMENTS = {  # each primitive's array arguments (host versions) and its other arguments
     "linear": ([MATRIX, MATRIX, MATRIX], ()),
     "linear_backward": ([MATRIX, MATRIX, MATRIX], ()),
@@ -104,6 +104,8 @@ ARRAY_ARGUMENTS = {  # each primitive's array arguments (host versions) and its 
     "momentum_update": ([MATRIX, MATRIX, MATRIX], (0.1, 0.9, False)),
     "count_correct": ([MATRIX, ROWS], ()),
     "take_rows": ([MATRIX, ROWS], ()),
+    "adam_update": ([MATRIX, MATRIX, MATRIX, MATRIX], (0.1, 0.9, 0.999, 1e-8, 1)),
+    "add_to_totals": ([TOTAL, TOTAL, TOTAL, TOTAL], (2,)),
 }
 
 
@@ -240,3 +242,118 @@ def test_memory_info_is_the_host_rss_here(backend):
     expected = f"cuda memory pool ({backend.device})" if backend.device.startswith("cuda") else "host rss"
     assert info["kind"] == expected and 0 < info["used_bytes"] <= info["total_bytes"]
     del keep
+
+
+def test_from_host_lays_out_strided_and_fortran_arrays_in_c_order(fresh):
+    base = np.arange(12.0).reshape(3, 4)
+    for view in (base.T, base[:, ::2], np.asfortranarray(base)):
+        moved = fresh.from_host(view, copy=False)
+        fresh.check(moved)
+        np.testing.assert_array_equal(fresh.to_host(moved), view)
+        if fresh.name == "numpy":  # the host array itself: GEMMs and the flat buffers want C order
+            assert moved.flags.c_contiguous and not np.shares_memory(moved, base)
+
+
+class NotAnArray:
+    """Neither NumPy nor DLPack-capable; not a builtin, so its module and name both show in messages."""
+
+
+def test_the_host_doors_name_what_they_were_given(fresh):
+    with pytest.raises(DeviceMismatchError) as err:
+        fresh.from_host(NotAnArray())
+    assert str(err.value) == (
+        f"from_host expects a NumPy array, got {__name__}.NotAnArray; arrays already on a device move with "
+        "their own backend's to_host() first"
+    )
+    with pytest.raises(DeviceMismatchError) as err:
+        fresh.from_dlpack(NotAnArray())
+    assert str(err.value) == (
+        f"from_dlpack expects an array with __dlpack__ (NumPy, PyTorch, JAX, CuPy, ...), got {__name__}.NotAnArray"
+    )
+
+
+def test_from_dlpack_moves_a_numpy_array_to_a_device_like_from_host():
+    strict = StrictBackend("float32")
+    host = np.array([[0.5, -1.0], [2.0, 3.25]])  # float64: takes the backend dtype, as from_host does
+    moved = strict.from_dlpack(host)
+    strict.check(moved)
+    assert moved.dtype == strict.xp.float32
+    np.testing.assert_array_equal(strict.to_host(moved), host)
+
+
+def test_adam_update_without_weight_decay_by_hand(backend64):
+    b = backend64
+    value, grad = np.array([1.0, -2.0, 0.5]), np.array([0.5, -0.25, 0.0])
+    m, v = np.array([0.1, 0.0, -0.2]), np.array([0.01, 0.04, 0.0])
+    lr, beta1, beta2, eps, step = 0.1, 0.9, 0.999, 1e-8, 3
+    new_m = beta1 * m + (1 - beta1) * grad
+    new_v = beta2 * v + (1 - beta2) * grad * grad
+    new_value = value - lr * (new_m / (1 - beta1**step)) / (np.sqrt(new_v / (1 - beta2**step)) + eps)
+    for adam in (b.adam_update, partial(Backend.adam_update, b)):  # the backend's own and the reference
+        out = adam(*(b.from_host(a) for a in (value, grad, m, v)), lr, beta1, beta2, eps, step)
+        for got, want in zip(out, (new_value, new_m, new_v), strict=True):
+            np.testing.assert_allclose(b.to_host(got), want, rtol=1e-14)
+
+
+def test_backward_primitives_return_the_input_gradient_by_default(backend64):
+    b = backend64
+    rng = np.random.default_rng(5)
+    x, w, g = rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), rng.standard_normal((4, 2))
+    y = np.maximum(rng.standard_normal((4, 2)), 0.0)  # a ReLU output
+    assert (y == 0).any() and (y > 0).any()
+    dx, dw, db = (b.to_host(a) for a in b.linear_backward(*(b.from_host(a) for a in (x, w, g))))
+    np.testing.assert_allclose(dx, g @ w.T, rtol=1e-12)
+    np.testing.assert_allclose(dw, x.T @ g, rtol=1e-12)
+    np.testing.assert_allclose(db, g.sum(axis=0), rtol=1e-12)
+    masked = g * (y > 0)
+    for backward in (b.relu_linear_backward, partial(Backend.relu_linear_backward, b)):
+        dx, dw, db = (b.to_host(a) for a in backward(*(b.from_host(a) for a in (x, w, g, y))))
+        np.testing.assert_allclose(dx, masked @ w.T, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(dw, x.T @ masked, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(db, masked.sum(axis=0), rtol=1e-12, atol=1e-15)
+
+
+def test_without_weight_decay_the_gradient_passes_through_untouched():
+    """No decay, no arithmetic: the update rules get the gradient itself, not a fresh grad + 0 * value."""
+    grad, value = np.array([1.0, -2.0]), np.array([3.0, 4.0])
+    assert Backend.decayed(grad, value, 0.0) is grad
+    np.testing.assert_array_equal(Backend.decayed(grad, value, 0.5), [2.5, 0.0])
+
+
+def test_sparse_input_takes_the_backend_dtype_and_gives_the_dense_products(fresh):
+    from scipy import sparse
+
+    x = np.array([[0.0, 2.0], [1.5, 0.0], [0.0, 0.0]])  # float64 on every backend dtype
+    w, bias = np.array([[1.0, -1.0, 0.5], [2.0, 0.0, 1.0]]), np.array([0.25, 0.5, -1.0])
+    g = np.array([[1.0, 0.0, -2.0], [0.5, 1.0, 0.0], [3.0, 3.0, 3.0]])
+    xs = fresh.sparse_from_host(sparse.csr_matrix(x))
+    assert xs.dtype == fresh.dtype
+    out = fresh.sparse_linear(xs, fresh.from_host(w), fresh.from_host(bias))
+    assert out.dtype == fresh.dtype
+    np.testing.assert_array_equal(fresh.to_host(out), x @ w + bias)
+    np.testing.assert_array_equal(fresh.to_host(fresh.sparse_weight_grad(xs, fresh.from_host(g))), x.T @ g)
+
+
+def test_sparse_products_check_their_dense_arguments():
+    from scipy import sparse
+
+    cpu, strict = NumpyBackend("float64"), StrictBackend("float64")
+    x = cpu.sparse_from_host(sparse.csr_matrix(np.eye(2)))  # stays a SciPy matrix: nothing to check
+    weight, bias = cpu.from_host(MATRIX), cpu.from_host(MATRIX[0])
+    for args in ((strict.from_host(MATRIX), bias), (weight, strict.from_host(MATRIX[0]))):
+        with pytest.raises(DeviceMismatchError):
+            cpu.sparse_linear(x, *args)
+    # the reference densifies x onto the device, so it checks x as well as the gradient
+    for args in ((MATRIX, strict.from_host(MATRIX)), (strict.from_host(MATRIX), MATRIX)):
+        with pytest.raises(DeviceMismatchError):
+            strict.sparse_weight_grad(*args)
+
+
+def test_later_writes_to_the_host_array_never_reach_the_device_copy(fresh):
+    """A device array is a copy (array-api-strict would share the NumPy buffer unless told to copy); only the
+    NumPy backend may share, and only when asked with copy=False."""
+    for copy in (True, False) if fresh.name != "numpy" else (True,):
+        user = np.array([1.0, 2.0], dtype=fresh.dtype_name)  # already the backend dtype: no cast copies it
+        moved = fresh.from_host(user, copy=copy)
+        user[0] = 99.0
+        assert fresh.to_host(moved).tolist() == [1.0, 2.0]

@@ -55,6 +55,18 @@ def test_dtype_specs():
         parse_dtype("float16")
 
 
+def test_only_an_explicit_index_pins_a_gpu():
+    """cuda:0 pins GPU 0; a bare cuda lets a distributed run pick one per local rank (equal all the same)."""
+    assert parse_device("cuda:0").index_given is True and parse_device(" CUDA:3 ").index_given is True
+    assert parse_device("cuda").index_given is False and parse_device("cuda") == parse_device("cuda:0")
+
+
+def test_a_dtype_that_is_not_text_and_has_no_name_is_refused_clearly():
+    with pytest.raises(InvalidDeviceError) as err:
+        parse_dtype(16, origin="GPUNN_DTYPE")
+    assert str(err.value) == "invalid GPUNN_DTYPE 16: valid values are float32, float64"
+
+
 def test_str_of_spec_round_trips():
     for text in ("cpu", "cuda:3", "auto", "strict"):
         assert parse_device(str(parse_device(text))) == parse_device(text)

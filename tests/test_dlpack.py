@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gpunn.backend import dlpack
 from gpunn.errors import DeviceMismatchError, ShapeError
 from gpunn.nn import mlp
 
@@ -72,3 +73,49 @@ def test_an_array_on_another_device_is_refused_naming_both(backend):
         mlp([6, 4], backend=backend).predict_proba(CudaResident())
     with pytest.raises(DeviceMismatchError, match="expects an array with __dlpack__"):
         backend.from_dlpack([[1.0, 2.0]])
+
+
+class Resident:
+    """A DLPack-capable stand-in that only says where it lives."""
+
+    def __init__(self, kind, index):
+        self.where = (kind, index)
+
+    def __dlpack_device__(self):
+        return self.where
+
+
+@pytest.mark.parametrize(
+    "kind, index, where",
+    [(1, 0, "cpu"), (2, 1, "cuda:1"), (10, 3, "rocm:3"), (99, 2, "DLPack device type 99:2")],
+)
+def test_describe_names_the_type_and_the_device(kind, index, where):
+    assert dlpack.describe(Resident(kind, index)) == f"a {__name__}.Resident on {where}"
+
+
+class UnreadableOnHost(Resident):
+    """A host tensor that refuses export, as a PyTorch tensor that requires grad does."""
+
+    def __init__(self):
+        super().__init__(1, 0)
+
+    def __dlpack__(self, **kwargs):
+        raise BufferError("it requires grad")
+
+
+def test_an_unreadable_host_array_is_refused_naming_the_fix():
+    with pytest.raises(DeviceMismatchError) as err:
+        dlpack.host_view(UnreadableOnHost())
+    assert str(err.value) == (
+        f"a {__name__}.UnreadableOnHost on cpu cannot be read through DLPack (it requires grad); for a PyTorch "
+        "tensor that requires grad, pass x.detach()"
+    )
+
+
+def test_the_refusal_of_a_device_array_says_how_to_move_it(backend):
+    with pytest.raises(DeviceMismatchError) as err:
+        backend.from_dlpack(CudaResident())
+    assert str(err.value) == (
+        f"a {__name__}.CudaResident on cuda:1 was passed to the {backend.device} backend, which refuses implicit "
+        "transfers: move it to the host first (x.cpu() for a PyTorch tensor) or use a backend on its device"
+    )

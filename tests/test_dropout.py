@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gpunn.backend import get_backend
 from gpunn.backend.counter_rng import random_bits, stream_key
@@ -12,18 +13,45 @@ from gpunn.training.run import train
 DIGITS = dict(dataset="digits", batch_size=32, verbose=False, schedule="constant", lr=0.05)
 
 
-def reference_bits(count: int, key: int) -> np.ndarray:
+M32 = 0xFFFFFFFF
+
+
+def fmix(h: int) -> int:
+    """MurmurHash3's 32-bit finaliser written again with Python integers."""
+    h ^= h >> 16
+    h = h * 0x85EBCA6B & M32
+    h ^= h >> 13
+    h = h * 0xC2B2AE35 & M32
+    return h ^ (h >> 16)
+
+
+def unmix(h: int) -> int:
+    """fmix's inverse (each step undone in reverse order): finds the index that draws given bits."""
+    h ^= h >> 16
+    h = h * pow(0xC2B2AE35, -1, 2**32) & M32
+    h ^= (h >> 13) ^ (h >> 26)
+    h = h * pow(0x85EBCA6B, -1, 2**32) & M32
+    return h ^ (h >> 16)
+
+
+def reference_bits(count: int, key: int, first: int = 0) -> np.ndarray:
     """The generator written again with Python integers: fmix32 twice, as documented in counter_rng."""
-
-    def fmix(h):
-        h ^= h >> 16
-        h = h * 0x85EBCA6B & 0xFFFFFFFF
-        h ^= h >> 13
-        h = h * 0xC2B2AE35 & 0xFFFFFFFF
-        return h ^ (h >> 16)
-
     salt = fmix(key ^ 0x68E31DA4)
-    return np.array([fmix(fmix((i * 0x9E3779B9 + key) & 0xFFFFFFFF) ^ salt) for i in range(count)])
+    return np.array([fmix(fmix((i * 0x9E3779B9 + key) & M32) ^ salt) for i in range(first, first + count)])
+
+
+def index_drawing(bits: int, key: int) -> int:
+    """The element index whose bits under `key` are `bits` (reference_bits run backwards)."""
+    return (unmix(unmix(bits) ^ fmix(key ^ 0x68E31DA4)) - key) * pow(0x9E3779B9, -1, 2**32) & M32
+
+
+def reference_key(*words: int) -> int:
+    """stream_key written again: each word's low then high 32 bits, xored in, spread and mixed."""
+    key = 0
+    for word in words:
+        for part in (word % 2**32, word // 2**32 % 2**32):
+            key = fmix(((key ^ part) * 0x9E3779B9 % 2**32) ^ 0x5BD1E995)
+    return key
 
 
 def test_bits_match_a_plain_python_reference_on_every_backend(backend):
@@ -50,6 +78,47 @@ def test_mask_drops_p_and_scales_the_rest():
     for words in [(0, 0, 1), (0, 1, 0), (1, 0, 0)]:
         agree = np.mean((b.dropout_mask((n,), p, words) == 0) == (mask == 0))
         assert abs(agree - (p * p + (1 - p) ** 2)) < 0.01, words
+
+
+@pytest.mark.parametrize("words", [(0,), (7, 3, 12345), (2**32,), (2**33 + 5, 1), (2**64 - 1, 0)])
+def test_stream_key_mixes_both_halves_of_every_word(words):
+    assert stream_key(*words) == reference_key(*words)
+
+
+def test_the_generator_indexes_exactly_2_32_elements():
+    cpu = get_backend("cpu", "float32")
+    assert unmix(fmix(0x12345678)) == 0x12345678 and index_drawing(int(reference_bits(1, 9, 77)[0]), 9) == 77
+    key = stream_key(1)
+    last = cpu.to_host(random_bits(cpu, 1, key, first=2**32 - 1))
+    np.testing.assert_array_equal(last.astype(np.int64), reference_bits(1, key, 2**32 - 1))
+    with pytest.raises(ValueError) as err:
+        random_bits(cpu, 2, key, first=2**32 - 1)
+    assert str(err.value) == "the counter-based generator indexes at most 2^32 elements, asked for 4294967297"
+
+
+def test_an_element_is_kept_exactly_when_its_bits_reach_p_times_2_32(backend64):
+    """keep = bits >= round(p * 2^32), the threshold capped at the largest uint32: an element whose bits are
+    all ones is kept at any p < 1 (p * 2^32 rounding up to 2^32 would drop it, and overflow a uint32)."""
+    words = (5, 1, 2)
+    key = stream_key(*words)
+
+    def mask_at(bits, p):  # the one-element mask of the element that draws `bits`
+        mask = backend64.dropout_mask((1,), p, words, first_row=index_drawing(bits, key))
+        return backend64.to_host(mask)[0]
+
+    threshold = 0x9E3779B9
+    p = threshold / 2**32  # exact in float64: p * 2^32 is the threshold itself
+    assert [mask_at(threshold, p), mask_at(threshold - 1, p)] == [1 / (1 - p), 0.0]
+    p = 1 - 2**-40  # p * 2^32 = 2^32 - 2^-8 rounds to 2^32
+    assert [mask_at(M32, p), mask_at(M32 - 1, p)] == [2.0**40, 0.0]
+
+
+def test_a_mask_of_any_rank_is_the_rows_mask_reshaped(backend):
+    flat = backend.to_host(backend.dropout_mask((3, 20), 0.5, (1, 2, 3)))
+    cube = backend.to_host(backend.dropout_mask((3, 4, 5), 0.5, (1, 2, 3)))
+    np.testing.assert_array_equal(cube, flat.reshape(3, 4, 5))
+    last_row = backend.to_host(backend.dropout_mask((1, 4, 5), 0.5, (1, 2, 3), first_row=2))
+    np.testing.assert_array_equal(last_row[0], cube[2])
 
 
 def test_inference_is_identity_and_training_uses_the_step(backend64):
