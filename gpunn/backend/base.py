@@ -63,8 +63,8 @@ class Backend:
     def from_dlpack(self, array):
         """The door for arrays of other libraries (PyTorch, JAX, CuPy, ...): any DLPack-capable array.
 
-        An array on this backend's own device is imported without a copy (a CuPy array or a torch CUDA
-        tensor on the same GPU never visits the host); a host array is viewed without a copy and moved
+        An array on this backend's own device is imported as it is, dtype included, without a copy (a CuPy
+        array or a torch CUDA tensor on the same GPU never visits the host); a host array is viewed without a copy and moved
         like from_host (floats take the backend dtype); an array on another device is refused with a
         DeviceMismatchError naming both devices, as every primitive refuses one.
         """
