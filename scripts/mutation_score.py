@@ -117,7 +117,11 @@ _CHECKPOINT_EVALUATE: dict[str, str] = {
     "gpunn.training.schedules.x_lr_at__mutmut_51": "at t = 0.3 both branches give base_lr",
 }
 # gpunn/backend: device selection, availability, the CUDA probe, kernel sources
-_DEVICE: dict[str, str] = {}
+_DEVICE: dict[str, str] = {
+    "gpunn.backend.selection.x__resolve_auto__mutmut_11": (
+        "DeviceSpec's index defaults to 0: DeviceSpec('cuda') is field for field DeviceSpec('cuda', 0)"
+    ),
+}
 EQUIVALENT: dict[str, str] = {**_NN, **_BACKEND, **_CHECKPOINT_EVALUATE, **_DEVICE}
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}

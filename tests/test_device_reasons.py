@@ -8,7 +8,15 @@ import types
 import numpy as np
 import pytest
 
-from gpunn.backend import cuda_probe, parse_device, parse_dtype, requested_dtype, select
+from gpunn.backend import (
+    cuda_probe,
+    parse_device,
+    parse_dtype,
+    requested_device,
+    requested_dtype,
+    select,
+    selection,
+)
 from gpunn.backend.cuda_probe import cuda_status, require_cuda
 from gpunn.errors import DeviceUnavailableError, InvalidDeviceError
 
@@ -64,3 +72,26 @@ def test_parse_errors_list_the_valid_values(monkeypatch):
     assert parse_dtype(np.dtype("float64")) == "float64"  # a dtype object by its name
     monkeypatch.delenv("GPUNN_DTYPE", raising=False)
     assert requested_dtype() == "float32" and requested_dtype("FLOAT64") == "float64"
+
+
+def test_bad_environment_values_are_named_by_their_variable(monkeypatch):
+    monkeypatch.setenv("GPUNN_DEVICE", "cdua")
+    with pytest.raises(InvalidDeviceError) as err:
+        requested_device()
+    assert str(err.value) == (
+        "invalid GPUNN_DEVICE 'cdua': valid values are cpu, cuda, cuda:N (N = 0, 1, ...), auto, strict"
+    )
+    monkeypatch.setenv("GPUNN_DTYPE", "half")
+    with pytest.raises(InvalidDeviceError) as err:
+        requested_dtype()
+    assert str(err.value) == "invalid GPUNN_DTYPE 'half': valid values are float32, float64"
+
+
+def test_auto_takes_a_bare_cuda_when_cuda0_passes_the_probe(monkeypatch):
+    monkeypatch.setattr(cuda_probe, "cuda_status", lambda index=0: (index == 0, f"probe of cuda:{index}"))
+    monkeypatch.setattr(
+        selection, "_backend_for", lambda spec, dtype: types.SimpleNamespace(device=str(spec))
+    )
+    chosen = select("auto")
+    assert chosen.backend.device == "cuda:0"
+    assert chosen.describe() == "cuda:0 (from argument; auto: chose cuda (probe of cuda:0))"

@@ -185,3 +185,34 @@ def test_auto_falls_back_to_cpu_and_says_why(no_cupy):
 def test_explicit_cuda_never_falls_back(no_cupy):
     with pytest.raises(DeviceUnavailableError):
         select("cuda:0")
+
+
+# ---- which backend class each kind builds, and the cache of one instance per device+dtype --------------
+
+
+def test_each_kind_builds_its_backend_once_per_dtype():
+    from gpunn.backend.numpy_backend import NumpyBackend
+    from gpunn.backend.strict_backend import StrictBackend
+
+    strict = gpunn.get_backend("strict", "float64")
+    assert type(strict) is StrictBackend and strict.dtype_name == "float64"
+    assert gpunn.get_backend("strict", "float64") is strict
+    assert gpunn.get_backend("strict", "float32").dtype_name == "float32"
+    cpu = gpunn.get_backend("cpu", "float64")
+    assert type(cpu) is NumpyBackend and cpu.dtype_name == "float64"
+    assert gpunn.get_backend("cpu", "float64") is cpu
+
+
+def test_cuda_builds_a_cupy_backend_on_the_asked_index_and_dtype(monkeypatch):
+    from gpunn.backend import cupy_backend
+
+    built = []
+
+    class RecordingCupyBackend:  # CupyBackend's signature, without a GPU
+        def __init__(self, index=0, dtype_name="float32"):
+            built.append((index, dtype_name))
+
+    monkeypatch.setattr(cupy_backend, "CupyBackend", RecordingCupyBackend)
+    first = gpunn.get_backend("cuda:1", "float64")
+    assert type(first) is RecordingCupyBackend and built == [(1, "float64")]
+    assert gpunn.get_backend("cuda:1", "float64") is first and built == [(1, "float64")]

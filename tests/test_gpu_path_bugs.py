@@ -217,6 +217,54 @@ def test_auto_without_cuda_stays_on_cpu_for_every_rank(fake_cupy):
     assert selection.select_for_local_rank("auto", None, 1, 2).backend.device == "cpu"
 
 
+def test_local_rank_choice_says_how_each_rank_got_its_gpu(two_gpus, monkeypatch):
+    rank = selection.select_for_local_rank("cuda", None, 3, 4)
+    assert rank.describe() == "cuda:1 (from argument; local rank 3 of 4 -> cuda:1 (2 visible))"
+    rank = selection.select_for_local_rank("auto", None, 1, 2)
+    assert rank.describe() == (
+        "cuda:1 (from argument; auto: chose cuda (2 CUDA device(s) visible); "
+        "local rank 1 of 2 -> cuda:1 (2 visible))"
+    )
+    monkeypatch.setenv("GPUNN_DEVICE", "cuda:1")
+    rank = selection.select_for_local_rank(None, None, 0, 1)
+    assert rank.describe() == "cuda:1 (from GPUNN_DEVICE; cuda:1 kept as asked (one rank on this host))"
+
+
+def test_a_refused_pinned_gpu_says_what_to_ask_for_instead(two_gpus, monkeypatch):
+    monkeypatch.setenv("GPUNN_DEVICE", "cuda:1")
+    with pytest.raises(InvalidDeviceError) as err:
+        selection.select_for_local_rank(None, None, 0, 2)
+    assert str(err.value) == (
+        "device cuda:1 (from GPUNN_DEVICE) would put all 2 ranks on this host on one GPU, which NCCL refuses; "
+        "ask for `cuda` or `auto` to give each local rank its own GPU (local rank modulo the visible devices), "
+        "or run one rank per host"
+    )
+
+
+def test_each_rank_gets_the_asked_dtype(two_gpus, monkeypatch):
+    def backend_of(spec, dtype):
+        return types.SimpleNamespace(dtype_name=dtype)
+
+    monkeypatch.setattr(selection, "_backend_for", backend_of)
+    assert selection.select_for_local_rank("cuda", "float64", 1, 2).backend.dtype_name == "float64"
+    monkeypatch.setenv("GPUNN_DTYPE", "float64")
+    assert selection.select_for_local_rank("cpu", None, 1, 2).backend.dtype_name == "float64"
+
+
+def test_bare_cuda_with_no_visible_gpu_is_cuda0_which_then_says_why_it_cannot_work(two_gpus, monkeypatch):
+    monkeypatch.setattr(cuda_probe, "visible_devices", lambda: 0)
+    rank = selection.select_for_local_rank("cuda", None, 1, 2)
+    assert rank.describe() == "cuda:0 (from argument; local rank 1 of 2 -> cuda:0 (0 visible))"
+
+
+def test_bare_cuda_on_a_host_without_gpus_is_a_clear_error_for_every_rank(fake_cupy, monkeypatch):
+    fake_cupy(devices=0)
+    # a stand-in CupyBackend cached by an earlier test must not answer for this GPU-less host
+    monkeypatch.setattr(selection, "_backends", {})
+    with pytest.raises(DeviceUnavailableError, match="^CUDA unavailable: the driver reports no CUDA device$"):
+        selection.select_for_local_rank("cuda", None, 1, 2)
+
+
 MPIEXEC = shutil.which("mpiexec")
 RECORD_DEVICE = """
 import sys
