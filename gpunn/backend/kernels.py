@@ -314,14 +314,17 @@ class Param:
 
 
 def parse_params(params: str) -> list[Param]:
-    """'raw T grad, bool flag' -> [Param(True, 'T', 'grad'), Param(False, 'bool', 'flag')] (ParameterInfo)."""
+    """'raw T grad, bool flag' -> [Param(True, 'T', 'grad'), Param(False, 'bool', 'flag')] (ParameterInfo).
+
+    As cupy/_core/_kernel.pyx _get_param_info: only '' is an empty list; every entry between commas needs a
+    type and a name (a trailing comma is CuPy's "Syntax error" when the kernel is built)."""
+    if not params:
+        return []
     out = []
     for text in params.split(","):
         words = text.split()
-        if not words:
-            continue
         if len(words) < 2 or any(w != "raw" for w in words[:-2]):
-            raise ValueError(f"syntax error in CuPy parameter {text.strip()!r}")
+            raise ValueError(f"syntax error in CuPy parameter {text.strip()!r} of {params!r}")
         out.append(Param("raw" in words[:-2], words[-2], words[-1]))
     return out
 
