@@ -64,7 +64,7 @@ def _failure_sentence(index: int, exc: Exception) -> str:
     lowered = text.lower()
     what = next((part for keys, part in _MISSING_PART if any(k in lowered for k in keys)), None)
     what = what or "a tiny kernel or matmul failed"
-    first_line = text.splitlines()[0] if text else type(exc).__name__
+    first_line = text.splitlines()[0]  # never empty: text starts with the class name
     return f"CUDA unavailable: cuda:{index}: {what} ({first_line}); {CTK_HINT}"
 
 
