@@ -20,8 +20,10 @@ CTK_HINT = (
 )
 # What a failed kernel or matmul says, and which part of the toolkit that means is missing.
 _MISSING_PART = (
-    (("failed to find cuda headers", "cannot open source file", "vector_types.h", "cuda_fp16.h"),
-     "the CUDA runtime headers NVRTC needs are missing"),
+    (
+        ("failed to find cuda headers", "cannot open source file", "vector_types.h", "cuda_fp16.h"),
+        "the CUDA runtime headers NVRTC needs are missing",
+    ),
     (("nvrtc",), "NVRTC (the CUDA runtime compiler) cannot be used"),
     (("cublas",), "cuBLAS cannot be used"),
 )
