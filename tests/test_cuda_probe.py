@@ -107,7 +107,8 @@ def test_the_probe_compiles_its_kernel_and_multiplies_in_float32_on_the_device(s
 
     monkeypatch.setattr(cupy, "matmul", spy)
     count = cupy.cuda.runtime.getDeviceCount()
-    assert count >= 2
+    if count < 2:
+        pytest.skip("needs two devices (the stand-in has two unless GPUNN_STANDIN_DEVICES says otherwise)")
     assert cuda_status(1) == (True, f"{count} CUDA device(s) visible; a test kernel and matmul ran on cuda:1")
     assert seen == [("float32", "float32", 1)]  # the dtype gpunn trains in by default, on the device asked
 
