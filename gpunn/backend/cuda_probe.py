@@ -20,8 +20,10 @@ CTK_HINT = (
 )
 # What a failed kernel or matmul says, and which part of the toolkit that means is missing.
 _MISSING_PART = (
-    (("failed to find cuda headers", "cannot open source file", "vector_types.h", "cuda_fp16.h"),
-     "the CUDA runtime headers NVRTC needs are missing"),
+    (
+        ("failed to find cuda headers", "cannot open source file", "vector_types.h", "cuda_fp16.h"),
+        "the CUDA runtime headers NVRTC needs are missing",
+    ),
     (("nvrtc",), "NVRTC (the CUDA runtime compiler) cannot be used"),
     (("cublas",), "cuBLAS cannot be used"),
 )
@@ -64,7 +66,7 @@ def _failure_sentence(index: int, exc: Exception) -> str:
     lowered = text.lower()
     what = next((part for keys, part in _MISSING_PART if any(k in lowered for k in keys)), None)
     what = what or "a tiny kernel or matmul failed"
-    first_line = text.splitlines()[0] if text else type(exc).__name__
+    first_line = text.splitlines()[0]  # never empty: text starts with the class name
     return f"CUDA unavailable: cuda:{index}: {what} ({first_line}); {CTK_HINT}"
 
 

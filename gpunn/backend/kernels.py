@@ -1,9 +1,10 @@
 """The one registry of CUDA sources gpunn ships: CupyBackend builds its kernels from here, and
 scripts/check_kernels.py (NVRTC) and the test stand-in compile exactly these sources.
 
-Each entry is a CuPy ElementwiseKernel (typed parameter lists and a C body run once per element) or a
-ReductionKernel. The reference semantics of each is the generic primitive in gpunn/backend/base.py named in
-its comment; tests/test_backend_parity.py compares them under the `gpu` marker.
+Each entry is a CuPy ElementwiseKernel (typed parameter lists and a C body run once per element): the only
+kind cuda_source below can render for the NVRTC check. The reference semantics of each is the generic
+primitive in gpunn/backend/base.py named in its comment; tests/test_backend_parity.py compares them under
+the `gpu` marker.
 
 Weight decay: DECAYED_GRADIENT is the one CUDA line that adds L2 to the gradient (Backend.decayed on the host
 side); every update rule starts with it.
@@ -32,36 +33,6 @@ class ElementwiseSource:
 
     def build(self, cupy):
         return cupy.ElementwiseKernel(self.in_params, self.out_params, self.operation, self.name)
-
-
-@dataclass(frozen=True)
-class ReductionSource:
-    """The arguments of cupy.ReductionKernel(in_params, out_params, map_expr, reduce_expr, post_map_expr,
-    identity, name, reduce_type, preamble=...)."""
-
-    name: str
-    in_params: str
-    out_params: str
-    map_expr: str
-    reduce_expr: str
-    post_map_expr: str
-    identity: str
-    reduce_type: str
-    preamble: str = ""
-    types: dict = field(default_factory=dict)
-
-    def build(self, cupy):
-        return cupy.ReductionKernel(
-            self.in_params,
-            self.out_params,
-            self.map_expr,
-            self.reduce_expr,
-            self.post_map_expr,
-            self.identity,
-            self.name,
-            reduce_type=self.reduce_type,
-            preamble=self.preamble,
-        )
 
 
 DECAYED_GRADIENT = "T g = grad + wd * value;"
@@ -286,7 +257,7 @@ _SOURCES = (
     ),
 )
 
-KERNELS: dict[str, ElementwiseSource | ReductionSource] = {k.name.removeprefix("gpunn_"): k for k in _SOURCES}
+KERNELS: dict[str, ElementwiseSource] = {k.name.removeprefix("gpunn_"): k for k in _SOURCES}
 """short name -> source; CupyBackend calls self._kernels[short name]."""
 
 # C type of each dtype a parameter or placeholder may take (cupy/_core/_scalar.pyx _typenames, through
@@ -343,14 +314,17 @@ class Param:
 
 
 def parse_params(params: str) -> list[Param]:
-    """'raw T grad, bool flag' -> [Param(True, 'T', 'grad'), Param(False, 'bool', 'flag')] (ParameterInfo)."""
+    """'raw T grad, bool flag' -> [Param(True, 'T', 'grad'), Param(False, 'bool', 'flag')] (ParameterInfo).
+
+    As cupy/_core/_kernel.pyx _get_param_info: only '' is an empty list; every entry between commas needs a
+    type and a name (a trailing comma is CuPy's "Syntax error" when the kernel is built)."""
+    if not params:
+        return []
     out = []
     for text in params.split(","):
         words = text.split()
-        if not words:
-            continue
         if len(words) < 2 or any(w != "raw" for w in words[:-2]):
-            raise ValueError(f"syntax error in CuPy parameter {text.strip()!r}")
+            raise ValueError(f"syntax error in CuPy parameter {text.strip()!r} of {params!r}")
         out.append(Param("raw" in words[:-2], words[-2], words[-1]))
     return out
 
