@@ -192,7 +192,10 @@ def main() -> None:
         names = [n for n, (status, _) in results().items() if status not in KILLED] if args.recheck else []
         if args.patterns:
             names = [n for n in names if chosen(n, args.patterns)] if args.recheck else args.patterns
-        run_mutmut(args.jobs, names)
+        if args.recheck and not names:
+            print("mutation_score: nothing left to recheck")  # mutmut given no names would run every mutant
+        else:
+            run_mutmut(args.jobs, names)
     found = {
         name: found for name, found in results().items() if not args.patterns or chosen(name, args.patterns)
     }

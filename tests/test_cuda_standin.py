@@ -77,6 +77,9 @@ def test_elementwise_kernel_types_as_cupy_does(cp):
         fixed(cp.asarray(np.array([1.0])))
     with pytest.raises(TypeError, match="Wrong number of arguments"):
         scale(x)
+    for params in ("T x,", ", T x", " "):  # _kernel.pyx _get_param_info: only '' is an empty list
+        with pytest.raises(Exception, match="Syntax error"):
+            cp.ElementwiseKernel(params, "T y", "y = x", "standin_syntax")
 
 
 def test_raw_parameters_as_cupy_has_them(cp):

@@ -155,7 +155,11 @@ class _Param:
 
 
 def _params(text: str, is_const: bool) -> tuple[_Param, ...]:
-    return tuple(_Param(p, is_const) for p in text.split(",") if p.strip())
+    """cupy/_core/_kernel.pyx _get_param_info: only '' means no parameters; any other list is stripped and
+    split at commas, and every entry (an empty one after a trailing comma too) is a ParameterInfo."""
+    if len(text) == 0:
+        return ()
+    return tuple(_Param(p, is_const) for p in text.strip().split(","))
 
 
 def _decide_types(in_params, out_params, in_dtypes, out_dtypes):
