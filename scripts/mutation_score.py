@@ -103,16 +103,11 @@ _BACKEND: dict[str, str] = {
 }
 # gpunn/checkpoint.py, gpunn/training/evaluate.py and schedules.py
 _CHECKPOINT_EVALUATE: dict[str, str] = {
-    "gpunn.checkpoint.x_load_checkpoint__mutmut_10": "allow_pickle=None is falsy: no unpickling, as False",
-    "gpunn.checkpoint.x_load_checkpoint__mutmut_12": "np.load's default is allow_pickle=False",
     "gpunn.training.evaluate.x_count_correct__mutmut_8": _BATCHING,
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_11": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_14": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_15": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_38": "the per-class zip above already refused the mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_41": "the per-class zip above already refused the mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_42": "the per-class zip above already refused the mismatch",
-    "gpunn.training.schedules.x_lr_at__mutmut_51": "at t = 0.3 both branches give base_lr",
+    "gpunn.training.schedules.x_onecycle__mutmut_6": (
+        "at t = 0.3 both branches give base_lr (the warm-up's end is the anneal's start), at most one "
+        "rounding apart"
+    ),
 }
 # gpunn/backend: device selection, availability, the CUDA probe, kernel sources
 _DEVICE: dict[str, str] = {}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gpunn.nn import Dense, Sequential
-from gpunn.training.evaluate import count_correct, device_predictions, evaluate, loss_and_correct
+from gpunn.training.evaluate import Evaluation, count_correct, device_predictions, evaluate, loss_and_correct
 
 LABELS = np.array([0, 0, 0, 1, 1, 2])
 PREDICTED = np.array([0, 0, 1, 1, 2, 2])
@@ -134,3 +134,19 @@ def test_loss_and_correct_of_no_samples_are_zeros_of_the_promised_dtypes(backend
     total, correct = loss_and_correct(model, images, backend.from_host(np.zeros(0, dtype=np.int64)))
     assert (total.dtype, correct.dtype) == (backend.xp.float64, backend.xp.int64)
     assert backend.to_scalar(total) == 0.0 and backend.to_scalar(correct) == 0
+
+
+def test_no_images_predict_an_empty_row_of_integer_classes(backend):
+    images = backend.from_host(np.zeros((0, 3), dtype=np.uint8))
+    predicted = device_predictions(argmax_model(backend, 3), images)
+    assert predicted.shape == (0,) and predicted.dtype == backend.xp.int64
+
+
+def test_report_refuses_names_that_fit_only_one_of_its_tables():
+    # an Evaluation built by hand: each table must have exactly one row per name
+    two_rows = Evaluation(0.5, np.array([1.0, 0.0]), np.array([[1, 0], [1, 0]]))
+    assert two_rows.lines(["a", "b"])[-1] == "  b    1    0"
+    with pytest.raises(ValueError, match="zip"):
+        Evaluation(0.5, np.array([1.0, 0.0, 0.0]), two_rows.confusion).lines(["a", "b"])
+    with pytest.raises(ValueError, match="zip"):
+        Evaluation(0.5, two_rows.per_class, np.eye(3, dtype=int)).lines(["a", "b"])
