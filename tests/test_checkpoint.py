@@ -248,18 +248,23 @@ def corrupt(path, member: str, declares: str) -> str:
     )
 
 
+def replace_member(path, member: str, data: bytes) -> None:
+    """Rewrite one member's raw bytes (an .npy np.savez would not write)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members[member] = data
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+
+
 def test_a_member_in_npy_format_2_loads_like_format_1(tmp_path):
     """np.save writes format 2.0 when a header outgrows 64 KiB; its header is read with the 2.0 reader."""
     model = mlp([3, 2], backend="cpu", dtype="float64", seed=4)
     path = save_checkpoint(tmp_path / "c.npz", model)
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, model.get_weights()[0], version=(2, 0))
-    members["param.0.npy"] = buffer.getvalue()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+    replace_member(path, "param.0.npy", buffer.getvalue())
     np.testing.assert_array_equal(load_checkpoint(path).weights[0], model.get_weights()[0])
 
 
@@ -336,3 +341,12 @@ def test_load_model_rebuilds_in_the_dtype_asked_for(tmp_path):
     as_float32 = load_model(path, "cpu", "float32")
     assert as_float32.backend.dtype_name == "float32"
     np.testing.assert_array_equal(as_float32.get_weights()[0], model.get_weights()[0].astype(np.float32))
+
+
+def test_a_header_declaring_more_elements_than_int64_holds_is_refused(tmp_path):
+    """The declared shape is checked against the member's size in exact integers (int64 would overflow)."""
+    path = save_checkpoint(tmp_path / "c.npz", mlp([3, 2], backend="cpu"))
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": (2**70,)})
+    replace_member(path, "header.npy", buffer.getvalue() + b"{}")
+    assert refusal(path) == f"{path}: not a gpunn checkpoint (no readable header)"
