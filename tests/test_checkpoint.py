@@ -350,3 +350,36 @@ def test_a_header_declaring_more_elements_than_int64_holds_is_refused(tmp_path):
     np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": (2**70,)})
     replace_member(path, "header.npy", buffer.getvalue() + b"{}")
     assert refusal(path) == f"{path}: not a gpunn checkpoint (no readable header)"
+
+
+def declare_size(path, member: str, size: int) -> None:
+    """Make the zip's central directory claim `size` uncompressed bytes for `member` (a forged entry)."""
+    raw = bytearray(path.read_bytes())
+    entry = raw.rindex(member.encode()) - 46  # the central directory's copy of the name comes last
+    assert raw[entry : entry + 4] == b"PK\x01\x02"
+    raw[entry + 24 : entry + 28] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("member, stored", [("param.1.npy", 144), ("optim.steps.npy", 0)])
+def test_a_member_claiming_more_than_deflate_can_expand_is_refused_before_reading(tmp_path, member, stored):
+    # deflate expands at most 1032-fold: a member may claim 1032 * max(stored, 1) + 1024 bytes and no more
+    path = tmp_path / "c.npz"
+    limit = 1032 * max(stored, 1) + 1024
+    for claimed, refused in [(limit + 1, True), (limit, False)]:
+        save_checkpoint(path, mlp([3, 2], backend="cpu", dtype="float64"))
+        if stored == 0:
+            replace_member(path, member, b"")
+        declare_size(path, member, claimed)
+        message = refusal(path)
+        assert (message == f"{path}: member {member!r} claims an impossible size") == refused, message
+
+
+def test_the_header_may_be_as_large_as_the_cap_and_no_larger(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "c.npz", mlp([3, 2], backend="cpu"))
+    with zipfile.ZipFile(path) as archive:
+        size = archive.getinfo("header.npy").file_size
+    monkeypatch.setattr(checkpoint_module, "MAX_HEADER_BYTES", size)
+    assert load_checkpoint(path).header["format"] == "gpunn-checkpoint"
+    monkeypatch.setattr(checkpoint_module, "MAX_HEADER_BYTES", size - 1)
+    assert refusal(path) == f"{path}: header larger than {size - 1} bytes: not a gpunn checkpoint"
