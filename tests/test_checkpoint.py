@@ -140,8 +140,8 @@ def test_missing_file_and_missing_folder_checkpoint(tmp_path):
 @pytest.mark.parametrize(
     "header, message",
     [
-        (None, "no readable header"),
-        (np.frombuffer(b"\xff\xfe{", dtype=np.uint8), "no readable header"),
+        (None, "not a gpunn checkpoint (no readable header)"),
+        (np.frombuffer(b"\xff\xfe{", dtype=np.uint8), "not a gpunn checkpoint (no readable header)"),
         (header_bytes(["gpunn-checkpoint"]), "not a gpunn checkpoint"),
         (header_bytes({"format": "other"}), "not a gpunn checkpoint"),
     ],
@@ -150,8 +150,12 @@ def test_missing_file_and_missing_folder_checkpoint(tmp_path):
 def test_foreign_headers_are_refused(tmp_path, header, message):
     save_checkpoint(tmp_path / "c.npz", mlp([3, 2], backend="cpu"))
     rewrite(tmp_path / "c.npz", header=header)
-    with pytest.raises(CheckpointError, match=message):
-        load_checkpoint(tmp_path / "c.npz")
+    assert refusal(tmp_path / "c.npz") == f"{tmp_path / 'c.npz'}: {message}"
+
+
+def test_a_dtype_gpunn_does_not_compute_in_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "c.npz", mlp([3, 2], backend="cpu"), {"dtype": "int8"})
+    assert refusal(path) == f"{path}: dtype 'int8' is not float32 or float64"
 
 
 def test_another_format_version_names_the_writer(tmp_path):
