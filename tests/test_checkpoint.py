@@ -387,3 +387,20 @@ def test_the_header_may_be_as_large_as_the_cap_and_no_larger(tmp_path, monkeypat
     assert load_checkpoint(path).header["format"] == "gpunn-checkpoint"
     monkeypatch.setattr(checkpoint_module, "MAX_HEADER_BYTES", size - 1)
     assert refusal(path) == f"{path}: header larger than {size - 1} bytes: not a gpunn checkpoint"
+
+
+@pytest.mark.parametrize(
+    "forged_size, problem",
+    [(False, ": its size does not match the shape it declares"), (True, " is truncated")],
+    ids=["short-member", "short-data-behind-a-forged-size"],
+)
+def test_a_parameter_with_half_its_data_is_refused(tmp_path, forged_size, problem):
+    path = save_checkpoint(tmp_path / "c.npz", mlp([3, 2], backend="cpu", dtype="float64"))
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (2,)})
+    replace_member(path, "param.1.npy", buffer.getvalue() + bytes(8))  # (2,) float64 declared, 8 bytes given
+    if forged_size:  # the zip entry claims the 16 bytes the shape needs
+        declare_size(path, "param.1.npy", len(buffer.getvalue()) + 16)
+    assert (
+        refusal(path) == f"{path}: corrupt or truncated checkpoint (ValueError: member param.1.npy{problem})"
+    )
