@@ -102,7 +102,29 @@ _BACKEND: dict[str, str] = {
     **{f"gpunn.backend.collectives.xǁMpiAllreduceǁsum___mutmut_{n}": _CUPY_ONLY for n in range(10, 16)},
 }
 # gpunn/checkpoint.py, gpunn/training/evaluate.py and schedules.py
+_MNIST_NAMES = "SOURCES['mnist'].class_names are the digits 0-9: the same as the numbered fallback"
+_ONE_LETTER = "dtype.kind is one letter of 'biufcmMOSUV'; adding X's to the set changes no verdict"
+_NEVER_MATCHES = "the else branch compares the shape to a tuple of letters: never equal, the same refusal"
+_READ_STOPS = (
+    "zipfile returns no byte past the member's declared size, which the size check just above put at the "
+    "end of the data: the data read itself completes the CRC check, and nothing is left to read"
+)
 _CHECKPOINT_EVALUATE: dict[str, str] = {
+    "gpunn.checkpoint.x_class_names__mutmut_13": _MNIST_NAMES,
+    "gpunn.checkpoint.x_class_names__mutmut_15": _MNIST_NAMES,
+    "gpunn.checkpoint.x_class_names__mutmut_24": _MNIST_NAMES,
+    "gpunn.checkpoint.x_class_names__mutmut_25": _MNIST_NAMES,
+    "gpunn.checkpoint.x__optim_shape__mutmut_17": _NEVER_MATCHES,
+    "gpunn.checkpoint.x__optim_shape__mutmut_18": _NEVER_MATCHES,
+    "gpunn.checkpoint.x__array__mutmut_28": _ONE_LETTER,
+    "gpunn.checkpoint.x__array__mutmut_35": _NEVER_MATCHES,
+    "gpunn.checkpoint.x__array__mutmut_36": _NEVER_MATCHES,
+    "gpunn.checkpoint.x__array__mutmut_37": "None is falsy: the same refusal as False",
+    "gpunn.checkpoint.x__array__mutmut_45": _ONE_LETTER,
+    "gpunn.checkpoint.x__array__mutmut_56": _READ_STOPS,
+    "gpunn.checkpoint.x__array__mutmut_67": _READ_STOPS,
+    "gpunn.checkpoint.x__array__mutmut_68": _READ_STOPS,
+    "gpunn.checkpoint.x__array__mutmut_69": _READ_STOPS,
     "gpunn.training.evaluate.x_count_correct__mutmut_8": _BATCHING,
     "gpunn.training.schedules.x_onecycle__mutmut_6": (
         "at t = 0.3 both branches give base_lr (the warm-up's end is the anneal's start), at most one "
