@@ -4,6 +4,7 @@ checkpoint from the internet cannot run code. Written atomically; readable on ev
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ def _array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected) -> np.ndar
             ok = tuple(shape) == tuple(expected) and dtype.kind in "fi"
         if not ok:
             raise ValueError(f"member {name} declares {dtype} {shape}, which the architecture does not allow")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)  # exact: a declared (2**70,) must not overflow int64
         if fh.tell() + count * dtype.itemsize != info.file_size:
             raise ValueError(f"member {name}: its size does not match the shape it declares")
         data = fh.read(count * dtype.itemsize)

@@ -104,17 +104,34 @@ _BACKEND: dict[str, str] = {
     "gpunn.backend.collectives.xǁNcclAllreduceǁsum___mutmut_6": "np.dtype(None) is float64",
 }
 # gpunn/checkpoint.py, gpunn/training/evaluate.py and schedules.py
+_MNIST_NAMES = "SOURCES['mnist'].class_names are the digits 0-9: the same as the numbered fallback"
+_ONE_LETTER = "dtype.kind is one letter of 'biufcmMOSUV'; adding X's to the set changes no verdict"
+_NEVER_MATCHES = "the else branch compares the shape to a tuple of letters: never equal, the same refusal"
+_READ_STOPS = (
+    "zipfile returns no byte past the member's declared size, which the size check just above put at the "
+    "end of the data: the data read itself completes the CRC check, and nothing is left to read"
+)
 _CHECKPOINT_EVALUATE: dict[str, str] = {
-    "gpunn.checkpoint.x_load_checkpoint__mutmut_10": "allow_pickle=None is falsy: no unpickling, as False",
-    "gpunn.checkpoint.x_load_checkpoint__mutmut_12": "np.load's default is allow_pickle=False",
+    "gpunn.checkpoint.x_class_names__mutmut_13": _MNIST_NAMES,
+    "gpunn.checkpoint.x_class_names__mutmut_15": _MNIST_NAMES,
+    "gpunn.checkpoint.x_class_names__mutmut_24": _MNIST_NAMES,
+    "gpunn.checkpoint.x_class_names__mutmut_25": _MNIST_NAMES,
+    "gpunn.checkpoint.x__optim_shape__mutmut_17": _NEVER_MATCHES,
+    "gpunn.checkpoint.x__optim_shape__mutmut_18": _NEVER_MATCHES,
+    "gpunn.checkpoint.x__array__mutmut_28": _ONE_LETTER,
+    "gpunn.checkpoint.x__array__mutmut_35": _NEVER_MATCHES,
+    "gpunn.checkpoint.x__array__mutmut_36": _NEVER_MATCHES,
+    "gpunn.checkpoint.x__array__mutmut_37": "None is falsy: the same refusal as False",
+    "gpunn.checkpoint.x__array__mutmut_45": _ONE_LETTER,
+    "gpunn.checkpoint.x__array__mutmut_56": _READ_STOPS,
+    "gpunn.checkpoint.x__array__mutmut_67": _READ_STOPS,
+    "gpunn.checkpoint.x__array__mutmut_68": _READ_STOPS,
+    "gpunn.checkpoint.x__array__mutmut_69": _READ_STOPS,
     "gpunn.training.evaluate.x_count_correct__mutmut_8": _BATCHING,
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_11": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_14": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_15": "the confusion-matrix zip below refuses the same mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_38": "the per-class zip above already refused the mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_41": "the per-class zip above already refused the mismatch",
-    "gpunn.training.evaluate.xǁEvaluationǁlines__mutmut_42": "the per-class zip above already refused the mismatch",
-    "gpunn.training.schedules.x_lr_at__mutmut_51": "at t = 0.3 both branches give base_lr",
+    "gpunn.training.schedules.x_onecycle__mutmut_6": (
+        "at t = 0.3 both branches give base_lr (the warm-up's end is the anneal's start), at most one "
+        "rounding apart"
+    ),
 }
 # gpunn/backend: device selection, availability, the CUDA probe, kernel sources
 _DEVICE: dict[str, str] = {
