@@ -215,6 +215,9 @@ def test_summary_lists_the_widths_then_the_activation_words():
 
 def test_dense_names_its_parameters_and_refuses_widths_that_do_not_chain():
     assert Dense(3, 2).parameter_shapes() == (("weight", (3, 2)), ("bias", (2,)))
+    model = Sequential([Dense(3, 2), ReLU(), Dense(2, 1)], "cpu")  # each Param is named as announced
+    announced = [item for layer in model.layers for item in layer.parameter_shapes()]
+    assert [(p.name, p.value.shape) for p in model.parameters()] == announced
     with pytest.raises(ValueError) as err:
         _ = Sequential([Dense(2, 3), Dense(4, 2)], "cpu").out_features
     assert str(err.value) == "layer sizes do not chain (3 then 4)"

@@ -9,6 +9,7 @@ from gpunn.backend import get_backend
 from gpunn.checkpoint import load_checkpoint, save_checkpoint
 from gpunn.errors import ShapeError
 from gpunn.nn import SGD, Adam, Dense, Param, ReLU, Sequential, Softmax, make_optimizer, mlp
+from gpunn.nn.optim import Optimizer
 
 
 def test_mlp_checks_its_sizes_and_arguments():
@@ -297,3 +298,4 @@ def test_a_fresh_optimizer_has_no_state_and_no_layout():
     for optimizer in (SGD(0.1, momentum=0.9), Adam()):
         assert (optimizer.steps, optimizer.state, optimizer.shapes) == (0, {}, [])
         assert optimizer.state_dict(get_backend("cpu")) == {"steps": 0}
+    assert Optimizer(0.1).weight_decay == 0.0  # a subclass that passes no weight decay gets none
