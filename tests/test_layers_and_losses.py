@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import array_api_strict
 import numpy as np
 import pytest
 
@@ -292,3 +293,25 @@ def test_the_totals_loss_refuses_one_hot_targets_with_the_fix():
     assert str(err.value) == (
         "SoftmaxCrossEntropyTotals takes the integer labels as its targets: pass them as both"
     )
+
+
+def test_the_softmax_losses_name_the_first_array_on_the_wrong_device_before_reading_labels():
+    """An array from another device is reported as such (the first wrong one in argument order), even when
+    the labels are also out of range: nothing is read from the targets before every array is checked."""
+    from gpunn.backend import get_backend
+    from gpunn.nn import SoftmaxCrossEntropy
+
+    strict = get_backend("strict", "float64")
+    logits, bad_labels = strict.from_host(np.zeros((2, 3))), strict.from_host(np.array([0, 5]))
+    host = np.zeros((2, 3))
+    loss = SoftmaxCrossEntropy()
+    host_message = r"^a host NumPy array was passed to the strict backend"
+    with pytest.raises(DeviceMismatchError, match=host_message):
+        loss(strict, host, bad_labels)
+    with pytest.raises(DeviceMismatchError, match=host_message):
+        loss.with_correct(strict, host, bad_labels, bad_labels)
+    with pytest.raises(DeviceMismatchError, match=host_message):
+        loss.with_correct(strict, logits, bad_labels, np.array([0, 5]))
+    foreign = array_api_strict.asarray(np.array([0, 1]))  # another device's array, named differently
+    with pytest.raises(DeviceMismatchError, match=host_message):
+        loss.with_correct(strict, logits, np.array([0, 1]), foreign)
