@@ -242,21 +242,21 @@ def test_a_given_output_bias_gradient_goes_to_an_output_dense_layer_only(backend
         np.testing.assert_array_equal(a, c)
 
 
-def test_predict_proba_takes_an_array_already_on_the_device_where_it_is():
-    """A strict model given strict arrays: uint8 pixels scaled there, floats of another dtype converted,
+def test_predict_proba_takes_an_array_already_on_the_device_where_it_is(backend64):
+    """A model given arrays of its own device: uint8 pixels scaled there, floats of another dtype converted,
     batches as slices, non-finite input and empty input answered as for host input."""
     host = mlp([6, 5, 3], backend="cpu", dtype="float64", seed=1)
-    strict = get_backend("strict", "float64")
-    model = mlp([6, 5, 3], backend=strict, seed=1)
+    b = backend64
+    model = mlp([6, 5, 3], backend=b, seed=1)
     pixels = np.random.default_rng(0).integers(0, 256, (11, 6)).astype(np.uint8)
     want = host.predict_proba(pixels)
-    np.testing.assert_allclose(model.predict_proba(strict.from_host(pixels)), want, rtol=1e-12)
-    np.testing.assert_allclose(model.predict_proba(strict.from_host(pixels), batch_size=4), want, rtol=1e-12)
-    as_float32 = strict.from_host(pixels / 255, dtype="float32")
+    np.testing.assert_allclose(model.predict_proba(b.from_host(pixels)), want, rtol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(b.from_host(pixels), batch_size=4), want, rtol=1e-12)
+    as_float32 = b.from_host(pixels / 255, dtype="float32")
     np.testing.assert_allclose(model.predict_proba(as_float32), host.predict_proba(pixels / 255), rtol=1e-6)
-    assert model.predict_proba(strict.from_host(np.zeros((0, 6), dtype=np.uint8))).shape == (0, 0)
+    assert model.predict_proba(b.from_host(np.zeros((0, 6), dtype=np.uint8))).shape == (0, 0)
     with pytest.raises(ShapeError) as err:
-        model.predict_proba(strict.from_host(np.array([[np.nan] * 6])))
+        model.predict_proba(b.from_host(np.array([[np.nan] * 6])))
     assert str(err.value) == "input contains NaN or infinite values"
 
 
