@@ -234,6 +234,8 @@ def test_a_models_own_parameters_are_found_in_its_buffer():
     other = get_backend("cpu", "float32")
     moved = ParameterBuffer.of(mlp(SIZES, backend=cpu, seed=1).parameters(), other)
     assert moved.backend is other and moved.params[0].owner is moved
+    empty = ParameterBuffer.of([], cpu)  # a model without parameters (activations only)
+    assert empty.size == 0 and tuple(empty.gradient_with_slot.shape) == (1,)
 
 
 def test_gradients_set_before_adoption_are_kept_with_a_zero_slot(backend64):
