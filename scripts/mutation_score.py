@@ -37,12 +37,7 @@ EQUIVALENT_FUNCTIONS = {
     ),
 }
 
-_UNUSED_PARAM_NAME = "Param.name is read by nothing in gpunn"
 _UNREAD_INITIAL = "the value is replaced before anything reads it"
-_UNUSED_INPUT_GRAD = (
-    "only decides whether the first Dense layer computes the input gradient, which Sequential.backward "
-    "discards: speed, not results"
-)
 _ZIP_CHECKED = "the lengths are compared (or equal by construction) before this zip"
 _BATCHING = "the batch size only splits the work; results are the same"
 _CHECKED_AGAIN = "the same device check runs again inside as_targets / the backend primitive"
@@ -50,36 +45,45 @@ _CHECKED_AGAIN = "the same device check runs again inside as_targets / the backe
 # Single mutants that cannot change behaviour, with the reason (names are mutmut's, stable while the
 # function's source is unchanged), one dict per area of the code.
 # gpunn/nn
+_SAME_PARAMS = (
+    "shapes, sizes and every list of views are built from self.params: equal lengths by construction"
+)
+_NO_RANDOMNESS = "this layer draws no randomness: first_row is read only by Dropout"
 _NN: dict[str, str] = {
-    "gpunn.nn.layers.xǁParamǁ__init____mutmut_1": _UNUSED_PARAM_NAME,
-    "gpunn.nn.layers.xǁParamǁ__init____mutmut_3": _UNREAD_INITIAL,
     "gpunn.nn.layers.xǁDenseǁ__init____mutmut_7": _UNREAD_INITIAL,
-    "gpunn.nn.layers.xǁDenseǁbind__mutmut_17": _UNUSED_PARAM_NAME,
-    "gpunn.nn.layers.xǁDenseǁbind__mutmut_21": _UNUSED_PARAM_NAME,
-    "gpunn.nn.layers.xǁDenseǁbind__mutmut_22": _UNUSED_PARAM_NAME,
-    "gpunn.nn.layers.xǁDenseǁbind__mutmut_25": _UNUSED_PARAM_NAME,
-    "gpunn.nn.layers.xǁDenseǁbind__mutmut_29": _UNUSED_PARAM_NAME,
-    "gpunn.nn.layers.xǁDenseǁbind__mutmut_30": _UNUSED_PARAM_NAME,
-    "gpunn.nn.layers.xǁDenseǁbind__mutmut_36": _UNREAD_INITIAL,
-    "gpunn.nn.layers.xǁDenseǁbackward__mutmut_9": _UNUSED_INPUT_GRAD,
-    "gpunn.nn.model.xǁSequentialǁ__init____mutmut_18": _UNUSED_INPUT_GRAD,
-    "gpunn.nn.model.xǁSequentialǁ__init____mutmut_20": _UNUSED_INPUT_GRAD,
+    "gpunn.nn.layers.xǁLayerǁbegin_update__mutmut_1": "the base method only raises NotImplementedError",
+    **{
+        f"gpunn.nn.layers.xǁ{cls}ǁbegin_update__mutmut_1": _NO_RANDOMNESS
+        for cls in ("Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax")
+    },
     "gpunn.nn.losses.xǁCategoricalCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
-    "gpunn.nn.losses.xǁSoftmaxCrossEntropyǁ__call____mutmut_3": _CHECKED_AGAIN,
     "gpunn.nn.losses.xǁSoftmaxCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
+    "gpunn.nn.model.xǁSequentialǁ__init____mutmut_23": (
+        "None is falsy like False: every backend tests need_input_grad for truth"
+    ),
+    "gpunn.nn.model.xǁSequentialǁbegin_update__mutmut_21": "grad is None at the break: returning returns the same None",
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_10": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_13": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_14": _ZIP_CHECKED,
-    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_19": _ZIP_CHECKED,
-    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_22": _ZIP_CHECKED,
-    "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_23": _ZIP_CHECKED,
-    "gpunn.nn.model.x_mlp__mutmut_28": _ZIP_CHECKED,
-    "gpunn.nn.model.x_mlp__mutmut_31": _ZIP_CHECKED,
-    "gpunn.nn.model.x_mlp__mutmut_35": _ZIP_CHECKED,
+    "gpunn.nn.model.x_mlp__mutmut_29": _ZIP_CHECKED,
+    "gpunn.nn.model.x_mlp__mutmut_32": _ZIP_CHECKED,
+    "gpunn.nn.model.x_mlp__mutmut_36": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁfrom_description__mutmut_7": "Sequential's default seed is 0 as well",
     "gpunn.nn.model.xǁSequentialǁpredict_proba__mutmut_1": _BATCHING,
-    "gpunn.nn.optim.xǁOptimizerǁ__init____mutmut_1": "every optimizer passes weight_decay explicitly",
-    "gpunn.nn.optim.xǁOptimizerǁ_decayed__mutmut_2": "adding 0 * value leaves finite gradients unchanged",
+    "gpunn.nn.flat.xǁParameterBufferǁof__mutmut_10": (
+        "every Param sets owner in __init__ (a slot), so getattr's default is never used"
+    ),
+    **{
+        f"gpunn.nn.flat.xǁParameterBufferǁ{function}__mutmut_{n}": _SAME_PARAMS
+        for function, numbers in (
+            ("views", (5, 8, 9)),
+            ("_bind_values", (3, 6, 8)),
+            ("_bind_gradient", (6, 9, 10)),
+            ("collect_gradient", (5, 8, 9)),
+        )
+        for n in numbers
+    },
+    "gpunn.nn.step.x_train_step__mutmut_37": "output_bias_grad=None is the model backprop's default: the same call",
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_5": "np.array of a Python int is int64 on 64-bit Linux",
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_7": "np.array of a Python int is int64 on 64-bit Linux",
 }

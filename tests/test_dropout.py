@@ -8,6 +8,7 @@ import pytest
 from gpunn.backend import get_backend
 from gpunn.backend.counter_rng import random_bits, stream_key
 from gpunn.nn import Dense, Dropout, ReLU, Sequential, SoftmaxCrossEntropy
+from gpunn.nn.layers import layer_from_description
 from gpunn.training.run import train
 
 DIGITS = dict(dataset="digits", batch_size=32, verbose=False, schedule="constant", lr=0.05)
@@ -192,3 +193,49 @@ def test_a_shard_of_the_batch_gets_its_rows_of_the_whole_batch_mask(backend):
     whole = backend.to_host(backend.dropout_mask((10, 7), 0.5, (3, 2, 1)))
     shard = backend.to_host(backend.dropout_mask((4, 7), 0.5, (3, 2, 1), first_row=6))
     np.testing.assert_array_equal(shard, whole[6:])
+
+
+def test_dropout_probability_default_range_and_description():
+    assert Dropout().p == 0.5 and Dropout(0).p == 0.0
+    for bad in (1.0, 1.5, -0.25):
+        with pytest.raises(ValueError) as err:
+            Dropout(bad)
+        assert str(err.value) == f"dropout probability must lie in [0, 1), got {bad!r}"
+    assert Dropout(0.25).describe() == {"type": "Dropout", "p": 0.25}
+    assert layer_from_description({"type": "Dropout", "p": 0.25}).p == 0.25
+    assert layer_from_description({"type": "Dropout"}).p == 0.5  # a checkpoint written without p
+
+
+def test_no_step_or_p_zero_passes_the_arrays_through_untouched(backend64):
+    """Inference, and dropout 0 while training, return the input and the gradient themselves: no mask."""
+    b = backend64
+    x, g = b.from_host(np.ones((3, 4))), b.from_host(np.full((3, 4), 2.0))
+    for layer, step in ((Dropout(0.5), None), (Dropout(0.0), 7)):
+        layer.bind(b)
+        y, backprop = layer.begin_update(x, step)
+        assert y is x and backprop(g) is g
+
+
+def test_a_layer_masks_rows_from_the_first_unless_told_where_its_rows_start(backend64):
+    b = backend64
+    layer = Dropout(0.5)
+    layer.bind(b)
+    x = b.from_host(np.arange(1.0, 41.0).reshape(10, 4))
+    mask = b.to_host(b.dropout_mask((10, 4), 0.5, (0, 0, 3)))
+    np.testing.assert_array_equal(b.to_host(layer.begin_update(x, 3)[0]), b.to_host(x) * mask)
+    np.testing.assert_array_equal(b.to_host(layer.begin_update(x[6:, :], 3, 6)[0]), (b.to_host(x) * mask)[6:])
+
+
+def test_a_model_keys_masks_by_its_seed_the_layer_position_and_the_step(backend64):
+    """Sequential gives each Dropout its seed (None counts as 0) and its index; a shard starting at row
+    first_row gets those rows of the whole batch's masks."""
+    b = backend64
+    x = b.from_host(np.arange(1.0, 31.0).reshape(10, 3))
+    for seed, key_seed in ((7, 7), (None, 0), (0, 0)):
+        model = Sequential([ReLU(), Dropout(0.5)], b, seed=seed)
+        whole = b.to_host(model.begin_update(x, step=2)[0])
+        np.testing.assert_array_equal(
+            whole, b.to_host(x) * b.to_host(b.dropout_mask((10, 3), 0.5, (key_seed, 1, 2)))
+        )
+        shard = model.begin_update(x[6:, :], step=2, first_row=6)[0]
+        np.testing.assert_array_equal(b.to_host(shard), whole[6:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import array_api_strict
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from gpunn.nn import (
     CategoricalCrossEntropy,
     Dense,
     LeakyReLU,
+    ReLU,
     Sequential,
 )
 from gpunn.nn.layers import activation, layer_from_description
@@ -182,3 +184,134 @@ def test_the_totals_loss_matches_the_plain_loss_and_adds_up_the_epoch(backend64)
     assert b.to_scalar(totals.totals[1]) == 7
     with pytest.raises(ValueError, match="takes the integer labels as its targets"):
         totals.with_correct(b, logits, b.from_host(np.eye(3)[[0, 2, 0]]), labels)
+
+
+@pytest.mark.parametrize("bad", [0, -2, True, "3", 2.0, None])
+def test_a_dense_description_needs_positive_integer_sizes_and_says_which(bad):
+    description = {"type": "Dense", "in": 3, "out": bad}
+    with pytest.raises(ValueError) as err:
+        layer_from_description(description)
+    assert str(err.value) == f"a Dense layer needs a positive integer 'out', got {description}"
+
+
+def test_a_dense_description_of_width_one_is_accepted():
+    layer = layer_from_description({"type": "Dense", "in": 1, "out": 1})
+    assert layer.describe() == {"type": "Dense", "in": 1, "out": 1, "init": "he"}
+
+
+@pytest.mark.parametrize("description", [["Dense"], None, "Dense"])
+def test_a_description_that_is_not_a_dict_is_an_unknown_layer(description):
+    with pytest.raises(ValueError, match=r"^unknown layer type None$"):
+        layer_from_description(description)
+
+
+def test_summary_lists_the_widths_then_the_activation_words():
+    from gpunn.nn.layers import summary_of
+
+    assert summary_of(mlp_layers := [Dense(4, 3), activation("tanh"), Dense(3, 2)]) == "4-3-2 tanh"
+    assert summary_of(mlp_layers + [activation("relu")]) == "4-3-2 relu/tanh"
+    assert summary_of([activation("relu")]) == "relu"  # no layer fixes a width
+    assert summary_of([]) == ""
+
+
+def test_dense_names_its_parameters_and_refuses_widths_that_do_not_chain():
+    assert Dense(3, 2).parameter_shapes() == (("weight", (3, 2)), ("bias", (2,)))
+    model = Sequential([Dense(3, 2), ReLU(), Dense(2, 1)], "cpu")  # each Param is named as announced
+    announced = [item for layer in model.layers for item in layer.parameter_shapes()]
+    assert [(p.name, p.value.shape) for p in model.parameters()] == announced
+    with pytest.raises(ValueError) as err:
+        _ = Sequential([Dense(2, 3), Dense(4, 2)], "cpu").out_features
+    assert str(err.value) == "layer sizes do not chain (3 then 4)"
+
+
+def test_a_lone_dense_layer_returns_the_input_gradient_and_takes_a_given_bias_gradient(backend64):
+    """backprop(grad) gives grad @ W.T for the input; a bias gradient handed in (a loss's column sums) is the
+    layer's bias gradient as it is, not recomputed from grad."""
+    b = backend64
+    rng = np.random.default_rng(0)
+    layer = Dense(4, 3)
+    layer.bind(b, rng)
+    x, g = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    weight = b.to_host(layer.weight.value)
+    _, backprop = layer.begin_update(b.from_host(x))
+    np.testing.assert_allclose(b.to_host(backprop(b.from_host(g))), g @ weight.T, rtol=1e-12)
+    np.testing.assert_allclose(b.to_host(layer.weight.grad), x.T @ g, rtol=1e-12)
+    np.testing.assert_allclose(b.to_host(layer.bias.grad), g.sum(axis=0), rtol=1e-12)
+    _, backprop = layer.begin_update(b.from_host(x))
+    backprop(b.from_host(g), bias_grad=b.from_host(np.array([0.5, -1.0, 2.0])))
+    np.testing.assert_array_equal(b.to_host(layer.bias.grad), [0.5, -1.0, 2.0])
+    np.testing.assert_allclose(b.to_host(layer.weight.grad), x.T @ g, rtol=1e-12)
+
+
+def test_the_first_dense_layer_of_a_model_computes_no_input_gradient(backend64):
+    """Nothing reads the gradient of the input data, so a model's backprop returns None, not an array."""
+    b = backend64
+    x, g = b.from_host(np.ones((2, 4))), b.from_host(np.ones((2, 2)))
+    for layers in ([Dense(4, 3), ReLU(), Dense(3, 2)], [ReLU(), Dense(4, 2)], [Dense(4, 2)]):
+        model = Sequential(layers, b)
+        assert model.begin_update(x)[1](g) is None
+    assert Sequential([ReLU()], b).begin_update(x)[1](x) is not None  # no Dense: the ReLU's own gradient
+
+
+def test_valid_integer_labels_cost_one_boolean_read_back(backend64, monkeypatch):
+    """The range check reads back one 0-d boolean; the labels themselves come to the host only when one is
+    out of range (to name it)."""
+    b = backend64
+    downloads = []
+    original = b._download
+    monkeypatch.setattr(b, "_download", lambda array: downloads.append(tuple(array.shape)) or original(array))
+    value, _ = CategoricalCrossEntropy()(
+        b, b.from_host(np.full((3, 2), 0.5)), b.from_host(np.array([0, 1, 0]))
+    )
+    assert downloads == [()]
+    assert b.to_scalar(value) == pytest.approx(math.log(2), rel=1e-12)
+
+
+def test_a_loss_without_a_fused_count_is_counted_by_the_backend(backend64):
+    from gpunn.nn.losses import loss_and_correct
+
+    b = backend64
+    probabilities = b.from_host(np.array([[0.25, 0.75], [0.6, 0.4], [0.1, 0.9]]))
+    targets, labels = b.from_host(np.array([1, 0, 0])), b.from_host(np.array([1, 1, 0]))
+    value, grad, correct = loss_and_correct(CategoricalCrossEntropy(), b, probabilities, targets, labels)
+    assert b.to_scalar(value) == pytest.approx(
+        -(math.log(0.75) + math.log(0.6) + math.log(0.1)) / 3, rel=1e-12
+    )
+    np.testing.assert_allclose(b.to_host(grad), [[0, -1 / 0.75 / 3], [-1 / 0.6 / 3, 0], [-1 / 0.1 / 3, 0]])
+    assert b.to_scalar(correct) == 1  # rows' argmax 1, 0, 1 against labels 1, 1, 0
+
+
+def test_the_totals_loss_refuses_one_hot_targets_with_the_fix():
+    from gpunn.backend import get_backend
+    from gpunn.nn.losses import SoftmaxCrossEntropyTotals
+
+    b = get_backend("cpu", "float64")
+    labels = b.from_host(np.array([0, 1]))
+    totals = SoftmaxCrossEntropyTotals(b.from_host(np.array(0.0)), b.from_host(np.array(0)))
+    with pytest.raises(ValueError) as err:
+        totals.with_correct(b, b.from_host(np.zeros((2, 2))), b.from_host(np.array([0, 1])), labels)
+    assert str(err.value) == (
+        "SoftmaxCrossEntropyTotals takes the integer labels as its targets: pass them as both"
+    )
+
+
+def test_the_softmax_losses_name_the_first_array_on_the_wrong_device_before_reading_labels():
+    """An array from another device is reported as such (the first wrong one in argument order), even when
+    the labels are also out of range: nothing is read from the targets before every array is checked."""
+    from gpunn.backend import get_backend
+    from gpunn.nn import SoftmaxCrossEntropy
+
+    strict = get_backend("strict", "float64")
+    logits, bad_labels = strict.from_host(np.zeros((2, 3))), strict.from_host(np.array([0, 5]))
+    host = np.zeros((2, 3))
+    loss = SoftmaxCrossEntropy()
+    host_message = r"^a host NumPy array was passed to the strict backend"
+    with pytest.raises(DeviceMismatchError, match=host_message):
+        loss(strict, host, bad_labels)
+    with pytest.raises(DeviceMismatchError, match=host_message):
+        loss.with_correct(strict, host, bad_labels, bad_labels)
+    with pytest.raises(DeviceMismatchError, match=host_message):
+        loss.with_correct(strict, logits, bad_labels, np.array([0, 5]))
+    foreign = array_api_strict.asarray(np.array([0, 1]))  # another device's array, named differently
+    with pytest.raises(DeviceMismatchError, match=host_message):
+        loss.with_correct(strict, logits, np.array([0, 1]), foreign)

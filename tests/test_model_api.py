@@ -8,7 +8,8 @@ import pytest
 from gpunn.backend import get_backend
 from gpunn.checkpoint import load_checkpoint, save_checkpoint
 from gpunn.errors import ShapeError
-from gpunn.nn import SGD, Adam, Dense, Param, ReLU, Sequential, make_optimizer, mlp
+from gpunn.nn import SGD, Adam, Dense, Param, ReLU, Sequential, Softmax, make_optimizer, mlp
+from gpunn.nn.optim import Optimizer
 
 
 def test_mlp_checks_its_sizes_and_arguments():
@@ -182,3 +183,119 @@ def test_a_checkpoint_restores_momentum_of_more_than_ten_parameters_bit_exactly(
     np.testing.assert_array_equal(
         model.backend.to_host(restored.state["velocity"]), model.backend.to_host(optimizer.state["velocity"])
     )
+
+
+def test_a_dense_then_relu_runs_as_one_backend_call_each_way(backend, monkeypatch):
+    """Every Dense followed by a ReLU (the last pair too) is one fused call forward and one backward; the
+    ReLU layer itself is skipped (a GPU saves a launch and a pass over the activations)."""
+    calls, depth = [], [0]
+
+    def spy(name, original):
+        def outermost(*args, **kwargs):
+            if depth[0] == 0:
+                calls.append(name)
+            depth[0] += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        return outermost
+
+    names = ("linear", "linear_relu", "relu", "linear_backward", "relu_linear_backward", "relu_backward")
+    for name in names:
+        monkeypatch.setattr(backend, name, spy(name, getattr(backend, name)))
+    model = Sequential([Dense(4, 3), ReLU(), Dense(3, 2), ReLU(), Dense(2, 2)], backend)
+    x = backend.from_host(np.ones((5, 4)))
+    model.forward(x)
+    assert calls == ["linear_relu", "linear_relu", "linear"]
+    calls.clear()
+    _, backprop = model.begin_update(x)
+    backprop(backend.from_host(np.ones((5, 2))))
+    assert calls == ["linear_relu", "linear_relu", "linear", "linear_backward"] + ["relu_linear_backward"] * 2
+    calls.clear()
+    Sequential([Dense(4, 3), ReLU()], backend).forward(x)
+    assert calls == ["linear_relu"]
+
+
+def test_a_given_output_bias_gradient_goes_to_an_output_dense_layer_only(backend64):
+    """backprop(grad, output_bias_grad=g) makes g the last Dense's bias gradient (a loss summed it already);
+    every other gradient is what a plain backprop gives. A model that ends in another layer ignores it."""
+    b = backend64
+    x, grad = b.from_host(np.arange(8.0).reshape(2, 4) / 8), b.from_host(np.array([[0.5, -1.0], [0.25, 2.0]]))
+    given = np.array([3.0, -4.0])
+
+    def gradients(layers, **given_bias):
+        model = Sequential(layers, b, seed=2)
+        model.begin_update(x)[1](grad, **given_bias)
+        return model.buffer.split_host(b.to_host(model.buffer.collect_gradient())[:-1])
+
+    plain = gradients([Dense(4, 3), ReLU(), Dense(3, 2)])
+    taken = gradients([Dense(4, 3), ReLU(), Dense(3, 2)], output_bias_grad=b.from_host(given))
+    np.testing.assert_array_equal(taken[3], given)
+    assert not np.allclose(plain[3], given)
+    for a, c in zip(plain[:3], taken[:3], strict=True):
+        np.testing.assert_array_equal(a, c)
+    plain = gradients([Dense(4, 2), Softmax()])
+    ignored = gradients([Dense(4, 2), Softmax()], output_bias_grad=b.from_host(given))
+    for a, c in zip(plain, ignored, strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_predict_proba_takes_an_array_already_on_the_device_where_it_is(backend64):
+    """A model given arrays of its own device: uint8 pixels scaled there, floats of another dtype converted,
+    batches as slices, non-finite input and empty input answered as for host input."""
+    host = mlp([6, 5, 3], backend="cpu", dtype="float64", seed=1)
+    b = backend64
+    model = mlp([6, 5, 3], backend=b, seed=1)
+    pixels = np.random.default_rng(0).integers(0, 256, (11, 6)).astype(np.uint8)
+    want = host.predict_proba(pixels)
+    np.testing.assert_allclose(model.predict_proba(b.from_host(pixels)), want, rtol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(b.from_host(pixels), batch_size=4), want, rtol=1e-12)
+    as_float32 = b.from_host(pixels / 255, dtype="float32")
+    np.testing.assert_allclose(model.predict_proba(as_float32), host.predict_proba(pixels / 255), rtol=1e-6)
+    assert model.predict_proba(b.from_host(np.zeros((0, 6), dtype=np.uint8))).shape == (0, 0)
+    with pytest.raises(ShapeError) as err:
+        model.predict_proba(b.from_host(np.array([[np.nan] * 6])))
+    assert str(err.value) == "input contains NaN or infinite values"
+
+
+def test_predict_proba_uploads_host_input_one_batch_at_a_time(monkeypatch):
+    """A large host array (NumPy or any DLPack array in host memory) never lands on the device whole."""
+    import array_api_strict
+
+    backend = get_backend("cpu", "float64")
+    model = mlp([6, 5, 3], backend=backend, seed=1)
+    pixels = np.random.default_rng(0).integers(0, 256, (11, 6)).astype(np.uint8)
+    uploads, original = [], backend._upload
+    monkeypatch.setattr(
+        backend, "_upload", lambda array, copy: uploads.append(array.shape) or original(array, copy)
+    )
+    want = model.predict_proba(pixels)
+    assert uploads == [(11, 6)]  # the default batch (4096 rows) holds all 11
+    foreign = array_api_strict.asarray(pixels)  # host memory, another library
+    for x in (pixels, foreign):
+        uploads.clear()
+        np.testing.assert_allclose(model.predict_proba(x, batch_size=4), want, rtol=1e-12)
+        assert uploads == [(4, 6), (4, 6), (3, 6)]
+
+
+def test_load_builds_the_model_in_the_asked_dtype(tmp_path):
+    mlp([4, 3], backend="cpu", dtype="float64", seed=3).save(tmp_path / "m.npz")
+    loaded = Sequential.load(tmp_path / "m.npz", "cpu", "float32")
+    assert loaded.backend is get_backend("cpu", "float32")
+    assert loaded.get_weights()[0].dtype == np.float32
+
+
+def test_a_model_without_parameters_has_empty_buffers():
+    model = Sequential([ReLU()], "cpu")
+    assert tuple(model.buffer.values.shape) == (0,) and tuple(model.buffer.gradient_with_slot.shape) == (1,)
+    model.set_weights([])
+    assert model.get_weights() == [] and tuple(model.buffer.values.shape) == (0,)
+
+
+def test_a_fresh_optimizer_has_no_state_and_no_layout():
+    for optimizer in (SGD(0.1, momentum=0.9), Adam()):
+        assert (optimizer.steps, optimizer.state, optimizer.shapes) == (0, {}, [])
+        assert optimizer.state_dict(get_backend("cpu")) == {"steps": 0}
+    assert Optimizer(0.1).weight_decay == 0.0  # a subclass that passes no weight decay gets none

@@ -159,3 +159,95 @@ def test_optimizer_state_saved_per_parameter_resumes_bit_exactly(backend64, make
         train_step(resumed, opt2, *batch(b, seed)[:2])
     for a, c in zip(straight.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, c)
+
+
+class GivenColumnSums:
+    """The default loss, reporting column sums the test chooses (not its gradient's): where they land shows
+    that train_step handed them to the output layer instead of letting it sum its own."""
+
+    def __init__(self, column_sums):
+        self.column_sums = column_sums
+
+    def __call__(self, backend, outputs, targets):
+        return backend.softmax_cross_entropy(outputs, targets)
+
+
+def step_gradient(backend, model, x, targets, **kwargs):
+    """The flat gradient (without its slot) that train_step hands the hook; the update is skipped."""
+    seen = {}
+
+    def hook(buffer):
+        seen["gradient"] = backend.to_host(buffer.gradient)
+        return True
+
+    train_step(model, SGD(0.1), x, targets, gradient_hook=hook, **kwargs)
+    return seen["gradient"]
+
+
+def test_a_loss_with_column_sums_gives_the_output_bias_gradient(backend64):
+    b = backend64
+    x, targets, _ = batch(b, seed=2)
+    plain = step_gradient(b, mlp(SIZES, backend=b, seed=1), x, targets)
+    given = np.array([1.0, -2.0, 3.0])
+    taken = step_gradient(
+        b, mlp(SIZES, backend=b, seed=1), x, targets, loss=GivenColumnSums(b.from_host(given))
+    )
+    np.testing.assert_array_equal(taken[-3:], given)
+    np.testing.assert_array_equal(taken[:-3], plain[:-3])
+    none = step_gradient(b, mlp(SIZES, backend=b, seed=1), x, targets, loss=GivenColumnSums(None))
+    np.testing.assert_array_equal(none, plain)
+
+
+def test_train_step_passes_the_step_and_first_row_to_the_dropout_masks(backend64):
+    """Rows from 0 unless told otherwise: a shard's gradient is that of its rows of the whole batch's masks."""
+    b = backend64
+    x, targets, _ = batch(b, seed=4, rows=10)
+
+    def by_hand(x, targets, first_row):
+        model = mlp(SIZES, backend=b, seed=1, dropout=0.5)
+        outputs, backprop = model.begin_update(x, step=3, first_row=first_row)
+        backprop(b.softmax_cross_entropy(outputs, targets)[1])
+        return b.to_host(model.buffer.collect_gradient())[:-1]
+
+    model = mlp(SIZES, backend=b, seed=1, dropout=0.5)
+    np.testing.assert_array_equal(step_gradient(b, model, x, targets, step=3), by_hand(x, targets, 0))
+    shard_x, shard_targets = x[6:, :], targets[6:, :]
+    shard = step_gradient(
+        b, mlp(SIZES, backend=b, seed=1, dropout=0.5), shard_x, shard_targets, step=3, first_row=6
+    )
+    np.testing.assert_array_equal(shard, by_hand(shard_x, shard_targets, 6))
+    assert not np.array_equal(shard, by_hand(shard_x, shard_targets, 0))
+
+
+def test_a_models_own_parameters_are_found_in_its_buffer():
+    """ParameterBuffer.of returns the buffer the Params live in (the optimizer updates the model's buffer,
+    not a copy); other Params, a subset, or another backend get a new buffer that adopts them."""
+    from gpunn.nn.flat import ParameterBuffer
+
+    cpu = get_backend("cpu", "float64")
+    model = mlp(SIZES, backend=cpu, seed=1)
+    assert ParameterBuffer.of(model.parameters(), cpu) is model.buffer
+    assert ParameterBuffer.of(model.buffer, None) is model.buffer
+    assert all(p.owner is model.buffer for p in model.parameters())
+    subset = ParameterBuffer.of(model.parameters()[:2], cpu)
+    assert subset is not model.buffer and subset.size == 6 * 5 + 5
+    other = get_backend("cpu", "float32")
+    moved = ParameterBuffer.of(mlp(SIZES, backend=cpu, seed=1).parameters(), other)
+    assert moved.backend is other and moved.params[0].owner is moved
+    empty = ParameterBuffer.of([], cpu)  # a model without parameters (activations only)
+    assert empty.size == 0 and tuple(empty.gradient_with_slot.shape) == (1,)
+
+
+def test_gradients_set_before_adoption_are_kept_with_a_zero_slot(backend64):
+    from gpunn.nn import Param
+    from gpunn.nn.flat import ParameterBuffer
+
+    b = backend64
+    params = [Param("a", b.from_host(np.zeros((2, 2)))), Param("b", b.from_host(np.zeros(3)))]
+    params[0].grad, params[1].grad = (
+        b.from_host(np.arange(4.0).reshape(2, 2)),
+        b.from_host(np.array([5.0, 6, 7])),
+    )
+    buffer = ParameterBuffer(b, params)
+    np.testing.assert_array_equal(b.to_host(buffer.gradient_with_slot), [0, 1, 2, 3, 5, 6, 7, 0])
+    np.testing.assert_array_equal(b.to_host(params[1].grad), [5, 6, 7])

@@ -281,4 +281,4 @@ def summary_of(layers: list[Layer]) -> str:
     sized = [layer for layer in layers if layer.input_features() is not None]
     sizes = [sized[0].input_features()] + [layer.output_features(None) for layer in sized] if sized else []
     tags = sorted({tag for tag in (layer.summary_tag() for layer in layers) if tag})
-    return "-".join(map(str, sizes)) + (f" {'/'.join(tags)}" if tags else "")
+    return " ".join(part for part in ("-".join(map(str, sizes)), "/".join(tags)) if part)
