@@ -179,11 +179,11 @@ def test_training_with_dropout_numpy_equals_strict_and_resume_is_exact(tmp_path)
     assert cpu.history[-1]["test_accuracy"] > 0.85  # dropout regularises, it does not break training
 
 
-def test_a_mask_needs_no_upload(backend):
+def test_a_mask_needs_no_upload(backend, monkeypatch):
     """The key travels as a scalar argument: no host array crosses to the device per step (GPU included)."""
     uploads = []
     original = backend._upload
-    backend._upload = lambda array, copy: uploads.append(array.shape) or original(array, copy)
+    monkeypatch.setattr(backend, "_upload", lambda array, copy: uploads.append(array.shape) or original(array, copy))
     mask = backend.dropout_mask((128, 64), 0.2, (0, 1, 2))
     assert uploads == [] and tuple(mask.shape) == (128, 64)
 

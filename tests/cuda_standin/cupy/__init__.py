@@ -95,6 +95,11 @@ class ndarray:
             raise TypeError("iteration over a 0-d array")
         return (self[i] for i in range(len(self)))
 
+    def __dlpack_device__(self):
+        # cupy/_core/core.pyx ndarray.__dlpack_device__ (dlpack.get_dlpack_device): (kDLCUDA = 2, device id)
+        # for memory from CuPy's pool; kDLCUDAManaged (13) is for managed memory, which gpunn never allocates
+        return (2, self._memory.device_id)
+
     # ---- leaving the device -------------------------------------------------------------------------
     def __array__(self, dtype=None, copy=None):
         # cupy/_core/core.pyx ndarray.__array__
