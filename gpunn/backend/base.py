@@ -64,9 +64,9 @@ class Backend:
         """The door for arrays of other libraries (PyTorch, JAX, CuPy, ...): any DLPack-capable array.
 
         An array on this backend's own device is imported as it is, dtype included, without a copy (a CuPy
-        array or a torch CUDA tensor on the same GPU never visits the host); a host array is viewed without a copy and moved
-        like from_host (floats take the backend dtype); an array on another device is refused with a
-        DeviceMismatchError naming both devices, as every primitive refuses one.
+        array or a torch CUDA tensor on the same GPU never visits the host); a host array is viewed without a
+        copy and moved like from_host (floats take the backend dtype); an array on another device is refused
+        with a DeviceMismatchError naming both devices, as every primitive refuses one.
         """
         if self._is_mine(array):
             return array
