@@ -136,10 +136,6 @@ _CHECKPOINT_EVALUATE: dict[str, str] = {
     "gpunn.checkpoint.x__array__mutmut_68": _READ_STOPS,
     "gpunn.checkpoint.x__array__mutmut_69": _READ_STOPS,
     "gpunn.training.evaluate.x_count_correct__mutmut_8": _BATCHING,
-    "gpunn.training.schedules.x_onecycle__mutmut_6": (
-        "at t = 0.3 both branches give base_lr (the warm-up's end is the anneal's start), at most one "
-        "rounding apart"
-    ),
 }
 # gpunn/backend: device selection, availability, the CUDA probe, kernel sources
 _DEVICE: dict[str, str] = {
