@@ -30,13 +30,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench import write_results  # noqa: E402  (one writer for every results file)
 
 # Function-wide reasons: every mutant of these functions is unobservable here.
-EQUIVALENT_FUNCTIONS = {
-    "gpunn.backend.numpy_backend.x_tune_host_allocator": (
-        "performance only: glibc malloc thresholds change speed, never a result; the function reports "
-        "whether tuning applied and nothing reads that"
-    ),
-}
+EQUIVALENT_FUNCTIONS: dict[str, str] = {}
 
+_UNSET_DEFAULT = "GPUNN_MALLOC_TUNING unset reads as None or 'XX1XX' instead of '1': none is '0', the same branch"
+_MALLOPT_ARGS = (
+    "performance only: glibc mallopt takes the mangled setting and still answers 1, so the function's "
+    "answer (True) is the same; only malloc's thresholds, i.e. speed, differ"
+)
 _UNREAD_INITIAL = "the value is replaced before anything reads it"
 _ZIP_CHECKED = "the lengths are compared (or equal by construction) before this zip"
 _BATCHING = "the batch size only splits the work; results are the same"
@@ -94,6 +94,14 @@ _NN: dict[str, str] = {
 # gpunn/backend: the backends, collectives, RNG, DLPack, specs
 _NEGATIVE_SIZE = "NumPy and array-api-strict read any negative size as -1"
 _BACKEND: dict[str, str] = {
+    **{f"gpunn.backend.numpy_backend.x_tune_host_allocator__mutmut_{n}": _UNSET_DEFAULT for n in (4, 6, 9)},
+    **{
+        f"gpunn.backend.numpy_backend.x_tune_host_allocator__mutmut_{n}": _MALLOPT_ARGS
+        for n in (23, 24, 25, 26, 28, 29, 30, 31, 33)
+    },
+    "gpunn.backend.numpy_backend.x_tune_host_allocator__mutmut_17": (
+        "ctypes.CDLL(None) is the running program, whose mallopt is glibc's: the same calls and answer"
+    ),
     "gpunn.backend.base.xǁBackendǁone_hot__mutmut_8": _NEGATIVE_SIZE,
     "gpunn.backend.base.xǁBackendǁone_hot__mutmut_18": _NEGATIVE_SIZE,
     "gpunn.backend.base.xǁBackendǁflatten__mutmut_7": _NEGATIVE_SIZE,
