@@ -37,9 +37,7 @@ _MALLOPT_ARGS = (
     "performance only: glibc mallopt takes the mangled setting and still answers 1, so the function's "
     "answer (True) is the same; only malloc's thresholds, i.e. speed, differ"
 )
-_UNREAD_INITIAL = "the value is replaced before anything reads it"
 _ZIP_CHECKED = "the lengths are compared (or equal by construction) before this zip"
-_BATCHING = "the batch size only splits the work; results are the same"
 _CHECKED_AGAIN = "the same device check runs again inside as_targets / the backend primitive"
 
 # Single mutants that cannot change behaviour, with the reason (names are mutmut's, stable while the
@@ -50,7 +48,6 @@ _SAME_PARAMS = (
 )
 _NO_RANDOMNESS = "this layer draws no randomness: first_row is read only by Dropout"
 _NN: dict[str, str] = {
-    "gpunn.nn.layers.xǁDenseǁ__init____mutmut_7": _UNREAD_INITIAL,
     "gpunn.nn.layers.xǁLayerǁbegin_update__mutmut_1": "the base method only raises NotImplementedError",
     **{
         f"gpunn.nn.layers.xǁ{cls}ǁbegin_update__mutmut_1": _NO_RANDOMNESS
@@ -58,9 +55,6 @@ _NN: dict[str, str] = {
     },
     "gpunn.nn.losses.xǁCategoricalCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
     "gpunn.nn.losses.xǁSoftmaxCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
-    "gpunn.nn.model.xǁSequentialǁ__init____mutmut_23": (
-        "None is falsy like False: every backend tests need_input_grad for truth"
-    ),
     "gpunn.nn.model.xǁSequentialǁbegin_update__mutmut_21": "grad is None at the break: returning returns the same None",
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_10": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_13": _ZIP_CHECKED,
@@ -69,7 +63,6 @@ _NN: dict[str, str] = {
     "gpunn.nn.model.x_mlp__mutmut_32": _ZIP_CHECKED,
     "gpunn.nn.model.x_mlp__mutmut_36": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁfrom_description__mutmut_7": "Sequential's default seed is 0 as well",
-    "gpunn.nn.model.xǁSequentialǁpredict_proba__mutmut_1": _BATCHING,
     "gpunn.nn.model.xǁSequentialǁpredict_proba__mutmut_7": (
         "every backend's device arrays (CuPy's, array-api-strict's) have __dlpack_device__, so "
         "is_foreign_array(x) already holds wherever _is_mine(x) does"
@@ -143,7 +136,6 @@ _CHECKPOINT_EVALUATE: dict[str, str] = {
     "gpunn.checkpoint.x__array__mutmut_67": _READ_STOPS,
     "gpunn.checkpoint.x__array__mutmut_68": _READ_STOPS,
     "gpunn.checkpoint.x__array__mutmut_69": _READ_STOPS,
-    "gpunn.training.evaluate.x_count_correct__mutmut_8": _BATCHING,
 }
 # gpunn/backend: device selection, availability, the CUDA probe, kernel sources
 _DEVICE: dict[str, str] = {
