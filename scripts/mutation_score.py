@@ -63,10 +63,6 @@ _NN: dict[str, str] = {
     "gpunn.nn.model.x_mlp__mutmut_32": _ZIP_CHECKED,
     "gpunn.nn.model.x_mlp__mutmut_36": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁfrom_description__mutmut_7": "Sequential's default seed is 0 as well",
-    "gpunn.nn.model.xǁSequentialǁpredict_proba__mutmut_7": (
-        "every backend's device arrays (CuPy's, array-api-strict's) have __dlpack_device__, so "
-        "is_foreign_array(x) already holds wherever _is_mine(x) does"
-    ),
     "gpunn.nn.flat.xǁParameterBufferǁof__mutmut_10": (
         "every Param sets owner in __init__ (a slot), so getattr's default is never used"
     ),
