@@ -38,7 +38,6 @@ _MALLOPT_ARGS = (
     "answer (True) is the same; only malloc's thresholds, i.e. speed, differ"
 )
 _ZIP_CHECKED = "the lengths are compared (or equal by construction) before this zip"
-_CHECKED_AGAIN = "the same device check runs again inside as_targets / the backend primitive"
 
 # Single mutants that cannot change behaviour, with the reason (names are mutmut's, stable while the
 # function's source is unchanged), one dict per area of the code.
@@ -53,8 +52,6 @@ _NN: dict[str, str] = {
         f"gpunn.nn.layers.xǁ{cls}ǁbegin_update__mutmut_1": _NO_RANDOMNESS
         for cls in ("Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax")
     },
-    "gpunn.nn.losses.xǁCategoricalCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
-    "gpunn.nn.losses.xǁSoftmaxCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
     "gpunn.nn.model.xǁSequentialǁbegin_update__mutmut_21": "grad is None at the break: returning returns the same None",
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_10": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_13": _ZIP_CHECKED,
