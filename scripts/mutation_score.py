@@ -73,7 +73,6 @@ _NN: dict[str, str] = {
         )
         for n in numbers
     },
-    "gpunn.nn.step.x_train_step__mutmut_37": "output_bias_grad=None is the model backprop's default: the same call",
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_5": "np.array of a Python int is int64 on 64-bit Linux",
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_7": "np.array of a Python int is int64 on 64-bit Linux",
 }
