@@ -60,9 +60,6 @@ _NN: dict[str, str] = {
     "gpunn.nn.model.x_mlp__mutmut_32": _ZIP_CHECKED,
     "gpunn.nn.model.x_mlp__mutmut_36": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁfrom_description__mutmut_7": "Sequential's default seed is 0 as well",
-    "gpunn.nn.flat.xǁParameterBufferǁof__mutmut_10": (
-        "every Param sets owner in __init__ (a slot), so getattr's default is never used"
-    ),
     **{
         f"gpunn.nn.flat.xǁParameterBufferǁ{function}__mutmut_{n}": _SAME_PARAMS
         for function, numbers in (

@@ -319,3 +319,16 @@ def test_unbound_dense_has_no_weights_and_the_model_skips_the_first_input_gradie
     model = Sequential([layer, ReLU(), Dense(2, 2)], backend="cpu")
     assert [dense.need_input_grad for dense in (model.layers[0], model.layers[2])] == [False, True]
     assert model.layers[0].need_input_grad is False
+
+
+def test_optimizer_steps_any_objects_with_value_and_grad():
+    # ParameterBuffer.of asks a parameter for its owner with a default: an object that is not a Param
+    # (no owner attribute) is adopted like a fresh Param, not refused with an AttributeError.
+    from types import SimpleNamespace
+
+    backend = get_backend("cpu", "float64")
+    param = SimpleNamespace(
+        name="w", value=backend.from_host(np.ones(3)), grad=backend.from_host(np.full(3, 2.0))
+    )
+    SGD(0.25).step([param], backend)
+    np.testing.assert_array_equal(backend.to_host(param.value), [0.5, 0.5, 0.5])
