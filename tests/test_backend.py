@@ -120,8 +120,13 @@ class _Libc:
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc")
 def test_tune_host_allocator_reports_that_glibc_took_the_settings(monkeypatch):
     numpy_backend = _fresh_allocator(monkeypatch)
-    assert numpy_backend.tune_host_allocator() is True
-    assert numpy_backend._allocator_tuned is True
+    libc = ctypes.CDLL("libc.so.6")  # glibc's own answer to the same settings (older ones may refuse them)
+    keep = numpy_backend._KEEP_BYTES
+    took = bool(libc.mallopt(numpy_backend._M_MMAP_THRESHOLD, keep)) and bool(
+        libc.mallopt(numpy_backend._M_TRIM_THRESHOLD, 2 * keep)
+    )
+    assert numpy_backend.tune_host_allocator() is took
+    assert numpy_backend._allocator_tuned is took
 
 
 def test_tune_host_allocator_honours_the_opt_out(monkeypatch):
@@ -129,8 +134,8 @@ def test_tune_host_allocator_honours_the_opt_out(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda name: _Libc([1, 1]))
     assert numpy_backend.tune_host_allocator() is False
     numpy_backend = _fresh_allocator(monkeypatch, opt_out="1")  # anything but "0" tunes
-    if sys.platform.startswith("linux"):
-        assert numpy_backend.tune_host_allocator() is True
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert numpy_backend.tune_host_allocator() is True
 
 
 def test_tune_host_allocator_is_false_without_glibc_or_when_mallopt_refuses(monkeypatch):
