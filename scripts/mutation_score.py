@@ -30,17 +30,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench import write_results  # noqa: E402  (one writer for every results file)
 
 # Function-wide reasons: every mutant of these functions is unobservable here.
-EQUIVALENT_FUNCTIONS = {
-    "gpunn.backend.numpy_backend.x_tune_host_allocator": (
-        "performance only: glibc malloc thresholds change speed, never a result; the function reports "
-        "whether tuning applied and nothing reads that"
-    ),
-}
+EQUIVALENT_FUNCTIONS: dict[str, str] = {}
 
-_UNREAD_INITIAL = "the value is replaced before anything reads it"
+_UNSET_DEFAULT = "GPUNN_MALLOC_TUNING unset reads as None or 'XX1XX' instead of '1': none is '0', the same branch"
+_MALLOPT_ARGS = (
+    "performance only: glibc mallopt takes the mangled setting and still answers 1, so the function's "
+    "answer (True) is the same; only malloc's thresholds, i.e. speed, differ"
+)
 _ZIP_CHECKED = "the lengths are compared (or equal by construction) before this zip"
-_BATCHING = "the batch size only splits the work; results are the same"
-_CHECKED_AGAIN = "the same device check runs again inside as_targets / the backend primitive"
 
 # Single mutants that cannot change behaviour, with the reason (names are mutmut's, stable while the
 # function's source is unchanged), one dict per area of the code.
@@ -50,17 +47,11 @@ _SAME_PARAMS = (
 )
 _NO_RANDOMNESS = "this layer draws no randomness: first_row is read only by Dropout"
 _NN: dict[str, str] = {
-    "gpunn.nn.layers.xǁDenseǁ__init____mutmut_7": _UNREAD_INITIAL,
     "gpunn.nn.layers.xǁLayerǁbegin_update__mutmut_1": "the base method only raises NotImplementedError",
     **{
         f"gpunn.nn.layers.xǁ{cls}ǁbegin_update__mutmut_1": _NO_RANDOMNESS
         for cls in ("Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax")
     },
-    "gpunn.nn.losses.xǁCategoricalCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
-    "gpunn.nn.losses.xǁSoftmaxCrossEntropyǁ__call____mutmut_4": _CHECKED_AGAIN,
-    "gpunn.nn.model.xǁSequentialǁ__init____mutmut_23": (
-        "None is falsy like False: every backend tests need_input_grad for truth"
-    ),
     "gpunn.nn.model.xǁSequentialǁbegin_update__mutmut_21": "grad is None at the break: returning returns the same None",
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_10": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁset_weights__mutmut_13": _ZIP_CHECKED,
@@ -69,14 +60,6 @@ _NN: dict[str, str] = {
     "gpunn.nn.model.x_mlp__mutmut_32": _ZIP_CHECKED,
     "gpunn.nn.model.x_mlp__mutmut_36": _ZIP_CHECKED,
     "gpunn.nn.model.xǁSequentialǁfrom_description__mutmut_7": "Sequential's default seed is 0 as well",
-    "gpunn.nn.model.xǁSequentialǁpredict_proba__mutmut_1": _BATCHING,
-    "gpunn.nn.model.xǁSequentialǁpredict_proba__mutmut_7": (
-        "every backend's device arrays (CuPy's, array-api-strict's) have __dlpack_device__, so "
-        "is_foreign_array(x) already holds wherever _is_mine(x) does"
-    ),
-    "gpunn.nn.flat.xǁParameterBufferǁof__mutmut_10": (
-        "every Param sets owner in __init__ (a slot), so getattr's default is never used"
-    ),
     **{
         f"gpunn.nn.flat.xǁParameterBufferǁ{function}__mutmut_{n}": _SAME_PARAMS
         for function, numbers in (
@@ -87,13 +70,20 @@ _NN: dict[str, str] = {
         )
         for n in numbers
     },
-    "gpunn.nn.step.x_train_step__mutmut_37": "output_bias_grad=None is the model backprop's default: the same call",
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_5": "np.array of a Python int is int64 on 64-bit Linux",
     "gpunn.nn.optim.xǁOptimizerǁstate_dict__mutmut_7": "np.array of a Python int is int64 on 64-bit Linux",
 }
 # gpunn/backend: the backends, collectives, RNG, DLPack, specs
 _NEGATIVE_SIZE = "NumPy and array-api-strict read any negative size as -1"
 _BACKEND: dict[str, str] = {
+    **{f"gpunn.backend.numpy_backend.x_tune_host_allocator__mutmut_{n}": _UNSET_DEFAULT for n in (4, 6, 9)},
+    **{
+        f"gpunn.backend.numpy_backend.x_tune_host_allocator__mutmut_{n}": _MALLOPT_ARGS
+        for n in (23, 24, 25, 26, 28, 29, 30, 31, 33)
+    },
+    "gpunn.backend.numpy_backend.x_tune_host_allocator__mutmut_17": (
+        "ctypes.CDLL(None) is the running program, whose mallopt is glibc's: the same calls and answer"
+    ),
     "gpunn.backend.base.xǁBackendǁone_hot__mutmut_8": _NEGATIVE_SIZE,
     "gpunn.backend.base.xǁBackendǁone_hot__mutmut_18": _NEGATIVE_SIZE,
     "gpunn.backend.base.xǁBackendǁflatten__mutmut_7": _NEGATIVE_SIZE,
@@ -135,11 +125,6 @@ _CHECKPOINT_EVALUATE: dict[str, str] = {
     "gpunn.checkpoint.x__array__mutmut_67": _READ_STOPS,
     "gpunn.checkpoint.x__array__mutmut_68": _READ_STOPS,
     "gpunn.checkpoint.x__array__mutmut_69": _READ_STOPS,
-    "gpunn.training.evaluate.x_count_correct__mutmut_8": _BATCHING,
-    "gpunn.training.schedules.x_onecycle__mutmut_6": (
-        "at t = 0.3 both branches give base_lr (the warm-up's end is the anneal's start), at most one "
-        "rounding apart"
-    ),
 }
 # gpunn/backend: device selection, availability, the CUDA probe, kernel sources
 _DEVICE: dict[str, str] = {

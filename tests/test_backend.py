@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import platform
+import sys
+
 import numpy as np
 import pytest
 
@@ -92,3 +96,60 @@ def test_from_host_copies_so_training_never_writes_into_user_arrays(backend64):
     host = backend64.to_host(param.value)
     host[0] = 99.0
     assert backend64.to_host(param.value)[0] == 0.5  # to_host hands out a copy too
+
+
+def _fresh_allocator(monkeypatch, opt_out: str | None = None):
+    from gpunn.backend import numpy_backend
+
+    monkeypatch.setattr(numpy_backend, "_allocator_tuned", False)
+    if opt_out is None:
+        monkeypatch.delenv("GPUNN_MALLOC_TUNING", raising=False)
+    else:
+        monkeypatch.setenv("GPUNN_MALLOC_TUNING", opt_out)
+    return numpy_backend
+
+
+class _Libc:
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def mallopt(self, param, value):
+        return self.answers.pop(0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc")
+def test_tune_host_allocator_reports_that_glibc_took_the_settings(monkeypatch):
+    numpy_backend = _fresh_allocator(monkeypatch)
+    libc = ctypes.CDLL("libc.so.6")  # glibc's own answer to the same settings (older ones may refuse them)
+    keep = numpy_backend._KEEP_BYTES
+    took = bool(libc.mallopt(numpy_backend._M_MMAP_THRESHOLD, keep)) and bool(
+        libc.mallopt(numpy_backend._M_TRIM_THRESHOLD, 2 * keep)
+    )
+    assert numpy_backend.tune_host_allocator() is took
+    assert numpy_backend._allocator_tuned is took
+
+
+def test_tune_host_allocator_honours_the_opt_out(monkeypatch):
+    numpy_backend = _fresh_allocator(monkeypatch, opt_out="0")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: _Libc([1, 1]))
+    assert numpy_backend.tune_host_allocator() is False
+    numpy_backend = _fresh_allocator(monkeypatch, opt_out="1")  # anything but "0" tunes
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert numpy_backend.tune_host_allocator() is True
+
+
+def test_tune_host_allocator_is_false_without_glibc_or_when_mallopt_refuses(monkeypatch):
+    numpy_backend = _fresh_allocator(monkeypatch)
+    monkeypatch.setattr(sys, "platform", "linux")
+
+    def no_libc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert numpy_backend.tune_host_allocator() is False
+    assert numpy_backend._allocator_tuned is False
+    for answers in ([0, 1], [1, 0]):  # mallopt answers 0 when it refuses a setting
+        monkeypatch.setattr(ctypes, "CDLL", lambda name, answers=answers: _Libc(answers))
+        assert numpy_backend.tune_host_allocator() is False
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: _Libc([1, 1]))
+    assert numpy_backend.tune_host_allocator() is True

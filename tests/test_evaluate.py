@@ -150,3 +150,13 @@ def test_report_refuses_names_that_fit_only_one_of_its_tables():
         Evaluation(0.5, np.array([1.0, 0.0, 0.0]), two_rows.confusion).lines(["a", "b"])
     with pytest.raises(ValueError, match="zip"):
         Evaluation(0.5, two_rows.per_class, np.eye(3, dtype=int)).lines(["a", "b"])
+
+
+def test_count_correct_uses_the_batch_size_it_is_given():
+    model = Sequential([Dense(4, 3)], backend="cpu")
+    seen = []
+    forward = model.forward
+    model.forward = lambda x: seen.append(x.shape[0]) or forward(x)
+    images = np.zeros((5, 4), dtype=np.uint8)
+    assert int(count_correct(model, images, np.zeros(5, dtype=np.int64), batch_size=2)) in range(6)
+    assert seen == [2, 2, 1]

@@ -315,3 +315,16 @@ def test_the_softmax_losses_name_the_first_array_on_the_wrong_device_before_read
     foreign = array_api_strict.asarray(np.array([0, 1]))  # another device's array, named differently
     with pytest.raises(DeviceMismatchError, match=host_message):
         loss.with_correct(strict, logits, np.array([0, 1]), foreign)
+
+
+def test_cross_entropies_refuse_host_targets_before_reading_the_output_shape():
+    # The device check of both arguments comes first: a 1-D output with host targets is a
+    # DeviceMismatchError naming the fix, not an IndexError from shape[1].
+    from gpunn.backend import get_backend
+    from gpunn.nn import SoftmaxCrossEntropy
+
+    strict = get_backend("strict", "float64")
+    output = strict.from_host(np.full(3, 0.5))
+    for loss in (CategoricalCrossEntropy(), SoftmaxCrossEntropy()):
+        with pytest.raises(DeviceMismatchError, match="from_host"):
+            loss(strict, output, np.array([0, 1, 2]))

@@ -299,3 +299,36 @@ def test_a_fresh_optimizer_has_no_state_and_no_layout():
         assert (optimizer.steps, optimizer.state, optimizer.shapes) == (0, {}, [])
         assert optimizer.state_dict(get_backend("cpu")) == {"steps": 0}
     assert Optimizer(0.1).weight_decay == 0.0  # a subclass that passes no weight decay gets none
+
+
+def test_predict_proba_batches_by_4096_by_default():
+    # The batch size shows in the result's last bits (a BLAS row of a 1-row batch is summed in another
+    # order than inside a 4096-row one) and in the calls each batch makes: both follow the default of 4096.
+    model = mlp([3, 2], backend="cpu")
+    seen = []
+    forward = model.forward
+    model.forward = lambda x: seen.append(x.shape[0]) or forward(x)
+    x = np.random.default_rng(0).random((4097, 3)).astype(np.float32)
+    model.predict_proba(x)
+    assert seen == [4096, 1]
+
+
+def test_unbound_dense_has_no_weights_and_the_model_skips_the_first_input_gradient():
+    layer = Dense(3, 2)
+    assert layer.weight is None and layer.bias is None and layer.params == (None, None)
+    model = Sequential([layer, ReLU(), Dense(2, 2)], backend="cpu")
+    assert [dense.need_input_grad for dense in (model.layers[0], model.layers[2])] == [False, True]
+    assert model.layers[0].need_input_grad is False
+
+
+def test_optimizer_steps_any_objects_with_value_and_grad():
+    # ParameterBuffer.of asks a parameter for its owner with a default: an object that is not a Param
+    # (no owner attribute) is adopted like a fresh Param, not refused with an AttributeError.
+    from types import SimpleNamespace
+
+    backend = get_backend("cpu", "float64")
+    param = SimpleNamespace(
+        name="w", value=backend.from_host(np.ones(3)), grad=backend.from_host(np.full(3, 2.0))
+    )
+    SGD(0.25).step([param], backend)
+    np.testing.assert_array_equal(backend.to_host(param.value), [0.5, 0.5, 0.5])

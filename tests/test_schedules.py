@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gpunn.training.schedules import SCHEDULES, lr_at
+from gpunn.training.schedules import SCHEDULES, lr_at, onecycle
 
 BASE = 0.4
 TOTAL = 100
@@ -64,3 +64,11 @@ def test_every_listed_schedule_is_accepted_and_others_are_refused():
         assert lr_at(schedule, BASE, 0, TOTAL) > 0
     with pytest.raises(ValueError, match="unknown schedule 'linear': choose from constant, step"):
         lr_at("linear", BASE, 0, TOTAL)
+
+
+def test_onecycle_peak_at_the_end_of_warm_up_is_exactly_the_base_lr():
+    # At t = 0.3 the anneal branch gives base_lr to the bit; the warm-up formula is one rounding off for
+    # some rates (0.03 -> 0.030000000000000002), so the peak belongs to the anneal (t < warm-up, not <=).
+    for base in (0.015, 0.03, 0.06):
+        assert onecycle(base, 0.3) == base
+        assert lr_at("onecycle", base, 3, 10) == base

@@ -251,3 +251,24 @@ def test_gradients_set_before_adoption_are_kept_with_a_zero_slot(backend64):
     buffer = ParameterBuffer(b, params)
     np.testing.assert_array_equal(b.to_host(buffer.gradient_with_slot), [0, 1, 2, 3, 5, 6, 7, 0])
     np.testing.assert_array_equal(b.to_host(params[1].grad), [5, 6, 7])
+
+
+def test_train_step_calls_backprop_with_the_gradient_alone_when_the_loss_has_no_column_sums():
+    # Models whose backprop takes only the gradient (the scikit-learn estimators' network) train through
+    # train_step too: output_bias_grad is passed only when the loss summed the columns.
+    backend = get_backend("cpu", "float64")
+    model = mlp(SIZES, backend=backend)
+
+    class OneArgument:
+        def __init__(self, inner):
+            self.backend, self.buffer, self.inner = inner.backend, inner.buffer, inner
+
+        def begin_update(self, x, step=None, first_row=0):
+            outputs, backprop = self.inner.begin_update(x, step, first_row)
+            return outputs, lambda grad: backprop(grad)
+
+    x, y, _ = batch(backend)
+    before = model.get_weights()
+    result = train_step(OneArgument(model), SGD(0.1), x, y)
+    assert result is not None and np.isfinite(float(backend.to_host(result.loss)))
+    assert not np.array_equal(before[0], model.get_weights()[0])
