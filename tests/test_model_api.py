@@ -260,6 +260,18 @@ def test_predict_proba_takes_an_array_already_on_the_device_where_it_is(backend6
     assert str(err.value) == "input contains NaN or infinite values"
 
 
+def test_predict_proba_refuses_input_that_is_not_a_table_of_rows(backend64):
+    """A scalar or one row without its batch axis is one ShapeError naming the shape, on the host and on
+    the device alike (a NumPy scalar once fell into the device path and raised IndexError)."""
+    b = backend64
+    model = mlp([6, 5, 3], backend=b, seed=1)
+    expected = "input of shape {} given to a model that expects (N, 6)"
+    for x, shape in ((np.float64(1.0), ()), (2.0, ()), (np.ones(6), (6,)), (b.from_host(np.ones(6)), (6,))):
+        with pytest.raises(ShapeError) as err:
+            model.predict_proba(x)
+        assert str(err.value) == expected.format(shape)
+
+
 def test_predict_proba_uploads_host_input_one_batch_at_a_time(monkeypatch):
     """A large host array (NumPy or any DLPack array in host memory) never lands on the device whole."""
     import array_api_strict

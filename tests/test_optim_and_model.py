@@ -25,6 +25,17 @@ def minimise_quadratic(backend, optimizer, steps):
     return backend.to_host(param.value)
 
 
+def test_a_list_of_params_needs_the_backend_a_buffer_brings_its_own(backend):
+    """Only a ParameterBuffer knows its backend: a bare list without backend= is one clear TypeError."""
+    param = Param("w", backend.from_host(np.zeros(3)))
+    param.grad = backend.from_host(np.ones(3))
+    with pytest.raises(TypeError) as err:
+        SGD(0.5).step([param])
+    assert str(err.value) == "Optimizer.step: pass backend= with a list of Params (a ParameterBuffer knows its own)"
+    SGD(0.5).step([param], backend)
+    np.testing.assert_allclose(backend.to_host(param.value), [-0.5, -0.5, -0.5])
+
+
 @pytest.mark.parametrize(
     "make",
     [

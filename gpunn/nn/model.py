@@ -85,9 +85,10 @@ class Sequential:
         self.backend.check(x)
         self.backend.check_dtype(x)
         if x.ndim != 2 or (self.in_features is not None and x.shape[1] != self.in_features):
-            raise ShapeError(
-                f"input of shape {tuple(x.shape)} given to a model that expects (N, {self.in_features})"
-            )
+            raise self._wrong_shape(x.shape)
+
+    def _wrong_shape(self, shape) -> ShapeError:
+        return ShapeError(f"input of shape {tuple(shape)} given to a model that expects (N, {self.in_features})")
 
     def _stages(self):
         """(layer, fused) in order, where fused says a Dense runs the ReLU after it too (same arrays as the
@@ -180,6 +181,8 @@ class Sequential:
                 return self._predict_device(backend.from_dlpack(x), batch_size)
             x = host
         x_host = np.asarray(x)
+        if x_host.ndim != 2:
+            raise self._wrong_shape(x_host.shape)
         if x_host.dtype != np.uint8 and not np.all(np.isfinite(x_host)):
             raise ShapeError("input contains NaN or infinite values")
         out = []
@@ -193,6 +196,8 @@ class Sequential:
     def _predict_device(self, x, batch_size: int) -> np.ndarray:
         """predict_proba for an array already on this device: batches are slices, only results come back."""
         backend, xp = self.backend, self.backend.xp
+        if x.ndim != 2:
+            raise self._wrong_shape(x.shape)
         images = x.dtype == xp.uint8
         if not images:
             x = backend.astype(x, backend.dtype)
