@@ -88,7 +88,9 @@ class Sequential:
             raise self._wrong_shape(x.shape)
 
     def _wrong_shape(self, shape) -> ShapeError:
-        return ShapeError(f"input of shape {tuple(shape)} given to a model that expects (N, {self.in_features})")
+        return ShapeError(
+            f"input of shape {tuple(shape)} given to a model that expects (N, {self.in_features})"
+        )
 
     def _stages(self):
         """(layer, fused) in order, where fused says a Dense runs the ReLU after it too (same arrays as the

@@ -33,7 +33,9 @@ class Optimizer:
     def step(self, params, backend=None) -> None:
         """One update of every parameter: `params` is a ParameterBuffer or a list of Params (with `.grad`)."""
         if backend is None and not isinstance(params, ParameterBuffer):
-            raise TypeError("Optimizer.step: pass backend= with a list of Params (a ParameterBuffer knows its own)")
+            raise TypeError(
+                "Optimizer.step: pass backend= with a list of Params (a ParameterBuffer knows its own)"
+            )
         buffer = ParameterBuffer.of(params, backend)  # a ParameterBuffer brings its own backend
         backend = buffer.backend
         buffer.collect_gradient()
