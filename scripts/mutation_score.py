@@ -32,7 +32,9 @@ from bench import write_results  # noqa: E402  (one writer for every results fil
 # Function-wide reasons: every mutant of these functions is unobservable here.
 EQUIVALENT_FUNCTIONS: dict[str, str] = {}
 
-_UNSET_DEFAULT = "GPUNN_MALLOC_TUNING unset reads as None or 'XX1XX' instead of '1': none is '0', the same branch"
+_UNSET_DEFAULT = (
+    "GPUNN_MALLOC_TUNING unset reads as None or 'XX1XX' instead of '1': none is '0', the same branch"
+)
 _MALLOPT_ARGS = (
     "performance only: glibc mallopt takes the mangled setting and still answers 1, so the function's "
     "answer (True) is the same; only malloc's thresholds, i.e. speed, differ"
@@ -47,6 +49,10 @@ _SAME_PARAMS = (
 )
 _NO_RANDOMNESS = "this layer draws no randomness: first_row is read only by Dropout"
 _NN: dict[str, str] = {
+    "gpunn.nn.model.xǁSequentialǁpredict_proba__mutmut_7": (
+        "_is_mine adds only NumPy scalars to the arrays with __dlpack_device__ (CuPy's, array-api-strict's, "
+        "torch's); a scalar is 0-d, which the host and device paths refuse with the same ShapeError"
+    ),
     "gpunn.nn.layers.xǁLayerǁbegin_update__mutmut_1": "the base method only raises NotImplementedError",
     **{
         f"gpunn.nn.layers.xǁ{cls}ǁbegin_update__mutmut_1": _NO_RANDOMNESS
