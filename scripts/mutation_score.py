@@ -170,7 +170,8 @@ def results() -> dict[str, tuple[str, Path]]:
 
 
 def chosen(name: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    """No patterns choose every mutant."""
+    return not patterns or any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def equivalence_reason(name: str) -> str | None:
@@ -205,16 +206,15 @@ def main() -> None:
         sys.exit("mutation_score: mutmut is not installed: pip install mutmut==3.8.1")
     os.chdir(ROOT)  # mutmut's helpers read pyproject.toml and mutants/ from the working directory
     if not args.no_run:
-        names = [n for n, (status, _) in results().items() if status not in KILLED] if args.recheck else []
-        if args.patterns:
-            names = [n for n in names if chosen(n, args.patterns)] if args.recheck else args.patterns
-        if args.recheck and not names:
-            print("mutation_score: nothing left to recheck")  # mutmut given no names would run every mutant
-        else:
+        if not args.recheck:
+            run_mutmut(args.jobs, args.patterns)
+        elif names := [
+            n for n, (status, _) in results().items() if status not in KILLED and chosen(n, args.patterns)
+        ]:
             run_mutmut(args.jobs, names)
-    found = {
-        name: found for name, found in results().items() if not args.patterns or chosen(name, args.patterns)
-    }
+        else:
+            print("mutation_score: nothing left to recheck")  # mutmut given no names would run every mutant
+    found = {name: result for name, result in results().items() if chosen(name, args.patterns)}
     if not found:
         sys.exit("mutation_score: no mutants/ results: run without --no-run first")
     if any(status == "not checked" for status, _ in found.values()):
