@@ -19,6 +19,7 @@ from gpunn.checkpoint import (
     load_model,
     save_checkpoint,
 )
+from gpunn.data.sources import SOURCES
 from gpunn.errors import CheckpointError
 from gpunn.nn import SGD, Dense, ReLU, Sequential, Tanh, mlp
 from gpunn.nn.layers import LAYER_TYPES
@@ -209,18 +210,7 @@ def test_architecture_summary_lists_sizes_and_activations():
     assert architecture_summary(mixed) == "4-3-3-2 relu/tanh"
 
 
-FASHION = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+FASHION = SOURCES["fashion-mnist"].class_names
 
 
 def names_for(header: dict, classes: int) -> tuple[str, ...]:
