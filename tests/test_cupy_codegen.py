@@ -118,6 +118,15 @@ def test_without_the_unpacked_cupy_the_error_says_how_to_get_it(monkeypatch, tmp
         generated_source("relu", "float32", call)
 
 
+def test_a_cupy_that_does_not_import_is_missing_not_broken(monkeypatch, tmp_path):
+    """As under NumPy 1.26, which CuPy 14.2 refuses: the tests skip (or fail in CI) with the reason."""
+    (tmp_path / "cupy").mkdir()
+    (tmp_path / "cupy" / "__init__.py").write_text('raise ImportError("CuPy needs NumPy >= 2.0")\n')
+    monkeypatch.setenv("GPUNN_CUPY_REAL", str(tmp_path))
+    with pytest.raises(cupy_codegen.CupyCodegenMissing, match="does not import .*CuPy needs NumPy >= 2.0"):
+        generated_source("relu", "float32", KERNELS["relu"].calls[0])
+
+
 # ---- the tables are the calls CupyBackend makes ---------------------------------------------------------
 
 

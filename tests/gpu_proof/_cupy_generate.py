@@ -22,10 +22,14 @@ import sys
 
 os.environ["CUPY_CACHE_IN_MEMORY"] = "1"  # cupy/cuda/compiler.py: no kernel cache on disk, always "compile"
 
-import cupy  # noqa: E402
-import numpy  # noqa: E402
-from cupy._core import _carray, _kernel, _scalar  # noqa: E402
-from cupy.cuda import compiler, memory  # noqa: E402
+try:
+    import cupy
+    import numpy
+    from cupy._core import _carray, _kernel, _scalar
+    from cupy.cuda import compiler, memory
+except ImportError as exc:  # e.g. a NumPy older than CuPy 14.2 needs (2.0)
+    print(json.dumps({"fatal": f"the unpacked CuPy does not import with {sys.executable}: {exc}"}))
+    sys.exit(0)
 
 # cupy/_core/_kernel.pxd _ArgKind
 ARG_KIND_NDARRAY, ARG_KIND_INDEXER, ARG_KIND_SCALAR = 1, 2, 3
@@ -250,7 +254,7 @@ compiler._preprocess = lambda *args, **kwargs: ""  # only feeds the cache key: a
 
 def main() -> int:
     if cupy.__version__ != sys.argv[1]:
-        print(json.dumps({"fatal": f"CuPy {cupy.__version__} found where {sys.argv[1]} is pinned"}))
+        print(json.dumps({"fatal": f"CuPy {cupy.__version__} unpacked where {sys.argv[1]} is pinned"}))
         return 0
     requests = json.load(sys.stdin)
     print(json.dumps({"cupy": cupy.__file__, "answers": [_answer(r) for r in requests]}))

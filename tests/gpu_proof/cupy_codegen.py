@@ -86,6 +86,7 @@ def require_for_tests() -> None:
 
     try:
         require_cupy()
+        generate([("relu", "float32", KERNELS["relu"].calls[0], ARCHITECTURES[0])])  # it imports and answers
     except CupyCodegenMissing as exc:
         if os.environ.get("GPUNN_REQUIRE_CUPY_CODEGEN") == "1":
             pytest.fail(f"GPUNN_REQUIRE_CUPY_CODEGEN=1: {exc}")
@@ -126,7 +127,7 @@ _cache: dict[tuple, GeneratedSource | CupyRefused] = {}
 
 def _key(kernel: ElementwiseSource, dtype: str, call: Call, arch: str) -> tuple:
     args = json.dumps(_resolved(call, dtype))
-    return (tuple(_constructor_args(kernel)), args, call.size, arch)
+    return (str(cupy_real_dir()), tuple(_constructor_args(kernel)), args, call.size, arch)
 
 
 def generate(requests) -> list[GeneratedSource | CupyRefused]:
@@ -137,7 +138,7 @@ def generate(requests) -> list[GeneratedSource | CupyRefused]:
     for kernel, dtype, call, arch in requests:
         key = _key(kernel, dtype, call, arch)
         if key not in _cache:
-            missing.setdefault(key[:3], (kernel, dtype, call, set()))[3].add(arch)
+            missing.setdefault(key[:4], (kernel, dtype, call, set()))[3].add(arch)
     if missing:
         _run_worker(list(missing.values()))
     return [_cache[_key(*r)] for r in requests]
