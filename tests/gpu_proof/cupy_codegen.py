@@ -86,7 +86,14 @@ def require_for_tests() -> None:
 
     try:
         require_cupy()
-        generate([("relu", "float32", KERNELS["relu"].calls[0], ARCHITECTURES[0])])  # it imports and answers
+        # it imports and answers; and every shipped call is then generated once, in one subprocess
+        generate(
+            [
+                (kernel, dtype, call, arch)
+                for kernel, dtype, call in every_shipped_call()
+                for arch in ARCHITECTURES
+            ]
+        )
     except CupyCodegenMissing as exc:
         if os.environ.get("GPUNN_REQUIRE_CUPY_CODEGEN") == "1":
             pytest.fail(f"GPUNN_REQUIRE_CUPY_CODEGEN=1: {exc}")
