@@ -47,8 +47,8 @@ class ElementwiseSource:
 
 
 # Typical sizes of the calls below: a batch of the default recipe, its hidden width, MNIST's classes, pixels
-# and training images; a dataset of uint8 images past 2 GiB, which CuPy indexes with 64 bits. Any other
-# sizes on the same side of 2 GiB generate the same source ("no mutate": a changed size is no bug).
+# and training images; a dataset of uint8 images past 2 GiB, which CuPy indexes with 64 bits. Other sizes
+# of the same shapes (no axis of 1, none crossing 2 GiB) generate the same source, hence "no mutate".
 _BATCH, _HIDDEN, _CLASSES, _PIXELS, _IMAGES = 64, 128, 10, 784, 60_000  # pragma: no mutate
 _LARGE_IMAGES = 3_000_000  # pragma: no mutate
 _PARAMETERS = _PIXELS * _HIDDEN + _HIDDEN + _HIDDEN * _CLASSES + _CLASSES  # pragma: no mutate
