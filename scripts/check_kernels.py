@@ -24,11 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from gpu_proof import cupy_codegen  # noqa: E402
-from gpu_proof.cupy_codegen import ARCHITECTURES, CupyCodegenMissing, CupyRefused  # noqa: E402
+from gpu_proof.cupy_codegen import ARCHITECTURES, DTYPES, CupyCodegenMissing, CupyRefused  # noqa: E402
 
 from gpunn.backend.kernels import KERNELS  # noqa: E402
-
-DTYPES = ("float32", "float64")
 
 
 class NvrtcMissing(Exception):
@@ -89,11 +87,7 @@ def compile_cuda(nvrtc, source: str, name: str, options) -> tuple[bool, str]:
 def shipped_calls(kernels=KERNELS) -> list:
     """(kernel, dtype, call, arch) for every call in the kernels' tables, dtype and architecture."""
     return [
-        (kernel, dtype, call, arch)
-        for kernel in kernels.values()
-        for dtype in DTYPES
-        for call in kernel.calls
-        for arch in ARCHITECTURES
+        (*job, arch) for job in cupy_codegen.every_shipped_call(kernels, DTYPES) for arch in ARCHITECTURES
     ]
 
 

@@ -25,6 +25,7 @@ from gpunn.backend.kernels import KERNELS, Call, ElementwiseSource
 
 CUPY_VERSION = "14.2.0"
 ARCHITECTURES = ("sm_80", "sm_90")  # A100 and H100
+DTYPES = ("float32", "float64")  # the backend dtypes gpunn runs
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_cupy_generate.py")
 INSTALL = f'pip install --no-deps --target .cupy-real "cupy-cuda12x=={CUPY_VERSION}" "cuda-pathfinder==1.*"'
@@ -205,6 +206,7 @@ def _run_worker(jobs) -> None:
                 )
 
 
-def every_shipped_call(dtypes=("float32", "float64")):
-    """(kernel, dtype, call) for every call in KERNELS' tables, for each backend dtype."""
-    return [(kernel, dtype, call) for kernel in KERNELS.values() for dtype in dtypes for call in kernel.calls]
+def every_shipped_call(kernels=None, dtypes=DTYPES):
+    """(kernel, dtype, call) for every call in the kernels' tables (KERNELS'), for each backend dtype."""
+    kernels = KERNELS if kernels is None else kernels
+    return [(kernel, dtype, call) for kernel in kernels.values() for dtype in dtypes for call in kernel.calls]
