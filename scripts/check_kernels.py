@@ -1,11 +1,14 @@
-"""Compile every CUDA kernel gpunn ships with NVRTC, as CuPy would on a GPU: each kernel of
-gpunn/backend/kernels.py, for float32 and float64, for sm_80 (A100) and sm_90 (H100). No GPU needed.
+"""Compile with NVRTC the source CuPy 14.2 itself generates for every call gpunn makes to its CUDA kernels:
+each kernel of gpunn/backend/kernels.py, each call in its table, for float32 and float64, for sm_80 (A100)
+and sm_90 (H100), with the options CuPy passes NVRTC. No GPU needed.
 
     python scripts/check_kernels.py
 
-NVRTC comes from the nvidia-cuda-nvrtc-cu12 wheel (the `test` extra), loaded through ctypes; a system
-libnvrtc is used when the wheel is absent. Exit 0 when all compile; 1 with each compiler log otherwise;
-2 when no NVRTC can be found.
+The sources and options come from CuPy's own code generation (tests/gpu_proof/cupy_codegen.py, on the
+cupy-cuda12x wheel unpacked in .cupy-real). NVRTC comes from the nvidia-cuda-nvrtc-cu12 wheel (the `test`
+extra), loaded through ctypes; a system libnvrtc is used when the wheel is absent. Exit 0 when all compile;
+1 with each compiler log (or CuPy's refusal of a call) otherwise; 2 when NVRTC or the unpacked CuPy is
+missing.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from gpunn.backend.kernels import KERNELS, cuda_source  # noqa: E402
+from gpu_proof import cupy_codegen  # noqa: E402
+from gpu_proof.cupy_codegen import ARCHITECTURES, DTYPES, CupyCodegenMissing, CupyRefused  # noqa: E402
 
-ARCHITECTURES = ("sm_80", "sm_90")
-DTYPES = ("float32", "float64")
+from gpunn.backend.kernels import KERNELS  # noqa: E402
 
 
 class NvrtcMissing(Exception):
@@ -60,8 +64,8 @@ def nvrtc_version(nvrtc) -> str:
     return f"{major.value}.{minor.value}"
 
 
-def compile_cuda(nvrtc, source: str, name: str, arch: str) -> tuple[bool, str]:
-    """(compiled, compiler log) for one translation unit and one GPU architecture."""
+def compile_cuda(nvrtc, source: str, name: str, options) -> tuple[bool, str]:
+    """(compiled, compiler log) for one translation unit with these NVRTC options."""
     program = ctypes.c_void_p()
     status = nvrtc.nvrtcCreateProgram(
         ctypes.byref(program), source.encode(), f"{name}.cu".encode(), 0, None, None
@@ -69,8 +73,8 @@ def compile_cuda(nvrtc, source: str, name: str, arch: str) -> tuple[bool, str]:
     if status != 0:
         return False, f"nvrtcCreateProgram failed with status {status}"
     try:
-        options = (ctypes.c_char_p * 2)(f"--gpu-architecture={arch}".encode(), b"--std=c++17")
-        status = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        encoded = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+        status = nvrtc.nvrtcCompileProgram(program, len(options), encoded)
         size = ctypes.c_size_t()
         nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
         log = ctypes.create_string_buffer(size.value)
@@ -80,17 +84,27 @@ def compile_cuda(nvrtc, source: str, name: str, arch: str) -> tuple[bool, str]:
         nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
 
 
+def shipped_calls(kernels=KERNELS) -> list:
+    """(kernel, dtype, call, arch) for every call in the kernels' tables, dtype and architecture."""
+    return [
+        (*job, arch) for job in cupy_codegen.every_shipped_call(kernels, DTYPES) for arch in ARCHITECTURES
+    ]
+
+
 def check(kernels=KERNELS, nvrtc=None) -> list[str]:
-    """One line per kernel/dtype/arch that failed, with its log; empty when all compiled."""
+    """One line per kernel/dtype/call/arch that CuPy refused or NVRTC failed, with its log; empty when all
+    compiled."""
     nvrtc = nvrtc or load_nvrtc()
+    jobs = shipped_calls(kernels)
     failures = []
-    for kernel in kernels.values():
-        for dtype in DTYPES:
-            source = cuda_source(kernel, dtype)
-            for arch in ARCHITECTURES:
-                ok, log = compile_cuda(nvrtc, source, kernel.name, arch)
-                if not ok:
-                    failures.append(f"{kernel.name} ({dtype}, {arch}) does not compile:\n{log}")
+    for (kernel, dtype, call, arch), answer in zip(jobs, cupy_codegen.generate(jobs), strict=True):
+        where = f"{kernel.name} ({dtype}, {arch}, call {kernel.calls.index(call) + 1} of {len(kernel.calls)})"
+        if isinstance(answer, CupyRefused):
+            failures.append(f"{where}: {answer}")
+            continue
+        ok, log = compile_cuda(nvrtc, answer.source, kernel.name, answer.options)
+        if not ok:
+            failures.append(f"{where} does not compile:\n{log}")
     return failures
 
 
@@ -100,13 +114,19 @@ def main() -> int:
     except NvrtcMissing as exc:
         print(f"check_kernels.py: error: {exc}", file=sys.stderr)
         return 2
-    failures = check(nvrtc=nvrtc)
+    try:
+        failures = check(nvrtc=nvrtc)
+    except CupyCodegenMissing as exc:
+        print(f"check_kernels.py: error: {exc}", file=sys.stderr)
+        return 2
     for failure in failures:
         print(failure, file=sys.stderr)
-    total = len(KERNELS) * len(DTYPES) * len(ARCHITECTURES)
+    total = len(shipped_calls())
+    calls = sum(len(k.calls) for k in KERNELS.values())
     print(
-        f"NVRTC {nvrtc_version(nvrtc)}: {total - len(failures)}/{total} compiled "
-        f"({len(KERNELS)} kernels x {', '.join(DTYPES)} x {', '.join(ARCHITECTURES)})"
+        f"NVRTC {nvrtc_version(nvrtc)}: {total - len(failures)}/{total} of CuPy {cupy_codegen.CUPY_VERSION}'s "
+        f"sources compiled ({len(KERNELS)} kernels, {calls} calls x {', '.join(DTYPES)} x "
+        f"{', '.join(ARCHITECTURES)})"
     )
     return 1 if failures else 0
 

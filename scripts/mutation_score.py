@@ -146,6 +146,8 @@ KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 def run_mutmut(jobs: int, names: list[str]) -> None:
     # GPUNN_CUDA_STANDIN: the gpu tests run CupyBackend on the CuPy stand-in, as in CI's second pass
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUNN_CUDA_STANDIN": "1"}
+    # the kernel tests compile CuPy's generated source from the checkout's unpacked wheel, not mutants/'s
+    env.setdefault("GPUNN_CUPY_REAL", str(ROOT / ".cupy-real"))
     done = subprocess.run(
         [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names],
         cwd=ROOT,

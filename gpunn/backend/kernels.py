@@ -1,10 +1,13 @@
 """The one registry of CUDA sources gpunn ships: CupyBackend builds its kernels from here, and
-scripts/check_kernels.py (NVRTC) and the test stand-in compile exactly these sources.
+scripts/check_kernels.py compiles with NVRTC the source CuPy 14.2 itself generates for each of them.
 
-Each entry is a CuPy ElementwiseKernel (typed parameter lists and a C body run once per element): the only
-kind cuda_source below can render for the NVRTC check. The reference semantics of each is the generic
-primitive in gpunn/backend/base.py named in its comment; tests/test_backend_parity.py compares them under
-the `gpu` marker.
+Each entry is a CuPy ElementwiseKernel (typed parameter lists and a C body run once per element) with the
+calls CupyBackend makes to it (`calls`): CuPy generates a different translation unit for each kind of
+argument (array, raw array or scalar), dtype, number of dimensions, contiguity and 32/64-bit indexing, so
+the check compiles each call gpunn makes (tests/gpu_proof/cupy_codegen.py; tests/test_cupy_codegen.py
+shows on the CuPy stand-in that these are the calls CupyBackend makes). The reference semantics of each
+kernel is the generic primitive in gpunn/backend/base.py named in its comment; tests/test_backend_parity.py
+compares them under the `gpu` marker.
 
 Weight decay: DECAYED_GRADIENT is the one CUDA line that adds L2 to the gradient (Backend.decayed on the host
 side); every update rule starts with it.
@@ -12,27 +15,48 @@ side); every update rule starts with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Call:
+    """One kind of call CupyBackend makes to a kernel, its arguments as CuPy's ElementwiseKernel.__call__
+    receives them: an array is (dtype, shape) or (dtype, shape, strides in bytes) when not C-contiguous; a
+    host scalar is its type ('int', 'float', 'bool' for Python's, a NumPy dtype name for NumPy's); 'T' is the
+    backend dtype. size: the size= keyword, when given. The shapes are a typical run's (only what CuPy's code
+    generation sees matters: dimensions, contiguity, and sizes past 2 GiB, where CuPy indexes with 64 bits).
+    """
+
+    args: tuple
+    size: int | None = None
 
 
 @dataclass(frozen=True)
 class ElementwiseSource:
-    """The arguments of cupy.ElementwiseKernel(in_params, out_params, operation, name).
-
-    types: the dtype each type placeholder other than T takes when gpunn calls the kernel (T is the
-    backend dtype); scalars: the inputs gpunn passes as host scalars (CuPy decides array or scalar per call,
-    from the argument). The NVRTC check compiles the call gpunn makes with these.
-    """
+    """The arguments of cupy.ElementwiseKernel(in_params, out_params, operation, name), and the calls gpunn
+    makes to the kernel (for the NVRTC check of CuPy's generated source)."""
 
     name: str
     in_params: str
     out_params: str
     operation: str
-    types: dict = field(default_factory=dict)
-    scalars: frozenset = frozenset()
+    calls: tuple[Call, ...] = ()
 
     def build(self, cupy):
         return cupy.ElementwiseKernel(self.in_params, self.out_params, self.operation, self.name)
+
+
+# Typical sizes of the calls below: a batch of the default recipe, its hidden width, MNIST's classes, pixels
+# and training images; a dataset of uint8 images past 2 GiB, which CuPy indexes with 64 bits. Other sizes
+# of the same shapes (no axis of 1, none crossing 2 GiB) generate the same source, hence "no mutate".
+_BATCH, _HIDDEN, _CLASSES, _PIXELS, _IMAGES = 64, 128, 10, 784, 60_000  # pragma: no mutate
+_LARGE_IMAGES = 3_000_000  # pragma: no mutate
+_PARAMETERS = _PIXELS * _HIDDEN + _HIDDEN + _HIDDEN * _CLASSES + _CLASSES  # pragma: no mutate
+
+
+def _t(*shape):
+    """A C-contiguous array of the backend dtype."""
+    return ("T", shape)
 
 
 DECAYED_GRADIENT = "T g = grad + wd * value;"
@@ -68,17 +92,25 @@ _SOFTMAX_XENT_ROW = """
 
 _SOURCES = (
     # Backend.relu without the zeros_like temporary the reference builds.
-    ElementwiseSource("gpunn_relu", "T x", "T y", "y = x > (T)0 ? x : (T)0"),
+    ElementwiseSource(
+        "gpunn_relu", "T x", "T y", "y = x > (T)0 ? x : (T)0", calls=(Call((_t(_BATCH, _HIDDEN),)),)
+    ),
     # Backend.linear_relu's epilogue: the bias add and the ReLU in one pass over x @ W (in place).
     ElementwiseSource(
         "gpunn_bias_relu",
         "raw T bias, int64 width",
         "T z",
         "T v = z + bias[i % width];\nz = v > (T)0 ? v : (T)0;",
-        scalars=frozenset({"width"}),
+        calls=(Call((_t(_HIDDEN), "int", _t(_BATCH, _HIDDEN))),),  # in place on the matmul's output
     ),
     # Backend.relu_backward: grad masked where the ReLU output is zero.
-    ElementwiseSource("gpunn_relu_backward", "T grad, T y", "T out", "out = y > (T)0 ? grad : (T)0"),
+    ElementwiseSource(
+        "gpunn_relu_backward",
+        "T grad, T y",
+        "T out",
+        "out = y > (T)0 ? grad : (T)0",
+        calls=(Call((_t(_BATCH, _HIDDEN), _t(_BATCH, _HIDDEN))),),
+    ),
     # Backend.softmax_cross_entropy's element pass (one-hot targets, row statistics computed before).
     ElementwiseSource(
         "gpunn_softmax_xent",
@@ -89,7 +121,8 @@ _SOURCES = (
         grad = (exp(log_p) - y) / m;
         loss_term = -y * log_p;
         """,
-        scalars=frozenset({"m"}),
+        # row_max and log_norm keep their reduced axis (m, 1): CuPy broadcasts them with a zero stride
+        calls=(Call((_t(_BATCH, _CLASSES), _t(_BATCH, 1), _t(_BATCH, 1), _t(_BATCH, _CLASSES), "T")),),
     ),
     # Backend.sgd_update on the whole flat parameter buffer: value -= lr * (grad + wd * value).
     ElementwiseSource(
@@ -97,7 +130,7 @@ _SOURCES = (
         "T grad, T lr, T wd",
         "T value",
         DECAYED_GRADIENT + "\nvalue = value - lr * g;",
-        scalars=frozenset({"lr", "wd"}),
+        calls=(Call((_t(_PARAMETERS), "T", "T", _t(_PARAMETERS))),),
     ),
     # Backend.momentum_update: v = mu v + g; value -= lr * (nesterov ? g + mu v : v).
     ElementwiseSource(
@@ -110,7 +143,7 @@ _SOURCES = (
         velocity = v;
         value = value - lr * (nesterov ? g + mu * v : v);
         """,
-        scalars=frozenset({"lr", "mu", "wd", "nesterov"}),
+        calls=(Call((_t(_PARAMETERS), "T", "T", "T", "bool", _t(_PARAMETERS), _t(_PARAMETERS))),),
     ),
     # Backend.adam_update; c1 = 1 - beta1, c2 = 1 - beta2 and the bias corrections come from the host, rounded
     # to T once, as NumPy rounds its Python-float scalars.
@@ -126,7 +159,7 @@ _SOURCES = (
         v = v_new;
         value = value - lr * (m_new * m_hat_scale) / (sqrt(v_new * v_hat_scale) + eps);
         """,
-        scalars=frozenset({"lr", "beta1", "beta2", "c1", "c2", "eps", "m_hat_scale", "v_hat_scale", "wd"}),
+        calls=(Call((_t(_PARAMETERS), *["T"] * 9, _t(_PARAMETERS), _t(_PARAMETERS), _t(_PARAMETERS))),),
     ),
     # Backend.gather_images: x[r, c] = images[rows[r], c] / 255 in one launch (no uint8 gather, no cast pass).
     ElementwiseSource(
@@ -134,8 +167,10 @@ _SOURCES = (
         "raw U images, raw I rows, int64 width",
         "T x",
         _GATHER_PIXEL,
-        types={"U": "uint8", "I": "int64"},
-        scalars=frozenset({"width"}),
+        calls=tuple(
+            Call((("uint8", (images, _PIXELS)), ("int64", (_BATCH,)), "int", _t(_BATCH, _PIXELS)))
+            for images in (_IMAGES, _LARGE_IMAGES)
+        ),
     ),
     # Backend.gather_batch: the same pixels, and the thread of each row's first pixel copies the row's label:
     # a training batch's inputs and labels in one launch.
@@ -144,8 +179,19 @@ _SOURCES = (
         "raw U images, raw I rows, raw I labels, int64 width",
         "T x, raw I batch_labels",
         _GATHER_PIXEL + "if (c == 0) batch_labels[r] = labels[rows[r]];\n",
-        types={"U": "uint8", "I": "int64"},
-        scalars=frozenset({"width"}),
+        calls=tuple(
+            Call(
+                (
+                    ("uint8", (images, _PIXELS)),
+                    ("int64", (_BATCH,)),
+                    ("int64", (images,)),
+                    "int",
+                    _t(_BATCH, _PIXELS),
+                    ("int64", (_BATCH,)),
+                )
+            )
+            for images in (_IMAGES, _LARGE_IMAGES)
+        ),
     ),
     # Backend.softmax_cross_entropy_counted, one thread per row: the row's softmax-CE gradient (p - y) / m, its
     # share of the mean loss -sum(y log p) / m, and whether its first argmax equals the label.
@@ -158,8 +204,20 @@ _SOURCES = (
         loss_row = row_loss;
         hit = (best == label) ? 1 : 0;
         """,
-        types={"I": "int64"},
-        scalars=frozenset({"classes", "m"}),
+        calls=(
+            Call(
+                (
+                    _t(_BATCH, _CLASSES),
+                    _t(_BATCH, _CLASSES),
+                    ("int64", (_BATCH,)),
+                    "int",
+                    "T",
+                    _t(_BATCH, _CLASSES),
+                    _t(_BATCH),
+                    ("int64", (_BATCH,)),
+                )
+            ),
+        ),
     ),
     # Backend.relu_linear_backward's first pass, one thread per column: the ReLU-masked gradient and its column
     # sums (the bias gradient), in one launch instead of a mask pass and a sum.
@@ -178,7 +236,8 @@ _SOURCES = (
         }
         bias_grad = total;
         """,
-        scalars=frozenset({"rows"}),
+        # bias_grad: a fresh array, or the bias's view of the flat gradient buffer
+        calls=(Call((_t(_BATCH, _HIDDEN), _t(_BATCH, _HIDDEN), "int", _t(_BATCH, _HIDDEN), _t(_HIDDEN))),),
     ),
     # Backend.softmax_cross_entropy_counted's totals: the batch loss and correct count from the row kernel's
     # per-row values, summed in row order by a single thread (launched with size=1): one launch, not two sums.
@@ -196,7 +255,12 @@ _SOURCES = (
         loss[0] = total;
         correct[0] = count;
         """,
-        scalars=frozenset({"rows"}),
+        calls=(
+            Call(
+                (_t(_BATCH), ("int64", (_BATCH,)), "int", _t(), ("int64", ())),
+                size=1,  # pragma: no mutate (any size= is the same one-dimensional loop to CuPy)
+            ),
+        ),
     ),
     # Backend.softmax_cross_entropy_totals, one thread per row (launched with size=rows): the row's
     # softmax-CE gradient against its integer label (a label outside [0, classes) is a zero target row, as
@@ -241,8 +305,29 @@ _SOURCES = (
             done[0] = 0;
         }
         """,
-        types={"I": "int64"},
-        scalars=frozenset({"classes", "m"}),
+        # the epoch's totals in and out, the batch's loss and count: 0-d arrays
+        calls=(
+            Call(
+                (
+                    _t(_BATCH, _CLASSES),
+                    ("int64", (_BATCH,)),
+                    "int",
+                    "T",
+                    ("float64", ()),
+                    ("int64", ()),
+                    _t(_BATCH, _CLASSES),
+                    _t(_BATCH),
+                    ("int64", (_BATCH,)),
+                    ("uint32", (1,)),  # pragma: no mutate (any length: raw, 1-D)
+                    _t(),
+                    ("int64", ()),
+                    ("float64", ()),
+                    ("int64", ()),
+                    _t(_CLASSES),
+                ),
+                size=_BATCH,
+            ),
+        ),
     ),
     # Backend.add_to_totals in place on the epoch's 0-d accumulators: one launch instead of four.
     ElementwiseSource(
@@ -253,115 +338,9 @@ _SOURCES = (
         loss_sum = loss_sum + (double)loss * rows;
         correct_sum = correct_sum + correct;
         """,
-        scalars=frozenset({"rows"}),
+        calls=(Call((_t(), ("int64", ()), "float64", ("float64", ()), ("int64", ()))),),  # all 0-d
     ),
 )
 
 KERNELS: dict[str, ElementwiseSource] = {k.name.removeprefix("gpunn_"): k for k in _SOURCES}
 """short name -> source; CupyBackend calls self._kernels[short name]."""
-
-# C type of each dtype a parameter or placeholder may take (cupy/_core/_scalar.pyx _typenames, through
-# cupy/_core/_dtype.pyx get_typename).
-C_TYPES = {
-    "bool": "bool",
-    "int8": "signed char",
-    "uint8": "unsigned char",
-    "int32": "int",
-    "uint32": "unsigned int",
-    "int64": "long long",
-    "float32": "float",
-    "float64": "double",
-}
-
-# What CuPy's generated code relies on from cupy/_core/include/cupy/carray.cuh, reduced to the members a
-# one-dimensional kernel uses (ptrdiff_t is NVRTC's builtin, as CuPy relies on): CUPY_FOR (a grid-stride loop over ptrdiff_t i), CArray (operator[](ptrdiff_t)
-# and size(); a `const CArray` gives const elements) and CIndexer (size(), set(i), get()).
-_CARRAY_PRELUDE = """\
-#define CUPY_FOR(i, n) \\
-    for (ptrdiff_t i = static_cast<ptrdiff_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \\
-         i += static_cast<ptrdiff_t>(blockDim.x) * gridDim.x)
-template <typename T, int _ndim = 1, bool _c_contiguous = true, bool _use_32bit_indexing = false>
-class CArray {
-  T* data_;
-  ptrdiff_t size_;
-public:
-  __device__ ptrdiff_t size() const { return size_; }
-  __device__ T& operator[](ptrdiff_t i) { return data_[i]; }
-  __device__ const T& operator[](ptrdiff_t i) const { return data_[i]; }
-};
-template <int _ndim = 1, bool _use_32bit_indexing = false>
-class CIndexer {
-  ptrdiff_t size_, index_;
-public:
-  __device__ ptrdiff_t size() const { return size_; }
-  __device__ void set(ptrdiff_t i) { index_ = i; }
-  __device__ ptrdiff_t get() const { return index_; }
-};
-"""
-
-
-@dataclass(frozen=True)
-class Param:
-    """One entry of a parameter list (cupy/_core/_kernel.pyx ParameterInfo): 'raw T x' -> raw, 'T', 'x'."""
-
-    raw: bool
-    type_name: str
-    name: str
-
-    @property
-    def is_placeholder(self) -> bool:  # ParameterInfo: a one-letter type is a placeholder (ctype = t)
-        return len(self.type_name) == 1
-
-
-def parse_params(params: str) -> list[Param]:
-    """'raw T grad, bool flag' -> [Param(True, 'T', 'grad'), Param(False, 'bool', 'flag')] (ParameterInfo).
-
-    As cupy/_core/_kernel.pyx _get_param_info: only '' is an empty list; every entry between commas needs a
-    type and a name (a trailing comma is CuPy's "Syntax error" when the kernel is built)."""
-    if not params:
-        return []
-    out = []
-    for text in params.split(","):
-        words = text.split()
-        if len(words) < 2 or any(w != "raw" for w in words[:-2]):
-            raise ValueError(f"syntax error in CuPy parameter {text.strip()!r} of {params!r}")
-        out.append(Param("raw" in words[:-2], words[-2], words[-1]))
-    return out
-
-
-def cuda_source(kernel: ElementwiseSource, dtype: str) -> str:
-    """The CUDA translation unit CuPy generates for an ElementwiseKernel call with T bound to `dtype`
-    (cupy/_core/_kernel.pyx _get_elementwise_kernel_code and _get_simple_elementwise_kernel_code, params from
-    _get_kernel_params / _ArgInfo.get_param_c_type and get_c_var_name):
-
-    - a non-raw array parameter x arrives as `CArray<..> _raw_x` and is bound per element by reference,
-      `const T &x = _raw_x[_ind.get()];` (outputs without const);
-    - a raw array parameter arrives under its own name as a CArray, indexed by the body (`x[i]`);
-    - a scalar arrives by value, `const T x`;
-    - the body runs inside CUPY_FOR(i, _ind.size()) after `_ind.set(i)`, followed by ';'.
-    """
-    types = {"T": dtype, **kernel.types}
-    typedefs = "".join(f"typedef {C_TYPES[t]} {name};\n" for name, t in sorted(types.items()))
-    params, binds = [], []
-    for is_input, text in ((True, kernel.in_params), (False, kernel.out_params)):
-        const = "const " if is_input else ""
-        for p in parse_params(text):
-            ctype = p.type_name if p.is_placeholder else C_TYPES[p.type_name]
-            if p.raw:
-                params.append(f"{const}CArray<{ctype}, 1, 1, 0> {p.name}")
-            elif p.name in kernel.scalars:
-                params.append(f"const {ctype} {p.name}")
-            else:
-                params.append(f"{const}CArray<{ctype}, 1, 1, 0> _raw_{p.name}")
-                binds.append(f"{const}{ctype} &{p.name} = _raw_{p.name}[_ind.get()];")
-    params.append("CIndexer<1, 0> _ind")
-    body = "\n        ".join(binds + [kernel.operation.strip()])
-    return (
-        f"{_CARRAY_PRELUDE}{typedefs}"
-        f'extern "C" __global__ void {kernel.name}({", ".join(params)}) {{\n'
-        "    CUPY_FOR(i, _ind.size()) {\n"
-        "        _ind.set(i);\n"
-        f"        {body};\n"
-        "    }\n"
-        "}\n"
-    )

@@ -224,6 +224,22 @@ def _run(library, symbol: str, n: int, buffers, extra_ints=(), extra_pointers=()
     )
 
 
+recorded_calls: list | None = None
+"""A list while tests/test_cupy_codegen.py records each ElementwiseKernel call, as (kernel name, arguments,
+size=): an array as (dtype name, shape, strides), a scalar as its type ('int', 'float', 'bool' or a NumPy
+dtype name), the description tests/gpu_proof/cupy_codegen.py generates CuPy's source from; None otherwise."""
+
+
+def _described(arg):
+    import cupy
+
+    if isinstance(arg, cupy.ndarray):
+        return (arg.dtype.name, arg.shape, arg._data.strides)
+    if isinstance(arg, (np.generic, np.ndarray)):
+        return arg.dtype.name
+    return type(arg).__name__
+
+
 class ElementwiseKernel:
     def __init__(
         self,
@@ -257,6 +273,8 @@ class ElementwiseKernel:
                 f"Wrong number of arguments for {self.name!r}. It must be either {self.nin} or "
                 f"{self.nargs} (with outputs), but given {len(args)}."
             )
+        if recorded_calls is not None:
+            recorded_calls.append((self.name, tuple(_described(a) for a in args), size))
         args = _preprocess(args)
         params = self.in_params + self.out_params
         arrays = [
@@ -325,7 +343,9 @@ class ElementwiseKernel:
             const = "const " if p.is_const else ""
             decls.append(f"{const}{p.ctype}* _raw_{p.name} = ({const}{p.ctype}*)_args[{k}];")
             if kind == "raw":
-                decls.append(f"{const}CArray<{p.ctype}> {p.name} = {{({p.ctype}*)_raw_{p.name}, _sizes[{k}]}};")
+                decls.append(
+                    f"{const}CArray<{p.ctype}> {p.name} = {{({p.ctype}*)_raw_{p.name}, _sizes[{k}]}};"
+                )
             elif kind == "scalar":
                 decls.append(f"const {p.ctype} {p.name} = _raw_{p.name}[0];")
             else:
