@@ -10,6 +10,32 @@ import weakref
 DEVICE_COUNT = int(os.environ.get("GPUNN_STANDIN_DEVICES", "2"))
 DEVICE_MEMORY = 16 << 30  # what memGetInfo reports as each virtual device's total
 
+# Whether the virtual devices can reach each other's memory (what runtime.deviceCanAccessPeer answers, and so
+# whether CuPy's _check_peer_access refuses an operand of another device or enables peer access with a
+# PerformanceWarning). Off by default: GPUs on different PCIe root complexes, or without P2P, have none;
+# GPUNN_STANDIN_PEER_ACCESS=1 gives every pair access, as NVLink-connected GPUs have. Tests switch it.
+peer_access = os.environ.get("GPUNN_STANDIN_PEER_ACCESS") == "1"
+
+# cupy/_core/core.pyx line 121: `_is_ump_enabled = (int(os.environ.get('CUPY_ENABLE_UMP', '0')) != 0)`, read
+# once at import; is_ump_supported also asks cudaDevAttrPageableMemoryAccess, which the virtual devices have.
+ump_enabled = int(os.environ.get("CUPY_ENABLE_UMP", "0")) != 0
+
+
+def ump_wraps(obj, dtype, ndmin: int) -> bool:
+    """cupy/_core/core.pyx _try_skip_h2d_copy: with UMP a NumPy array is used in place (no copy) when its
+    dtype stays, CuPy supports it, and it is C- or F-contiguous."""
+    import numpy as np
+
+    return (
+        ump_enabled
+        and isinstance(obj, np.ndarray)
+        and (dtype is None or np.dtype(dtype) == obj.dtype)
+        and obj.dtype.kind in "biuf"
+        and (obj.flags.c_contiguous or obj.flags.f_contiguous)
+        and ndmin <= obj.ndim
+    )
+
+
 # cupy/cuda/memory.pyx:40 ALLOCATION_UNIT_SIZE = 512 and _round_size (line 1042): every allocation is
 # rounded up to a multiple of 512 bytes.
 ALLOCATION_UNIT_SIZE = 512

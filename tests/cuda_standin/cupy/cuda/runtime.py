@@ -26,7 +26,10 @@ def deviceSynchronize() -> None:
 
 
 def deviceCanAccessPeer(device: int, peer: int) -> int:
-    return 0  # the virtual devices never share memory, so cross-device operands are refused
+    """1 where the virtual machine's devices have peer access (cupy._state.peer_access), else 0."""
+    _state.check_device_id(device)
+    _state.check_device_id(peer)
+    return int(device == peer or _state.peer_access)
 
 
 def memGetInfo() -> tuple[int, int]:
