@@ -94,6 +94,35 @@ def test_a_cuda_aware_mpi_sums_cupy_buffers_in_device_memory(monkeypatch):
     np.testing.assert_array_equal(gpu.to_host(flat), [0, 2, 4, 6])
 
 
+class CudaAwareTwoEqualRanks:
+    """A CUDA-aware MPI's Allreduce as if a second rank held the same values: like the real library it reads
+    and writes the buffer at its device pointer (__cuda_array_interface__), outside CuPy's streams."""
+
+    def Allreduce(self, sendbuf, recvbuf, op):  # noqa: N802 (mpi4py's name)
+        from cuda_array_memory import at_pointer
+
+        assert sendbuf is MPI.IN_PLACE and op is MPI.SUM
+        at_pointer(recvbuf)[...] *= 2
+
+
+@pytest.mark.gpu
+def test_a_cuda_aware_mpi_reads_the_buffer_only_after_the_queued_work_ran(monkeypatch):
+    """The gradients are still being written by queued launches when the step hands the buffer to MPI, which
+    reads device memory outside CuPy's stream: MpiAllreduce must wait for the device first."""
+    from conftest import require_usable, standin_in_use
+
+    from gpunn.backend import collectives, get_backend
+
+    require_usable("cuda")
+    if not standin_in_use():
+        pytest.skip("reads device memory at its address, which only the stand-in's host memory allows")
+    monkeypatch.setattr(collectives, "_cuda_aware", lambda: True)
+    gpu = get_backend("cuda", "float32")
+    flat = gpu.scale(gpu.from_host(np.arange(4, dtype=np.float32)), 3.0)  # queued: upload, then scale
+    summed = MpiAllreduce(CudaAwareTwoEqualRanks(), gpu).sum_(flat)
+    np.testing.assert_array_equal(gpu.to_host(summed), [0, 6, 12, 18])
+
+
 def fake_cupy(monkeypatch, runtime_version=None, **nccl_attributes):
     """A CuPy in sys.modules whose cupy.cuda.nccl has exactly `nccl_attributes` (cupy/cuda/nccl.py sets
     available=True only when the NCCL library loaded) and whose CUDA runtime reports `runtime_version`."""

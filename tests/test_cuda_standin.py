@@ -189,8 +189,9 @@ def test_a_numpy_0d_array_is_neither_a_ufunc_operand_nor_a_kernel_scalar(cp):
 def two(cp):
     if cp.cuda.runtime.getDeviceCount() < 2:
         pytest.skip("needs two devices")
-    with cp.cuda.Device(1):
+    with cp.cuda.Device(1) as device:
         on_1 = cp.asarray(np.array([1.0, 2.0, 3.0]))
+        device.synchronize()  # device 0's streams do not wait for device 1's: the upload must be done
     return on_1
 
 
@@ -317,3 +318,52 @@ def test_with_ump_asarray_uses_host_memory_in_place_and_array_copies(standin, mo
     shared, copied = cp.asarray(host), cp.array(host, copy=True)
     host[0] = 9.0
     assert cp.asnumpy(shared)[0] == 9.0 and cp.asnumpy(copied)[0] == 1.0
+
+
+def device_memory(a) -> np.ndarray:
+    from cuda_array_memory import at_pointer
+
+    return at_pointer(a).copy()
+
+
+def test_launches_run_later_and_a_read_back_waits_for_them(standin):
+    """cupy/cuda/stream.pyx: a launch returns before it runs; ndarray.get copies on the current stream and
+    waits for it (core.pyx ndarray.get). Memory read behind CuPy's back before a synchronize is stale."""
+    cp = standin
+    x = cp.zeros(3)
+    cp.cuda.Device().synchronize()
+    x += 1
+    x *= 5
+    np.testing.assert_array_equal(device_memory(x), [0.0, 0.0, 0.0])  # queued, not run
+    np.testing.assert_array_equal(cp.asnumpy(x), [5.0, 5.0, 5.0])  # the read-back ran the stream
+    x += 1
+    cp.cuda.Device().synchronize()
+    np.testing.assert_array_equal(device_memory(x), [6.0, 6.0, 6.0])
+
+
+def test_streams_are_ordered_only_by_events_and_the_default_streams_rules(standin):
+    """Two non-blocking streams run independently unless one waits on an event recorded on the other
+    (cudaStreamWaitEvent); a blocking stream's work and the legacy default stream's wait for each other."""
+    cp = standin
+    x = cp.zeros(4)
+    cp.cuda.Device().synchronize()
+    producer, consumer = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+    with producer:
+        x += 3
+    with consumer:
+        unordered = x * 2
+    consumer.synchronize()
+    np.testing.assert_array_equal(device_memory(unordered), [0.0] * 4)  # read x before the producer ran
+    with consumer:
+        consumer.wait_event(producer.record())
+        ordered = x * 2
+    consumer.synchronize()
+    np.testing.assert_array_equal(device_memory(ordered), [6.0] * 4)
+    blocking = cp.cuda.Stream()
+    with blocking:
+        x += 1
+    after = x * 10  # the legacy default stream waits for the blocking stream's earlier work
+    cp.cuda.Stream.null.synchronize()
+    np.testing.assert_array_equal(device_memory(after), [40.0] * 4)
+    event = blocking.record()
+    assert event.done

@@ -22,6 +22,9 @@ Rules and where CuPy has them (github.com/cupy/cupy, v14.2.0):
   the device (core.pyx __float__/__int__/__nonzero__/__repr__ all call self.get()); so do the CuPy routines
   that read a value back to decide something (boolean-mask indexing, nanmax/nanmin).
 - an int/slice index is a view (no kernel); reductions and ufuncs write out= and return it.
+- a launch returns before it runs: it is queued on the current stream and runs when something waits
+  (a read-back, a synchronize, an event, a full queue), in stream order, with CUDA's ordering between
+  streams (cupy._state, "asynchronous streams").
 """
 
 from __future__ import annotations
@@ -84,9 +87,13 @@ class ndarray:
 
     @classmethod
     def _new(cls, data: _np.ndarray) -> ndarray:
-        """A fresh allocation on the current device holding (a copy of) `data`."""
-        data = _np.array(data, copy=True, order="C")
-        return cls._view(data, _state.Memory(_state.get_device_id(), data.nbytes))
+        """A fresh allocation on the current device, and a copy of `data` (as it is now) into it queued on
+        the current stream (the caller counts it)."""
+        snapshot = _np.array(data, copy=True, order="C")
+        made = cls(snapshot.shape, dtype=snapshot.dtype)
+        target = made._data
+        _state.launch(lambda: _np.copyto(target, snapshot))
+        return made
 
     # ---- attributes ----------------------------------------------------------------------------------
     shape = property(lambda self: self._data.shape)
@@ -140,8 +147,10 @@ class ndarray:
         )
 
     def get(self, stream=None, order="C", out=None, blocking=True):
-        """Device-to-host copy; waits for the device (core.pyx ndarray.get)."""
+        """Device-to-host copy on the current stream, which it waits for (core.pyx ndarray.get: a copy
+        queued on the stream, then stream.synchronize()): what that stream has queued runs first."""
         counters.d2h_reads += 1
+        _state.wait_for_current_stream(self._memory.device_id)
         data = _np.array(self._data, order=order, copy=True)
         if out is not None:
             out[...] = data
@@ -198,8 +207,10 @@ class ndarray:
         device copy, which needs no peer access: cudaMemcpyPeer)."""
         if self._memory.device_id == _state.get_device_id():
             return _call(lambda a: a.copy(order=order), self)
-        counters.launches += 1
-        return ndarray._new(_np.array(self._data, order=order, copy=True))
+        made = ndarray(self.shape, dtype=self.dtype)
+        source, target = self._data, made._data
+        _queued(lambda: _np.copyto(target, source))  # on this device's stream: it reads what is there then
+        return made
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and _np.dtype(dtype) == self.dtype:
@@ -221,8 +232,8 @@ class ndarray:
             return ndarray._view(view, self._memory)
         if _builtins.any(isinstance(k, ndarray) and k.dtype == _np.bool_ for k in keys):
             _check_device(self)
+            _read_back_inside_cupy()  # the scan's last element, the count
             counters.launches += 2  # the scan, then the masked gather (_getitem_mask_single)
-            counters.d2h_reads += 1
             return ndarray._new(self._data[_unwrap(key)])
         return _call(lambda a, k: a[k], self, key)
 
@@ -233,7 +244,7 @@ class ndarray:
         if _builtins.any(isinstance(k, ndarray) and k.dtype == _np.bool_ for k in keys):
             # _scatter_op_mask_single -> _prepare_mask_indexing_single reads the mask's count back (line 802)
             counters.launches += 1
-            counters.d2h_reads += 1
+            _read_back_inside_cupy()
         host = _operand(value)
 
         def assign(a):
@@ -429,8 +440,10 @@ def _source_memory(args, result):
 
 
 def _call(func, *args, **kwargs):
-    """Run `func` on the host buffers. A result that is a view of an operand is a view (no kernel, as in
-    CuPy); anything else is one kernel on the current device writing a new allocation there."""
+    """`func` on the host buffers. A result that is a view of an operand is a view (no kernel, as in CuPy);
+    anything else is one kernel on the current device, queued on the current stream, writing a new
+    allocation there (or `out`). `func` runs once now, to learn the result's shape and dtype and to raise
+    what CuPy raises before it launches, and again when the launch runs, on what the buffers hold then."""
     host_args = [_peek(a) for a in args]
     host_kwargs = {k: _peek(v) for k, v in kwargs.items()}
     out = kwargs.get("out")
@@ -439,13 +452,53 @@ def _call(func, *args, **kwargs):
         # `return out`; cupy/_core/_reduction.pyx _AbstractReductionKernel._call `ret = out_args[0]`)
         for arg in list(args) + list(kwargs.values()):
             _operand(arg)
-        func(*host_args, **host_kwargs)
-        counters.launches += 1
+        _quiet(func, *host_args, **{**host_kwargs, "out": _np.empty_like(out._data)})
+        _queued(lambda: _quiet(func, *host_args, **host_kwargs))
         return out
-    result = func(*host_args, **host_kwargs)
-    if isinstance(result, tuple):
-        return tuple(_wrap_result(r, args, kwargs) for r in result)
-    return _wrap_result(result, args, kwargs)
+    result = _quiet(func, *host_args, **host_kwargs)
+    results = result if isinstance(result, tuple) else (result,)
+    wrapped, targets = [], []
+    for value in results:
+        value = _np.asarray(value)
+        memory = _source_memory(list(args) + list(kwargs.values()), value)
+        if memory is not None:
+            wrapped.append(ndarray._view(value, memory))
+            targets.append(None)
+        else:
+            wrapped.append(ndarray(value.shape, dtype=value.dtype))
+            targets.append(wrapped[-1]._data)
+    launched = [t for t in targets if t is not None]
+    if launched:
+        for arg in list(args) + list(kwargs.values()):
+            _operand(arg)  # device rule: every array operand must be on the current device
+
+        def run():
+            again = _quiet(func, *host_args, **host_kwargs)
+            for target, value in zip(targets, again if isinstance(again, tuple) else (again,), strict=True):
+                if target is not None:
+                    target[...] = value
+
+        _queued(run, launches=len(launched))
+    return tuple(wrapped) if isinstance(result, tuple) else wrapped[0]
+
+
+def _quiet(func, *args, **kwargs):
+    """func under CuPy's floating-point rules: no warnings (a GPU raises no flags)."""
+    with _np.errstate(all="ignore"):
+        return func(*args, **kwargs)
+
+
+def _queued(write, launches: int = 1) -> None:
+    """`write` (no arguments; it writes device memory) queued on the current stream as `launches` launches."""
+    counters.launches += launches
+    _state.launch(write)
+
+
+def _read_back_inside_cupy() -> None:
+    """A CuPy routine's own read-back of a device value (an int() of a device scalar): a synchronisation
+    of the current stream."""
+    counters.d2h_reads += 1
+    _state.wait_for_current_stream()
 
 
 def _peek(value):
@@ -459,24 +512,21 @@ def _peek(value):
     return value
 
 
-def _wrap_result(result, args, kwargs):
-    result = _np.asarray(result)
-    memory = _source_memory(list(args) + list(kwargs.values()), result)
-    if memory is not None:
-        return ndarray._view(result, memory)
-    for arg in list(args) + list(kwargs.values()):
-        _operand(arg)  # device rule: every array operand must be on the current device
-    counters.launches += 1
-    return ndarray._new(result)
-
-
 def _launch_into(target: ndarray, func, *args) -> None:
-    """An in-place kernel: func(target, *args) computed, then written into target's memory."""
+    """An in-place kernel: func(target, *args), written into target's memory when the launch runs."""
     _check_device(target)
     host_args = [_operand(a) for a in args]
-    result = func(target._data, *host_args)
-    target._data[...] = _np.asarray(result).astype(target.dtype, casting="same_kind", copy=False)
-    counters.launches += 1
+    data = target._data
+
+    def run():
+        data[...] = _np.asarray(_quiet(func, data, *host_args)).astype(
+            data.dtype, casting="same_kind", copy=False
+        )
+
+    _np.asarray(_quiet(func, data, *host_args)).astype(
+        data.dtype, casting="same_kind", copy=False
+    )  # raises now
+    _queued(run)
 
 
 # ---- creation and moving data ------------------------------------------------------------------------
@@ -551,8 +601,8 @@ def _like(fill):
         # the new array goes to the *current* device, laid out as empty_like lays it out
         # (cupy/_creation/basic.py zeros_like etc.)
         made = empty_like(a, dtype=dtype, order=order, shape=shape)
-        made._data[...] = fill(made._data)
-        counters.launches += 1  # the fill kernel
+        target = made._data
+        _queued(lambda: target.__setitem__(Ellipsis, fill(target)))  # the fill kernel
         return made
 
     return make
@@ -608,8 +658,8 @@ def _reads_back(function):
 
     def run(*args, **kwargs):
         result = function(*args, **kwargs)
-        counters.d2h_reads += 1
         counters.launches += 1  # the isnan(...).any() whose result is read
+        _read_back_inside_cupy()
         return result
 
     run.__name__, run.__doc__ = function.__name__, function.__doc__

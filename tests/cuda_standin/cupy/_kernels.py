@@ -355,26 +355,32 @@ class ElementwiseKernel:
                 raise ValueError("Output array size is Undecided")
             out_args = [cupy.ndarray(shape, dtype=t) for t in out_types]
         n = int(np.prod(shape))
-        buffers, kinds, layouts = [], [], []
+        kinds, values = [], []  # per argument: how it is passed, and its scalar value or its device buffer
         for a, p, t in zip(in_args + list(out_args), params, in_types + out_types, strict=True):
             if isinstance(a, _Scalar):
-                buffers.append(np.array(a.value, dtype=t))  # CScalar.apply_dtype
+                values.append(np.array(a.value, dtype=t))  # CScalar.apply_dtype, by value at the call
                 kinds.append("scalar")
-            elif p.raw:
-                buffers.append(a._data)  # the array itself: the kernel reaches it through its strides
-                kinds.append(_raw_kind(a))
             else:
-                buffers.append(np.ascontiguousarray(np.broadcast_to(a._data, shape)))
-                kinds.append("array")
-            layouts.append(buffers[-1])
-        if n:
-            library = compile_source(self._source(kinds, type_dict), self.name)
-            pointers, _alive = _layout_pointers(layouts)
+                values.append(a._data)
+                kinds.append(_raw_kind(a) if p.raw else "array")
+        library = compile_source(self._source(kinds, type_dict), self.name) if n else None  # at the call
+
+        def run():  # when the launch runs: the buffers as they are then
+            buffers = [
+                np.ascontiguousarray(np.broadcast_to(v, shape)) if kind == "array" else v
+                for v, kind in zip(values, kinds, strict=True)
+            ]
+            pointers, _alive = _layout_pointers(buffers)
             _run(library, "standin_elementwise", n, buffers, extra_pointers=pointers)
-            for a, buffer, kind in zip(out_args, buffers[self.nin :], kinds[self.nin :], strict=True):
+            for target, buffer, kind in zip(
+                values[self.nin :], buffers[self.nin :], kinds[self.nin :], strict=True
+            ):
                 if kind == "array":
-                    a._data[...] = buffer.reshape(a.shape)
+                    target[...] = buffer.reshape(target.shape)
+
         _state.counters.launches += 1
+        if n:
+            _state.launch(run)
         if self.no_return:
             return None
         if not self.return_tuple and self.nout == 1:
@@ -484,21 +490,28 @@ class ReductionKernel:
             out_args = [cupy.ndarray(out_shape, dtype=t) for t in out_types]
         outer = int(np.prod([shape[d] for d in kept]))
         inner = int(np.prod([shape[d] for d in axes]))
-        buffers, kinds = [], []
-        for a, t in zip(in_args, in_types, strict=True):
-            if isinstance(a, _Scalar):
-                buffers.append(np.array(a.value, dtype=t))
-                kinds.append("scalar")
-            else:
-                moved = np.moveaxis(np.broadcast_to(a._data, shape), axes, range(-len(axes), 0))
-                buffers.append(np.ascontiguousarray(moved))
-                kinds.append("array")
-        outs = [np.empty(out_shape, dtype=t) for t in out_types]
+        kinds = ["scalar" if isinstance(a, _Scalar) else "array" for a in in_args]
+        values = [
+            np.array(a.value, dtype=t) if isinstance(a, _Scalar) else a._data
+            for a, t in zip(in_args, in_types, strict=True)
+        ]
+        targets = [a._data for a in out_args]
         library = compile_source(self._source(kinds, type_dict, out_types), self.name)
-        _run(library, "standin_reduce", outer, buffers + outs, (inner,))
-        for a, buffer in zip(out_args, outs, strict=True):
-            a._data[...] = buffer
+
+        def run():  # when the launch runs: the inputs as they are then
+            buffers = [
+                v
+                if kind == "scalar"
+                else np.ascontiguousarray(np.moveaxis(np.broadcast_to(v, shape), axes, range(-len(axes), 0)))
+                for v, kind in zip(values, kinds, strict=True)
+            ]
+            outs = [np.empty(out_shape, dtype=t) for t in out_types]
+            _run(library, "standin_reduce", outer, buffers + outs, (inner,))
+            for target, buffer in zip(targets, outs, strict=True):
+                target[...] = buffer
+
         _state.counters.launches += 1
+        _state.launch(run)
         return out_args[0] if self.nout == 1 else tuple(out_args)
 
     def _source(self, kinds, type_dict, out_types) -> str:
@@ -555,7 +568,7 @@ class RawKernel:
             if isinstance(arg, cupy.ndarray):
                 cupy._check_device(arg)
                 buffers.append(np.array(arg._data.ctypes.data, dtype=np.uintp))
-                keep.append(arg)
+                keep.append(arg._data)
             elif isinstance(arg, np.ndarray):
                 if arg.size != 1:
                     raise TypeError(
@@ -573,8 +586,8 @@ class RawKernel:
             else:
                 raise TypeError(f"Unsupported type {type(arg)}")
         library = compile_source(self._source(), self.name)
-        _run(library, "standin_raw", 0, buffers, grid + block)
         _state.counters.launches += 1
+        _state.launch(lambda: (keep, _run(library, "standin_raw", 0, buffers, grid + block)))
 
     def _source(self) -> str:
         call = ", ".join(f"*({t}*)_args[{k}]" for k, t in enumerate(self._param_types))

@@ -23,6 +23,7 @@ def setDevice(device: int) -> None:
 
 def deviceSynchronize() -> None:
     _state.counters.synchronizes += 1
+    _state.synchronize_device(_state.get_device_id())
 
 
 def deviceCanAccessPeer(device: int, peer: int) -> int:
