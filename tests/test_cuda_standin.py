@@ -367,3 +367,13 @@ def test_streams_are_ordered_only_by_events_and_the_default_streams_rules(standi
     np.testing.assert_array_equal(device_memory(after), [40.0] * 4)
     event = blocking.record()
     assert event.done
+
+
+def test_a_gather_by_indices_still_being_written_uses_them_when_it_runs(cp):
+    """take() queued behind the launch that writes its indices reads them in stream order: the values when
+    the gather runs, not the stale ones of when it was issued (which here point out of range)."""
+    x = cp.asarray(np.array([10.0, 20.0, 30.0]))
+    indices = cp.full(2, 10**9, dtype=cp.int64)
+    cp.cuda.Device().synchronize()
+    indices[...] = cp.asarray(np.array([2, 0]))
+    np.testing.assert_array_equal(cp.asnumpy(cp.take(x, indices)), [30.0, 10.0])

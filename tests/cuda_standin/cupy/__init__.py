@@ -455,7 +455,7 @@ def _call(func, *args, **kwargs):
         _quiet(func, *host_args, **{**host_kwargs, "out": _np.empty_like(out._data)})
         _queued(lambda: _quiet(func, *host_args, **host_kwargs))
         return out
-    result = _quiet(func, *host_args, **host_kwargs)
+    result = _dry_run(func, host_args, host_kwargs)
     results = result if isinstance(result, tuple) else (result,)
     wrapped, targets = [], []
     for value in results:
@@ -480,6 +480,24 @@ def _call(func, *args, **kwargs):
 
         _queued(run, launches=len(launched))
     return tuple(wrapped) if isinstance(result, tuple) else wrapped[0]
+
+
+def _dry_run(func, host_args, host_kwargs):
+    """func now, for the result's shape and dtype (and whether it is a view). Buffers whose launches are still
+    queued hold stale values: an index array among them may point anywhere, so an IndexError is retried on
+    zeros of the same shapes (the shape of a gather does not depend on the indices' values)."""
+    try:
+        return _quiet(func, *host_args, **host_kwargs)
+    except IndexError:
+        return _quiet(func, *_zeroed(host_args), **{k: _zeroed(v) for k, v in host_kwargs.items()})
+
+
+def _zeroed(value):
+    if isinstance(value, _np.ndarray):
+        return _np.zeros_like(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_zeroed(v) for v in value)
+    return value
 
 
 def _quiet(func, *args, **kwargs):
