@@ -227,3 +227,77 @@ def test_an_upload_with_copy_never_aliases_the_host_array_under_ump(cupy, monkey
     host[0] = 5.0
     assert backend.to_host(copied)[0] == 1.0
     assert backend.to_host(shared)[0] == 5.0
+
+
+# ---- issue 24 section 4: every training path on cuda:1, with cuda:0 current or from a second thread ------
+TRAINING_PATHS = {
+    "sgd": dict(optimizer="sgd", momentum=0.0),
+    "momentum+decay": dict(optimizer="sgd", momentum=0.9, weight_decay=1e-3),
+    "adam": dict(optimizer="adam", lr=0.003),
+    "dropout+validation": dict(dropout=0.2, val_size=60, early_stopping=2),
+}
+
+
+def _in_thread(run):
+    """run() in a new thread (which starts with device 0 current); its result, or its exception raised here."""
+    outcome = {}
+
+    def work():
+        try:
+            outcome["result"] = run()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the training thread did not finish"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+@pytest.mark.parametrize("where", ["cuda:0 current", "second thread"])
+@pytest.mark.parametrize("path", sorted(TRAINING_PATHS))
+def test_every_training_path_runs_on_cuda1(tmp_path, cupy, two_devices, path, where):
+    """train() on cuda:1 gives cuda:0's run bit for bit in float64, whatever device the calling thread has
+    current (a cross-device operand would raise, or warn with peer access: an error here)."""
+    import warnings
+
+    from cupy._util import PerformanceWarning
+
+    settings = dict(dtype="float64", epochs=1, **DIGITS, **TRAINING_PATHS[path])
+    on_0 = train(out=tmp_path / "zero", device="cuda:0", **settings)
+
+    def on_1():
+        cupy.cuda.Device(0).use()
+        return train(out=tmp_path / "one", device="cuda:1", **settings)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)
+        result = _in_thread(on_1) if where == "second thread" else on_1()
+    assert result.model.backend.device == "cuda:1"
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in on_0.history]
+    for a, b in zip(result.model.get_weights(), on_0.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 iterations, on purpose
+@pytest.mark.parametrize("where", ["cuda:0 current", "second thread"])
+def test_the_scikit_learn_estimator_fits_and_predicts_on_cuda1(cupy, two_devices, where):
+    """MLPClassifier on cuda:1 (its fit gathers batches with take_rows) predicts what it predicts on cuda:0."""
+    from sklearn.datasets import load_digits
+
+    from gpunn.sklearn import MLPClassifier
+
+    x, y = load_digits(return_X_y=True)
+    x = x[:300] / 16.0
+    settings = dict(hidden_layer_sizes=(32,), max_iter=3, random_state=0, dtype="float64")
+    want = MLPClassifier(device="cuda:0", **settings).fit(x, y[:300]).predict_proba(x)
+
+    def on_1():
+        cupy.cuda.Device(0).use()
+        return MLPClassifier(device="cuda:1", **settings).fit(x, y[:300]).predict_proba(x)
+
+    got = _in_thread(on_1) if where == "second thread" else on_1()
+    np.testing.assert_array_equal(got, want)
