@@ -147,7 +147,7 @@ def _fp_contraction() -> tuple[str, ...]:
     flags = ("-ffp-contract=fast",)
     if platform.machine() in ("x86_64", "AMD64"):
         cpu = Path("/proc/cpuinfo")
-        if cpu.exists() and " fma" not in cpu.read_text():
+        if cpu.exists() and not re.search(r"^flags\s*:.*\bfma\b", cpu.read_text(), re.MULTILINE):
             raise RuntimeError("the CuPy stand-in fuses multiply-adds as NVRTC does and needs a CPU with FMA")
         flags += ("-mfma",)
     return flags
@@ -158,7 +158,9 @@ _FP_CONTRACTION = _fp_contraction()
 
 def compile_source(source: str, name: str) -> ctypes.CDLL:
     """Build `source` into a shared library once (cached on disk by content hash) and load it."""
-    key = hashlib.sha256(source.encode()).hexdigest()[:24]
+    compiler = os.environ.get("CXX", "g++")
+    flags = [*_FP_CONTRACTION, "-O2", "-shared", "-fPIC"]
+    key = hashlib.sha256("\0".join([compiler, *flags, source]).encode()).hexdigest()[:24]  # flags change code
     if key in _loaded:
         return _loaded[key]
     library = _cache_dir() / f"{key}.so"
@@ -166,10 +168,9 @@ def compile_source(source: str, name: str) -> ctypes.CDLL:
         cpp = library.with_suffix(f".{os.getpid()}.cpp")
         cpp.write_text(source)
         partial = library.with_suffix(f".{os.getpid()}.so")
-        compiler = os.environ.get("CXX", "g++")
         try:
             done = subprocess.run(
-                [compiler, *_FP_CONTRACTION, "-O2", "-shared", "-fPIC", "-o", str(partial), str(cpp)],
+                [compiler, *flags, "-o", str(partial), str(cpp)],
                 capture_output=True,
                 text=True,
             )
