@@ -225,11 +225,17 @@ def test_peer_access_is_enabled_with_a_warning_where_the_devices_have_it(standin
 def test_routines_that_read_back_inside_cupy_are_syncs(standin):
     """A boolean mask's count is read back (cupy/_core/_routines_indexing.pyx _prepare_mask_indexing_single,
     `n_true = int(mask_scanned[-1])`, line 802), in getitem and setitem alike; nanmax/nanmin read
-    isnan(...).any() (cupy/_statistics/order.py lines 114 and 145)."""
+    isnan(...).any() (cupy/_statistics/order.py lines 114 and 145); nonzero and its kin read the count
+    (_ndarray_argwhere, line 123)."""
     cp, counters = standin, standin.counters
     x = cp.asarray(np.array([1.0, -2.0, 3.0]))
     mask = x > 0
-    for operation in (lambda: x[mask], lambda: x.__setitem__(mask, 0.0), lambda: cp.nanmax(x)):
+    readers = (cp.nanmax, cp.nonzero, cp.argwhere, cp.flatnonzero, cp.where, lambda a: a.nonzero())
+    for operation in (
+        lambda: x[mask],
+        lambda: x.__setitem__(mask, 0.0),
+        *[lambda f=f: f(x) for f in readers],
+    ):
         counters.reset()
         operation()
         assert counters.d2h_reads == 1, operation

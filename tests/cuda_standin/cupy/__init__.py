@@ -684,6 +684,19 @@ def _reads_back(function):
     return run
 
 
-# cupy/_statistics/order.py nanmin/nanmax: `if content.isnan(res).any():  # synchronize!` (lines 114, 145)
-for _name in ("nanmin", "nanmax"):
-    globals()[_name] = _reads_back(globals()[_name])
+# cupy/_statistics/order.py nanmin/nanmax: `if content.isnan(res).any():  # synchronize!` (lines 114, 145);
+# nonzero/argwhere/flatnonzero and one-argument where go through _routines_indexing.pyx _ndarray_argwhere,
+# `count_nonzero = int(scan_index[-1])  # synchronize!` (line 123)
+for _name in ("nanmin", "nanmax", "nonzero", "argwhere", "flatnonzero"):
+    globals()[_name] = _reads_back(_device_function(getattr(_np, _name)))
+_where, _nonzero = globals()["where"], globals()["nonzero"]
+
+
+def where(condition, x=None, y=None):
+    """cupy/_sorting/search.py where: with the condition alone, condition.nonzero() (a read-back)."""
+    if x is None and y is None:
+        return _nonzero(condition)
+    return _where(condition, x, y)
+
+
+ndarray.nonzero = lambda self: _nonzero(self)

@@ -241,12 +241,14 @@ class Queue:
 
 
 _queues: dict = {}
+PER_THREAD_DEFAULT_STREAM = 2  # cupy_backends/cuda/api/runtime.pxd line 118: streamPerThread = 2
 
 
 def queue(device_id: int, stream) -> Queue:
     """The queue of `stream` (a stand-in cuda.Stream; None or the null stream: the legacy default stream)."""
     is_default = stream is None or stream.ptr == 0
-    key = (device_id, 0 if is_default else id(stream))
+    per_thread = stream is not None and stream.ptr == PER_THREAD_DEFAULT_STREAM  # a stream per host thread
+    key = (device_id, 0 if is_default else ("ptds", threading.get_ident()) if per_thread else id(stream))
     with _queue_lock:
         if key not in _queues:
             _queues[key] = Queue(device_id, is_default or not stream.non_blocking, is_default)

@@ -66,10 +66,12 @@ class Stream:
 
     null: Stream
 
-    def __init__(self, null=False, non_blocking=False, ptr=None):
-        self.device_id = -1 if null else _state.get_device_id()
+    def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
+        # stream.pyx Stream.__init__: the null stream is ptr 0, the per-thread default stream
+        # runtime.streamPerThread (2, one stream per host thread); both device_id -1 (the current device)
+        self.device_id = -1 if null or ptds else _state.get_device_id()
         self.non_blocking = bool(non_blocking)
-        self.ptr = 0 if null else id(self)
+        self.ptr = 0 if null else 2 if ptds else id(self)
 
     def _device(self) -> int:
         return _state.get_device_id() if self.device_id == -1 else self.device_id
@@ -133,6 +135,7 @@ class Event:
 
 
 Stream.null = Stream(null=True)
+Stream.ptds = Stream(ptds=True)
 
 
 def get_current_stream(device_id=None):
