@@ -210,6 +210,20 @@ def test_each_stream_has_its_own_loss_ticket(cupy):
     backend.synchronize()
     assert all(int(t[0]) == 0 for t in used)  # every launch's last thread left its counter zeroed
 
+    both_alive = threading.Barrier(2, timeout=60)  # two live threads: two thread ids, two streams
+
+    def on_per_thread_stream():  # CuPy's Stream.ptds: one pointer (2), a different stream in each thread
+        with cupy.cuda.Stream.ptds:
+            backend.softmax_cross_entropy_totals(*args)
+        both_alive.wait()
+
+    threads = [threading.Thread(target=on_per_thread_stream) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert used[-1] is not used[-2] and len({id(t) for t in used}) == 5
+
 
 def test_an_upload_with_copy_never_aliases_the_host_array_under_ump(cupy, monkeypatch):
     """CUPY_ENABLE_UMP=1 makes cupy.asarray use host memory in place; from_host (copy=True) must still copy,

@@ -293,8 +293,8 @@ class _StreamTickets:
     interleaves their tickets and no thread of either ever sees itself last).
     """
 
-    # CUDA's handle of the calling thread's own default stream (cudaStreamPerThread; CuPy's
-    # cupy_backends/cuda/api/runtime.pyx streamPerThread): the same pointer names a different stream per thread
+    # CUDA's handle of the calling thread's own default stream (cudaStreamPerThread: CuPy's Stream.ptds,
+    # cupy_backends/cuda/api/runtime.pxd streamPerThread = 2): the same pointer names a stream per thread
     PER_THREAD_DEFAULT_STREAM = 2
 
     def __init__(self, cupy):
