@@ -251,6 +251,45 @@ def test_nccl_sums_the_buffer_in_place_on_the_current_stream(monkeypatch, dtype)
     ]
 
 
+@pytest.mark.gpu
+def test_nccl_sums_on_the_stream_of_the_backends_device_whatever_device_is_current(monkeypatch):
+    """CuPy's current stream is per device (cupy/cuda/stream.pyx _ThreadLocal.current_stream[device_id]): the
+    allreduce of cuda:1's gradients goes on device 1's current stream, where they were written, even while
+    the calling thread has device 0 current (stream 0 there would not wait for them)."""
+    from conftest import require_usable
+
+    from gpunn.backend import collectives, get_backend
+
+    require_usable("cuda")
+    import cupy
+
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two CUDA devices (the stand-in has two)")
+    calls = []
+
+    class Communicator:
+        def __init__(self, size, uid, rank):
+            pass
+
+        def allReduce(self, send, recv, count, kind, op, stream):  # noqa: N802 (CuPy's name)
+            calls.append((stream, cupy.cuda.Device().id))
+
+    nccl = types.SimpleNamespace(
+        get_unique_id=lambda: "uid", NcclCommunicator=Communicator, NCCL_FLOAT32=0, NCCL_FLOAT64=1, NCCL_SUM=0
+    )
+    monkeypatch.setattr(collectives, "_nccl_module", lambda: nccl)
+    on_1 = get_backend("cuda:1", "float32")
+    reducer = NcclAllreduce(on_1)
+    flat = on_1.zeros((4,))
+    with cupy.cuda.Device(1):
+        gradients_stream = cupy.cuda.Stream(non_blocking=True)
+    with gradients_stream:
+        cupy.cuda.Device(0).use()
+        reducer.sum_(flat)
+    cupy.cuda.Device(0).use()
+    assert calls == [(gradients_stream.ptr, 1)]
+
+
 def test_distributed_cuda_without_nccl_says_what_to_install_or_use_instead(monkeypatch):
     from gpunn.errors import DeviceUnavailableError
 
