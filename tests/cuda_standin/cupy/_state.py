@@ -267,6 +267,13 @@ def current_streams() -> dict:
     return _thread.streams
 
 
+def stream_stack() -> list:
+    """This thread's `with stream:` blocks, innermost last: (device, the stream each replaced there)."""
+    if not hasattr(_thread, "stream_stack"):
+        _thread.stream_stack = []
+    return _thread.stream_stack
+
+
 def current_queue(device_id: int | None = None) -> Queue:
     """The calling thread's current stream on `device_id` (default: the current device)."""
     device_id = get_device_id() if device_id is None else device_id

@@ -88,12 +88,13 @@ class Stream:
         return self
 
     def __enter__(self):
+        # stream.pyx _ThreadLocal.push_stream: a per-thread stack of (device, the stream it replaced)
         device = self._device()
-        self.__dict__.setdefault("_outer", []).append((device, get_current_stream(device)))
+        _state.stream_stack().append((device, get_current_stream(device)))
         return self.use()
 
     def __exit__(self, *exc):
-        device, previous = self._outer.pop()
+        device, previous = _state.stream_stack().pop()
         _state.current_streams()[device] = previous
 
     def record(self, event=None):
