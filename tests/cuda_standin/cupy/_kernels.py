@@ -142,7 +142,7 @@ _loaded: dict[str, ctypes.CDLL] = {}
 def _fp_contraction() -> tuple[str, ...]:
     """NVRTC contracts a * b + c into one fused multiply-add (one rounding) by default: `--fmad=true` (CUDA's
     NVRTC documentation, "Supported Compile Options"), and CuPy passes no --fmad (cupy/cuda/compiler.py
-    compile_using_nvrtc, cupy/_core/core.pyx _get_cupy_compiler_options). The host compiler is told to do
+    compile_using_nvrtc, cupy/_core/core.pyx assemble_cupy_compiler_options). The host compiler is told to do
     the same: -ffp-contract=fast, with the FMA instructions enabled on x86-64 (baseline elsewhere)."""
     flags = ("-ffp-contract=fast",)
     if platform.machine() in ("x86_64", "AMD64"):

@@ -191,7 +191,8 @@ class Memory:
 # issued before on the device's blocking streams, and a blocking stream's work waits for the default
 # stream's work issued before it (CUDA Runtime API, "stream synchronization behavior"); a non-blocking
 # stream waits for nothing but the events it is told to wait on (cudaStreamWaitEvent).
-MAX_PENDING = 1024  # launches a queue holds before the host blocks (CUDA_DEVICE_MAX_CONNECTIONS-ish depth)
+MAX_PENDING = 1024  # launches a queue holds before the host blocks (the driver's launch queue depth is
+# not documented; about a thousand pending launches is what profiles show)
 
 _queue_lock = threading.RLock()  # one runner at a time: the host's view of "the device"
 
