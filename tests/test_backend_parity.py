@@ -202,3 +202,108 @@ def test_every_overridden_primitive_has_parity_inputs():
         for cls in (NumpyBackend, CupyBackend, StrictBackend)
     }
     assert missing == {"NumpyBackend": [], "CupyBackend": [], "StrictBackend": []}
+
+
+# ---- issue 24 section 4: where the GPU differs (another device, another thread, another layout) ----------
+def _strided(backend, value):
+    """`value` on the backend with the same elements but not C-contiguous: a 2-D array transposed in memory
+    (F-ordered), a 1-D array every other element of a buffer twice its size; 0-d arrays and scalars as they are."""
+    if isinstance(value, tuple):
+        return tuple(_strided(backend, v) for v in value)
+    if isinstance(value, KeepDtype):
+        return _to_device(backend, value)
+    if not isinstance(value, np.ndarray) or value.ndim == 0:
+        return _to_device(backend, value)
+    if value.ndim == 2:
+        return backend.from_host(np.ascontiguousarray(value.T), dtype=_dtype_of(backend, value)).T
+    return backend.from_host(np.repeat(value, 2), dtype=_dtype_of(backend, value))[::2]
+
+
+def _dtype_of(backend, value):
+    return backend.dtype_name if value.dtype.kind == "f" else str(value.dtype)
+
+
+@pytest.mark.parametrize("name", PRIMITIVES)
+def test_override_matches_reference_with_non_contiguous_inputs(device, name):
+    """Every primitive given views that are not C-contiguous (a caller's transposed or strided arrays, or
+    out= views) computes what the reference computes from contiguous copies of the same values."""
+    backend = get_backend(device, "float64")
+    method = name.split("[")[0]
+    args, kwargs = _inputs(np.random.default_rng(1))[name]
+    strided_args = [_strided(backend, a) for a in args]
+    strided_kwargs = {k: _strided(backend, v) for k, v in kwargs.items()}
+    reference_args = [_to_device(backend, a) for a in args]
+    reference_kwargs = {k: _to_device(backend, v) for k, v in kwargs.items()}
+    got = _to_host(backend, getattr(backend, method)(*strided_args, **strided_kwargs))
+    want = _to_host(backend, getattr(Backend, method)(backend, *reference_args, **reference_kwargs))
+    for g, w in zip(
+        got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,), strict=True
+    ):
+        if w is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+def _on_device(backend, name, current=None):
+    """The primitive `name` on `backend` with the parity inputs, called with device `current` made current
+    after the uploads (as another backend or a fresh thread leaves it): (host results, devices of its arrays)."""
+    method = name.split("[")[0]
+    args, kwargs = _inputs(np.random.default_rng(1))[name]
+    args = [_to_device(backend, a) for a in args]
+    kwargs = {k: _to_device(backend, v) for k, v in kwargs.items()}
+    if current is not None:
+        current.use()
+    result = getattr(backend, method)(*args, **kwargs)
+    results = result if isinstance(result, tuple) else (result,)
+    devices = {r.device.id for r in results if hasattr(r, "device")}
+    return [None if r is None else backend.to_host(r) for r in results], devices
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("where", ["cuda:0 current", "second thread"])
+@pytest.mark.parametrize("name", PRIMITIVES)
+def test_every_primitive_runs_on_cuda1(name, where):
+    """cuda:1's backend computes what cuda:0's computes, bit for bit, with every result on device 1, while
+    another thread or device 0 is current (a new thread starts on device 0). Peer access, where the devices
+    have it, would let a cross-device operand through with a PerformanceWarning: that is an error here."""
+    import threading
+    import warnings
+
+    from conftest import require_usable
+
+    require_usable("cuda")
+    import cupy
+    from cupy._util import PerformanceWarning
+
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two CUDA devices (the stand-in has two)")
+    cupy.cuda.Device(0).use()
+    want, _ = _on_device(get_backend("cuda:0", "float64"), name)
+    on_1 = get_backend("cuda:1", "float64")  # cached: the thread uses the backend this thread made
+    outcome = {}
+
+    def work():
+        try:
+            outcome["result"] = _on_device(on_1, name, current=cupy.cuda.Device(0))
+        except Exception as exc:  # handed to the test's thread
+            outcome["error"] = exc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)
+        if where == "second thread":
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join(timeout=120)
+            assert not thread.is_alive()
+        else:
+            work()
+    cupy.cuda.Device(0).use()
+    assert "error" not in outcome, outcome.get("error")
+    got, devices = outcome["result"]
+    assert devices <= {1}
+    for g, w in zip(got, want, strict=True):
+        if w is None:
+            assert g is None
+        else:
+            np.testing.assert_array_equal(g, w)

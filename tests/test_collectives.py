@@ -94,6 +94,35 @@ def test_a_cuda_aware_mpi_sums_cupy_buffers_in_device_memory(monkeypatch):
     np.testing.assert_array_equal(gpu.to_host(flat), [0, 2, 4, 6])
 
 
+class CudaAwareTwoEqualRanks:
+    """A CUDA-aware MPI's Allreduce as if a second rank held the same values: like the real library it reads
+    and writes the buffer at its device pointer (__cuda_array_interface__), outside CuPy's streams."""
+
+    def Allreduce(self, sendbuf, recvbuf, op):  # noqa: N802 (mpi4py's name)
+        from cuda_array_memory import at_pointer
+
+        assert sendbuf is MPI.IN_PLACE and op is MPI.SUM
+        at_pointer(recvbuf)[...] *= 2
+
+
+@pytest.mark.gpu
+def test_a_cuda_aware_mpi_reads_the_buffer_only_after_the_queued_work_ran(monkeypatch):
+    """The gradients are still being written by queued launches when the step hands the buffer to MPI, which
+    reads device memory outside CuPy's stream: MpiAllreduce must wait for the device first."""
+    from conftest import require_usable, standin_in_use
+
+    from gpunn.backend import collectives, get_backend
+
+    require_usable("cuda")
+    if not standin_in_use():
+        pytest.skip("reads device memory at its address, which only the stand-in's host memory allows")
+    monkeypatch.setattr(collectives, "_cuda_aware", lambda: True)
+    gpu = get_backend("cuda", "float32")
+    flat = gpu.scale(gpu.from_host(np.arange(4, dtype=np.float32)), 3.0)  # queued: upload, then scale
+    summed = MpiAllreduce(CudaAwareTwoEqualRanks(), gpu).sum_(flat)
+    np.testing.assert_array_equal(gpu.to_host(summed), [0, 6, 12, 18])
+
+
 def fake_cupy(monkeypatch, runtime_version=None, **nccl_attributes):
     """A CuPy in sys.modules whose cupy.cuda.nccl has exactly `nccl_attributes` (cupy/cuda/nccl.py sets
     available=True only when the NCCL library loaded) and whose CUDA runtime reports `runtime_version`."""
@@ -220,6 +249,45 @@ def test_nccl_sums_the_buffer_in_place_on_the_current_stream(monkeypatch, dtype)
         ("communicator", 1, "uid of rank 0", 0, True),
         ("allReduce", 1234, 1234, 5, f"nccl {dtype}", "nccl sum", 77),
     ]
+
+
+@pytest.mark.gpu
+def test_nccl_sums_on_the_stream_of_the_backends_device_whatever_device_is_current(monkeypatch):
+    """CuPy's current stream is per device (cupy/cuda/stream.pyx _ThreadLocal.current_stream[device_id]): the
+    allreduce of cuda:1's gradients goes on device 1's current stream, where they were written, even while
+    the calling thread has device 0 current (stream 0 there would not wait for them)."""
+    from conftest import require_usable
+
+    from gpunn.backend import collectives, get_backend
+
+    require_usable("cuda")
+    import cupy
+
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two CUDA devices (the stand-in has two)")
+    calls = []
+
+    class Communicator:
+        def __init__(self, size, uid, rank):
+            pass
+
+        def allReduce(self, send, recv, count, kind, op, stream):  # noqa: N802 (CuPy's name)
+            calls.append((stream, cupy.cuda.Device().id))
+
+    nccl = types.SimpleNamespace(
+        get_unique_id=lambda: "uid", NcclCommunicator=Communicator, NCCL_FLOAT32=0, NCCL_FLOAT64=1, NCCL_SUM=0
+    )
+    monkeypatch.setattr(collectives, "_nccl_module", lambda: nccl)
+    on_1 = get_backend("cuda:1", "float32")
+    reducer = NcclAllreduce(on_1)
+    flat = on_1.zeros((4,))
+    with cupy.cuda.Device(1):
+        gradients_stream = cupy.cuda.Stream(non_blocking=True)
+    with gradients_stream:
+        cupy.cuda.Device(0).use()
+        reducer.sum_(flat)
+    cupy.cuda.Device(0).use()
+    assert calls == [(gradients_stream.ptr, 1)]
 
 
 def test_distributed_cuda_without_nccl_says_what_to_install_or_use_instead(monkeypatch):

@@ -162,3 +162,224 @@ def test_counters_see_launches_syncs_and_uploads(standin):
     b.reshape(2, 2)  # a view: nothing
     assert float(cp.sum(b)) == 12.0  # one kernel, one device-to-host read
     assert counters.snapshot() == {"launches": 3, "syncs": 1, "d2h_reads": 1, "h2d_copies": 1}
+
+
+# ---- issue 24 section 3: what CuPy 14.2 says, where the stand-in said otherwise ---------------------------
+def test_a_numpy_0d_array_is_neither_a_ufunc_operand_nor_a_kernel_scalar(cp):
+    """cupy/_core/_scalar.pyx CScalar.__init__ (line 344) takes Python and NumPy scalars only; comparisons
+    turn a 0-d NumPy array into its Python scalar first (core.pyx __richcmp__ / __array_ufunc__)."""
+    a = cp.asarray(np.array([1.0, 3.0], dtype=np.float32))
+    zero_d = np.array(2.0, dtype=np.float32)
+    for operation in (
+        lambda: a + zero_d,
+        lambda: zero_d * a,
+        lambda: cp.add(a, zero_d),
+        lambda: cp.maximum(a, zero_d),
+    ):
+        with pytest.raises(TypeError, match="Unsupported type"):
+            operation()
+    scale = cp.ElementwiseKernel("T x, T s", "T y", "y = x * s", "standin_scale_0d")
+    with pytest.raises(TypeError, match="Unsupported type"):
+        scale(a, zero_d)
+    np.testing.assert_array_equal(cp.asnumpy(scale(a, np.float32(2.0))), [2.0, 6.0])  # a NumPy scalar is one
+    np.testing.assert_array_equal(cp.asnumpy(a > zero_d), [False, True])
+
+
+@pytest.fixture
+def two(cp):
+    if cp.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two devices")
+    with cp.cuda.Device(1) as device:
+        on_1 = cp.asarray(np.array([1.0, 2.0, 3.0]))
+        device.synchronize()  # device 0's streams do not wait for device 1's: the upload must be done
+    return on_1
+
+
+def test_asarray_array_and_copy_bring_an_array_of_another_device_here(cp, two):
+    """cupy/_core/core.pyx _array_from_cupy_ndarray: `src.copy(order=order)` when src is on another device;
+    ndarray.copy copies to the current device from any device."""
+    for moved in (cp.asarray(two), cp.array(two), cp.array(two, copy=False), two.copy()):
+        assert moved.device.id == 0 and moved is not two
+        np.testing.assert_array_equal(cp.asnumpy(moved), [1.0, 2.0, 3.0])
+    here = cp.ones(2)
+    assert cp.asarray(here) is here  # one of the current device passes through
+
+
+def test_peer_access_is_enabled_with_a_warning_where_the_devices_have_it(standin, two, monkeypatch):
+    """cupy/_core/_kernel.pyx _check_peer_access: refused without peer access, else enabled (cupy/cuda/device.pyx
+    _enable_peer_access) with a PerformanceWarning, and the kernel runs on the current device."""
+    cp = standin
+    from cupy import _state
+    from cupy._util import PerformanceWarning
+
+    with pytest.raises(ValueError, match="Peer access is unavailable"):
+        two + 1
+    monkeypatch.setattr(_state, "peer_access", True)
+    assert cp.cuda.runtime.deviceCanAccessPeer(0, 1) == 1
+    with pytest.warns(PerformanceWarning, match="Peer access has been activated automatically"):
+        result = two + 1
+    assert result.device.id == 0
+    np.testing.assert_array_equal(cp.asnumpy(result), [2.0, 3.0, 4.0])
+
+
+def test_routines_that_read_back_inside_cupy_are_syncs(standin):
+    """A boolean mask's count is read back (cupy/_core/_routines_indexing.pyx _prepare_mask_indexing_single,
+    `n_true = int(mask_scanned[-1])`, line 802), in getitem and setitem alike; nanmax/nanmin read
+    isnan(...).any() (cupy/_statistics/order.py lines 114 and 145); nonzero and its kin read the count
+    (_ndarray_argwhere, line 123)."""
+    cp, counters = standin, standin.counters
+    x = cp.asarray(np.array([1.0, -2.0, 3.0]))
+    mask = x > 0
+    readers = (cp.nanmax, cp.nonzero, cp.argwhere, cp.flatnonzero, cp.where, lambda a: a.nonzero())
+    for operation in (
+        lambda: x[mask],
+        lambda: x.__setitem__(mask, 0.0),
+        *[lambda f=f: f(x) for f in readers],
+    ):
+        counters.reset()
+        operation()
+        assert counters.d2h_reads == 1, operation
+    np.testing.assert_array_equal(cp.asnumpy(x), [0.0, -2.0, 0.0])
+
+
+def test_an_integer_index_is_a_view(cp):
+    """cupy/_core/_routines_indexing.pyx _view_getitem: an int index moves the data pointer (no kernel);
+    x[i] of a 1-d array is a 0-d view whose writes land in x."""
+    x = cp.asarray(np.arange(4.0))
+    if standin_in_use():
+        cp.counters.reset()
+    element = x[2]
+    assert element.shape == () and element.data.ptr == x.data.ptr + 2 * 8
+    if standin_in_use():
+        assert cp.counters.launches == 0
+    element.fill(7.0)
+    np.testing.assert_array_equal(cp.asnumpy(x), [0.0, 1.0, 7.0, 3.0])
+    row = cp.asarray(np.arange(6.0).reshape(2, 3))[1]
+    assert row.shape == (3,) and float(row[0]) == 3.0
+
+
+def test_reductions_and_ufuncs_write_out(cp):
+    """ndarray.sum/max/min/mean take out= (cupy/_core/_routines_math.pyx, _routines_statistics.pyx), and so do
+    NumPy ufuncs on device arrays (core.pyx __array_ufunc__ unpacks out=(array,)); out is returned."""
+    m = cp.asarray(np.arange(6.0).reshape(2, 3))
+    for method, want in (
+        ("sum", [3.0, 5.0, 7.0]),
+        ("max", [3.0, 4.0, 5.0]),
+        ("min", [0.0, 1.0, 2.0]),
+        ("mean", [1.5, 2.5, 3.5]),
+    ):
+        out = cp.zeros(3)
+        assert getattr(m, method)(axis=0, out=out) is out
+        np.testing.assert_array_equal(cp.asnumpy(out), want)
+    out = cp.zeros((2, 3))
+    assert np.add(m, m, out=out) is out
+    np.testing.assert_array_equal(cp.asnumpy(out), 2 * np.arange(6.0).reshape(2, 3))
+
+
+def test_kernels_fuse_multiply_adds_as_nvrtc_does(cp):
+    """NVRTC compiles with --fmad=true unless told otherwise, and CuPy does not tell it (cupy/cuda/compiler.py):
+    x * y - 1 is one fused multiply-add, rounded once. x = 1 + 2^-30, y = 1 - 2^-30: x * y = 1 - 2^-60 exactly,
+    which float64 rounds to 1 (then 0) unless fused (then -2^-60)."""
+    fused = cp.ElementwiseKernel("float64 x, float64 y", "float64 z", "z = x * y - 1.0", "standin_fma")
+    x, y = cp.asarray(np.array([1 + 2.0**-30])), cp.asarray(np.array([1 - 2.0**-30]))
+    assert cp.asnumpy(fused(x, y))[0] == -(2.0**-60)
+
+
+def test_raw_arrays_are_reached_through_their_strides(cp):
+    """cupy/_core/include/cupy/carray.cuh CArray::operator[](ptrdiff_t) (line 438): a non-contiguous raw array
+    at a linear index is its logical element, while &x[0] is its first element in memory; a 0-d raw array
+    answers its one value at every index (the CArray<T, 0> specialisation, line 462). Nothing is copied, so
+    a raw output that is a strided view is written where it lies."""
+    m = cp.asarray(np.arange(6.0).reshape(2, 3))
+    logical = cp.ElementwiseKernel("raw T x", "T y", "y = x[i]", "standin_raw_logical")
+    physical = cp.ElementwiseKernel("raw T x", "T y", "const T* p = &x[0]; y = p[i]", "standin_raw_physical")
+    np.testing.assert_array_equal(
+        cp.asnumpy(logical(m.T, cp.empty(6))), np.arange(6.0).reshape(2, 3).T.ravel()
+    )
+    np.testing.assert_array_equal(cp.asnumpy(physical(m.T, cp.empty(6))), np.arange(6.0))
+    constant = cp.asarray(np.array(2.5))
+    np.testing.assert_array_equal(cp.asnumpy(logical(constant, cp.empty(4))), [2.5] * 4)
+    scatter = cp.ElementwiseKernel("T v", "raw T y", "y[i] = v", "standin_raw_scatter")
+    big = cp.zeros((3, 2))
+    scatter(cp.asarray(np.array([1.0, 2.0, 3.0])), big[:, 1])
+    np.testing.assert_array_equal(cp.asnumpy(big), [[0, 1], [0, 2], [0, 3]])
+
+
+def test_like_arrays_keep_the_prototypes_layout(cp):
+    """cupy/_creation/basic.py empty_like/zeros_like, order='K' (_new_like_order_and_strides): a transposed
+    prototype gives a transposed (F-ordered) array, as NumPy's PyArray_NewLikeArray does."""
+    m = cp.asarray(np.arange(6.0).reshape(2, 3)).T
+    for made in (cp.empty_like(m), cp.zeros_like(m)):
+        assert made.shape == (3, 2) and made.flags.f_contiguous and not made.flags.c_contiguous
+
+
+def test_with_ump_asarray_uses_host_memory_in_place_and_array_copies(standin, monkeypatch):
+    """cupy/_core/core.pyx: CUPY_ENABLE_UMP=1 (read once at import, line 121) lets asarray wrap a NumPy array
+    without a copy (_try_skip_h2d_copy); array(copy=True) still copies."""
+    cp = standin
+    from cupy import _state
+
+    monkeypatch.setattr(_state, "ump_enabled", True)
+    host = np.array([1.0, 2.0])
+    shared, copied = cp.asarray(host), cp.array(host, copy=True)
+    host[0] = 9.0
+    assert cp.asnumpy(shared)[0] == 9.0 and cp.asnumpy(copied)[0] == 1.0
+
+
+def device_memory(a) -> np.ndarray:
+    from cuda_array_memory import at_pointer
+
+    return at_pointer(a).copy()
+
+
+def test_launches_run_later_and_a_read_back_waits_for_them(standin):
+    """cupy/cuda/stream.pyx: a launch returns before it runs; ndarray.get copies on the current stream and
+    waits for it (core.pyx ndarray.get). Memory read behind CuPy's back before a synchronize is stale."""
+    cp = standin
+    x = cp.zeros(3)
+    cp.cuda.Device().synchronize()
+    x += 1
+    x *= 5
+    np.testing.assert_array_equal(device_memory(x), [0.0, 0.0, 0.0])  # queued, not run
+    np.testing.assert_array_equal(cp.asnumpy(x), [5.0, 5.0, 5.0])  # the read-back ran the stream
+    x += 1
+    cp.cuda.Device().synchronize()
+    np.testing.assert_array_equal(device_memory(x), [6.0, 6.0, 6.0])
+
+
+def test_streams_are_ordered_only_by_events_and_the_default_streams_rules(standin):
+    """Two non-blocking streams run independently unless one waits on an event recorded on the other
+    (cudaStreamWaitEvent); a blocking stream's work and the legacy default stream's wait for each other."""
+    cp = standin
+    x = cp.zeros(4)
+    cp.cuda.Device().synchronize()
+    producer, consumer = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+    with producer:
+        x += 3
+    with consumer:
+        unordered = x * 2
+    consumer.synchronize()
+    np.testing.assert_array_equal(device_memory(unordered), [0.0] * 4)  # read x before the producer ran
+    with consumer:
+        consumer.wait_event(producer.record())
+        ordered = x * 2
+    consumer.synchronize()
+    np.testing.assert_array_equal(device_memory(ordered), [6.0] * 4)
+    blocking = cp.cuda.Stream()
+    with blocking:
+        x += 1
+    after = x * 10  # the legacy default stream waits for the blocking stream's earlier work
+    cp.cuda.Stream.null.synchronize()
+    np.testing.assert_array_equal(device_memory(after), [40.0] * 4)
+    event = blocking.record()
+    assert event.done
+
+
+def test_a_gather_by_indices_still_being_written_uses_them_when_it_runs(cp):
+    """take() queued behind the launch that writes its indices reads them in stream order: the values when
+    the gather runs, not the stale ones of when it was issued (which here point out of range)."""
+    x = cp.asarray(np.array([10.0, 20.0, 30.0]))
+    indices = cp.full(2, 10**9, dtype=cp.int64)
+    cp.cuda.Device().synchronize()
+    indices[...] = cp.asarray(np.array([2, 0]))
+    np.testing.assert_array_equal(cp.asnumpy(cp.take(x, indices)), [30.0, 10.0])

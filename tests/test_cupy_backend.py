@@ -158,3 +158,160 @@ def test_cli_trains_on_cuda_in_a_subprocess(tmp_path, cupy):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith("gpunn: device cuda:0")
     assert Sequential.load(tmp_path / "r", "cpu").backend.device == "cpu"
+
+
+# ---- issue 24 section 4: latent bugs of the fused loss and the upload ----------------------------------
+def _loss_inputs(backend, rng, rows=9, classes=5):
+    logits = rng.standard_normal((rows, classes)) * 3
+    labels = rng.integers(0, classes, rows)
+    totals = (backend.from_host(np.array(0.0), dtype="float64"), backend.from_host(np.array(0)))
+    return logits, labels, totals
+
+
+def test_loss_column_sums_follow_the_gradients_layout(cupy):
+    """softmax_cross_entropy_totals with transposed (F-ordered) logits: grad is empty_like(logits), so F-ordered
+    too; the last thread's column sums must read grad at its logical elements, as the rows wrote them, and
+    write a strided column_sums_out where it lies."""
+    backend = CupyBackend(0, "float64")
+    logits, labels, totals = _loss_inputs(backend, np.random.default_rng(7))
+    transposed = backend.from_host(np.ascontiguousarray(logits.T)).T  # same values, F-ordered on the device
+    assert not transposed.flags.c_contiguous
+    flat = backend.zeros((12,))
+    strided = flat[1::2][:5]  # a non-contiguous output view
+    _, grad, _, _, _, sums = backend.softmax_cross_entropy_totals(
+        transposed, backend.from_host(labels), *totals, column_sums_out=strided
+    )
+    want = backend.to_host(grad).sum(axis=0)
+    np.testing.assert_allclose(backend.to_host(sums), want, rtol=1e-12, atol=1e-15)
+    host = backend.to_host(flat)
+    np.testing.assert_allclose(host[1:11:2], want, rtol=1e-12, atol=1e-15)
+    assert not host[0::2].any()
+
+
+def test_each_stream_has_its_own_loss_ticket(cupy):
+    """Launches on one stream run in order and the last thread re-zeroes the ticket, so a stream reuses its
+    own; two streams may run at once, so they must not share one (a shared ticket interleaves and sticks)."""
+    backend = CupyBackend(0, "float32")
+    logits, labels, totals = _loss_inputs(backend, np.random.default_rng(8))
+    used = []
+    kernel = backend._kernels["softmax_xent_totals"]
+    backend._kernels = {
+        **backend._kernels,
+        "softmax_xent_totals": lambda *a, **k: used.append(a[9]) or kernel(*a, **k),
+    }
+    args = (backend.from_host(logits), backend.from_host(labels), *totals)
+    with cupy.cuda.Device(0):
+        first, second = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
+        for stream in (first, second, first, None):
+            with stream or cupy.cuda.Stream.null:
+                backend.softmax_cross_entropy_totals(*args)
+    assert used[0] is used[2]  # the same stream: the same counter
+    assert len({id(t) for t in used[:2] + used[3:]}) == 3  # first, second and the null stream: three
+    backend.synchronize()
+    assert all(int(t[0]) == 0 for t in used)  # every launch's last thread left its counter zeroed
+
+    both_alive = threading.Barrier(2, timeout=60)  # two live threads: two thread ids, two streams
+
+    def on_per_thread_stream():  # CuPy's Stream.ptds: one pointer (2), a different stream in each thread
+        with cupy.cuda.Stream.ptds:
+            backend.softmax_cross_entropy_totals(*args)
+        both_alive.wait()
+
+    threads = [threading.Thread(target=on_per_thread_stream) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert used[-1] is not used[-2] and len({id(t) for t in used}) == 5
+
+
+def test_an_upload_with_copy_never_aliases_the_host_array_under_ump(cupy, monkeypatch):
+    """CUPY_ENABLE_UMP=1 makes cupy.asarray use host memory in place; from_host (copy=True) must still copy,
+    and copy=False may share (the dataset is never written)."""
+    from conftest import standin_in_use
+
+    if not standin_in_use():
+        pytest.skip("switches the stand-in's UMP (real CuPy reads CUPY_ENABLE_UMP once at import)")
+    from cupy import _state
+
+    monkeypatch.setattr(_state, "ump_enabled", True)
+    backend = CupyBackend(0, "float64")
+    host = np.array([1.0, 2.0])
+    copied, shared = backend.from_host(host), backend.from_host(host, copy=False)
+    host[0] = 5.0
+    assert backend.to_host(copied)[0] == 1.0
+    assert backend.to_host(shared)[0] == 5.0
+
+
+# ---- issue 24 section 4: every training path on cuda:1, with cuda:0 current or from a second thread ------
+TRAINING_PATHS = {
+    "sgd": dict(optimizer="sgd", momentum=0.0),
+    "momentum+decay": dict(optimizer="sgd", momentum=0.9, weight_decay=1e-3),
+    "adam": dict(optimizer="adam", lr=0.003),
+    "dropout+validation": dict(dropout=0.2, val_size=60, early_stopping=2),
+}
+
+
+def _in_thread(run):
+    """run() in a new thread (which starts with device 0 current); its result, or its exception raised here."""
+    outcome = {}
+
+    def work():
+        try:
+            outcome["result"] = run()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the training thread did not finish"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+@pytest.mark.parametrize("where", ["cuda:0 current", "second thread"])
+@pytest.mark.parametrize("path", sorted(TRAINING_PATHS))
+def test_every_training_path_runs_on_cuda1(tmp_path, cupy, two_devices, path, where):
+    """train() on cuda:1 gives cuda:0's run bit for bit in float64, whatever device the calling thread has
+    current (a cross-device operand would raise, or warn with peer access: an error here)."""
+    import warnings
+
+    from cupy._util import PerformanceWarning
+
+    settings = dict(dtype="float64", epochs=1, **DIGITS, **TRAINING_PATHS[path])
+    on_0 = train(out=tmp_path / "zero", device="cuda:0", **settings)
+
+    def on_1():
+        cupy.cuda.Device(0).use()
+        return train(out=tmp_path / "one", device="cuda:1", **settings)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)
+        result = _in_thread(on_1) if where == "second thread" else on_1()
+    assert result.model.backend.device == "cuda:1"
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in on_0.history]
+    for a, b in zip(result.model.get_weights(), on_0.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 iterations, on purpose
+@pytest.mark.parametrize("where", ["cuda:0 current", "second thread"])
+def test_the_scikit_learn_estimator_fits_and_predicts_on_cuda1(cupy, two_devices, where):
+    """MLPClassifier on cuda:1 (its fit gathers batches with take_rows) predicts what it predicts on cuda:0."""
+    from sklearn.datasets import load_digits
+
+    from gpunn.sklearn import MLPClassifier
+
+    x, y = load_digits(return_X_y=True)
+    x = x[:300] / 16.0
+    settings = dict(hidden_layer_sizes=(32,), max_iter=3, random_state=0, dtype="float64")
+    want = MLPClassifier(device="cuda:0", **settings).fit(x, y[:300]).predict_proba(x)
+
+    def on_1():
+        cupy.cuda.Device(0).use()
+        return MLPClassifier(device="cuda:1", **settings).fit(x, y[:300]).predict_proba(x)
+
+    got = _in_thread(on_1) if where == "second thread" else on_1()
+    np.testing.assert_array_equal(got, want)

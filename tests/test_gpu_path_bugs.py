@@ -141,6 +141,15 @@ def test_cuda_extras_bring_the_toolkit_from_pip():
         assert f'"{package}>=14' in line, line
 
 
+def test_cuda_extras_bring_nccl_too():
+    """CuPy's `ctk` extra has no NCCL (CuPy 14's setup.py), so without the nvidia-nccl wheel distributed CUDA
+    training reports NCCL unavailable; the wheel is the one the NCCL check names (nvidia-nccl-cuXX)."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for extra, wheel in (("cuda12", "nvidia-nccl-cu12"), ("cuda13", "nvidia-nccl-cu13")):
+        (line,) = [line for line in pyproject.splitlines() if line.startswith(f"{extra} = ")]
+        assert f'"{wheel}>=' in line, line
+
+
 # ---- bug 2: NCCL through CuPy is reported as it is --------------------------------------------------------
 @pytest.fixture
 def cupy_without_nccl(fake_cupy, monkeypatch):

@@ -39,8 +39,8 @@ class Backend:
     def from_host(self, array: np.ndarray, dtype: str | None = None, copy: bool = True):
         """Copy a NumPy array to this device; floating arrays take the backend dtype unless told.
 
-        copy=False lets the NumPy backend share read-only data (a dataset) instead of duplicating it;
-        other devices always copy.
+        copy=False lets a backend share read-only data (a dataset) instead of duplicating it: the NumPy
+        backend does, CuPy does where it can map host memory (CUPY_ENABLE_UMP=1); copy=True always copies.
         """
         if not isinstance(array, np.ndarray):
             raise DeviceMismatchError(

@@ -59,10 +59,13 @@ class NcclAllreduce:
             self.comm = nccl.NcclCommunicator(size, uid, rank)
 
     def sum_(self, flat):
+        """In place, on the stream the gradients were written on: the current stream of the backend's own
+        device (CuPy keeps one per device and thread), whatever device the calling thread has current."""
         nccl, cupy = self._nccl, self.backend.xp
         kind = {np.dtype("float32"): nccl.NCCL_FLOAT32, np.dtype("float64"): nccl.NCCL_FLOAT64}[flat.dtype]
-        stream = cupy.cuda.get_current_stream()
-        self.comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, kind, nccl.NCCL_SUM, stream.ptr)
+        with self.backend.device_context():
+            stream = cupy.cuda.get_current_stream()
+            self.comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, kind, nccl.NCCL_SUM, stream.ptr)
         return flat
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 
 import numpy as np
 
@@ -35,13 +36,16 @@ class CupyBackend(Backend):
         self.array_type = cupy.ndarray
         self.dtype = np.dtype(dtype_name)  # CuPy arrays carry NumPy dtypes
         self._kernels = _fused_kernels(cupy)
-        self._ticket = None  # softmax_cross_entropy_totals' zeroed counter, made on first use
+        self._tickets = _StreamTickets(cupy)  # softmax_cross_entropy_totals' zeroed counters, one per stream
 
     def _is_mine(self, array) -> bool:
         return isinstance(array, self.array_type) and array.device.id == self.index
 
     def _upload(self, array, copy):
-        return self.xp.asarray(array)
+        """copy=True is always a new device array; copy=False lets CuPy use the host memory in place where
+        it can (CUPY_ENABLE_UMP=1 on a system with HMM/ATS: cupy/_core/core.pyx _try_skip_h2d_copy), which
+        the caller allows only for data it never writes."""
+        return self.xp.array(array, copy=True) if copy else self.xp.asarray(array)
 
     def _import_device_dlpack(self, array):
         """A CUDA DLPack array on this GPU: imported without a copy (floats cast on the device)."""
@@ -237,8 +241,7 @@ class CupyBackend(Backend):
         cp = self.xp
         rows, classes = logits.shape
         with self._cuda:
-            if self._ticket is None:
-                self._ticket = cp.zeros((1,), dtype=cp.uint32)  # once: the kernel's last thread re-zeroes it
+            ticket = self._tickets.for_current_stream()
             grad = cp.empty_like(logits)
             loss_rows = cp.empty((rows,), dtype=logits.dtype)
             hits = cp.empty((rows,), dtype=cp.int64)
@@ -259,7 +262,7 @@ class CupyBackend(Backend):
             grad,
             loss_rows,
             hits,
-            self._ticket,
+            ticket,
             loss,
             correct,
             new_loss_sum,
@@ -279,6 +282,35 @@ class CupyBackend(Backend):
             logits, row_max, log_norm, targets, logits.dtype.type(m)
         )
         return cp.sum(loss_terms / m), grad
+
+
+class _StreamTickets:
+    """The zeroed uint32 counter of softmax_cross_entropy_totals' "last thread sums" pattern, one per stream.
+
+    Launches on one stream run one after another, and each launch's last thread sets the counter back to
+    zero, so a stream can reuse its counter with no memset launch; launches on two streams (or on two
+    threads' per-thread default streams) may run at once, so they never share one (a shared counter
+    interleaves their tickets and no thread of either ever sees itself last).
+    """
+
+    # CUDA's handle of the calling thread's own default stream (cudaStreamPerThread: CuPy's Stream.ptds,
+    # cupy_backends/cuda/api/runtime.pxd streamPerThread = 2): the same pointer names a stream per thread
+    PER_THREAD_DEFAULT_STREAM = 2
+
+    def __init__(self, cupy):
+        self._cupy = cupy
+        self._tickets: dict = {}
+        self._lock = threading.Lock()
+
+    def for_current_stream(self):
+        """The counter for launches on the calling thread's current stream (of the current device)."""
+        ptr = self._cupy.cuda.get_current_stream().ptr
+        key = (ptr, threading.get_ident() if ptr == self.PER_THREAD_DEFAULT_STREAM else None)
+        with self._lock:
+            ticket = self._tickets.get(key)
+            if ticket is None:
+                ticket = self._tickets[key] = self._cupy.zeros((1,), dtype=self._cupy.uint32)
+        return ticket
 
 
 def _fused_kernels(cupy) -> dict:

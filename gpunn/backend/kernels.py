@@ -270,7 +270,9 @@ _SOURCES = (
     # 0-d arrays: one launch for loss, counts and epoch accumulation, deterministic, no atomics on floats.
     # The same thread also writes the gradient's column sums, each in row order (the output layer's bias
     # gradient: the last Dense then launches no sum of its own; pass its gradient view as column_sums).
-    # `done` is a zeroed uint32 the last thread sets back to zero.
+    # `done` is a zeroed uint32 the last thread sets back to zero (one per stream: CupyBackend._StreamTickets).
+    # Other threads' rows are read through volatile (past a non-coherent L1), each at its element's address
+    # from the CArray (its logical index, whatever the array's strides: grad is empty_like(logits)).
     ElementwiseSource(
         "gpunn_softmax_xent_totals",
         "raw T logits, raw I labels, int64 classes, T m, raw float64 loss_sum_in, raw I correct_sum_in",
@@ -284,18 +286,15 @@ _SOURCES = (
         const ptrdiff_t rows = _ind.size();
         if (atomicAdd(&done[0], 1u) == (unsigned int)(rows - 1)) {
             __threadfence();
-            const volatile T* row_losses = &loss_rows[0];
-            const volatile I* row_hits = &hits[0];
             T loss = 0;
             I count = 0;
             for (ptrdiff_t r = 0; r < rows; ++r) {
-                loss += row_losses[r];
-                count += row_hits[r];
+                loss += *(const volatile T*)&loss_rows[r];
+                count += *(const volatile I*)&hits[r];
             }
-            const volatile T* grads = &grad[0];
             for (long long k = 0; k < classes; ++k) {
                 T column = 0;
-                for (ptrdiff_t r = 0; r < rows; ++r) column += grads[r * classes + k];
+                for (ptrdiff_t r = 0; r < rows; ++r) column += *(const volatile T*)&grad[r * classes + k];
                 column_sums[k] = column;
             }
             batch_loss[0] = loss;

@@ -3,21 +3,33 @@ on virtual devices whose memory is host memory, enforcing the rules real CuPy en
 breaks them fails here as it would on a GPU. Never imported by gpunn itself: tests/conftest.py puts
 tests/cuda_standin on the path only when the variable is set and CUDA is unusable.
 
-Rules and where CuPy has them (github.com/cupy/cupy, main):
+Rules and where CuPy has them (github.com/cupy/cupy, v14.2.0):
 - an array lives on the device that was current when it was made (cupy/_core/core.pyx ndarray.__init__
-  allocates with memory.alloc on the current device); `a.device` is that device.
+  allocates with memory.alloc on the current device); `a.device` is that device; `a.data.ptr` is the
+  address of its first element (here the host address of the buffer standing in for device memory).
 - a kernel runs on the current device; an operand on another device raises ValueError "The device where
   the array resides (i) is different from the current device (j). Peer access is unavailable between these
-  devices." (cupy/_core/_kernel.pyx _check_peer_access, used by _preprocess_args for ufuncs and
-  ElementwiseKernel, by cupy/_core/_reduction.pyx line 608 for reductions and by
-  _routines_manipulation.pyx line 879 for concatenate). The virtual devices have no peer access.
+  devices." unless the devices have peer access, which is then enabled with a PerformanceWarning
+  (cupy/_core/_kernel.pyx _check_peer_access, used by _preprocess_args for ufuncs and ElementwiseKernel, by
+  cupy/_core/_reduction.pyx line 608 for reductions and by _routines_manipulation.pyx line 879 for
+  concatenate). The virtual devices have no peer access unless GPUNN_STANDIN_PEER_ACCESS=1 (_state).
+- asarray/array/copy of an array of another device copy it to the current device (core.pyx
+  _array_from_cupy_ndarray, ndarray.copy).
 - implicit conversion to NumPy raises TypeError (cupy/_core/core.pyx ndarray.__array__);
-  a NumPy array as a ufunc operand: TypeError "Unsupported type" (cupy/_core/_scalar.pyx line 344).
+  a NumPy array, 0-d included, as a ufunc operand or kernel scalar: TypeError "Unsupported type"
+  (cupy/_core/_scalar.pyx CScalar.__init__ line 344); comparisons take a 0-d one as its Python scalar.
 - float(a), int(a), bool(a), repr(a), a.item(), a.get(), asnumpy(a) copy device-to-host and wait for
-  the device (core.pyx __float__/__int__/__nonzero__/__repr__ all call self.get()).
+  the device (core.pyx __float__/__int__/__nonzero__/__repr__ all call self.get()); so do the CuPy routines
+  that read a value back to decide something (boolean-mask indexing, nanmax/nanmin).
+- an int/slice index is a view (no kernel); reductions and ufuncs write out= and return it.
+- a launch returns before it runs: it is queued on the current stream and runs when something waits
+  (a read-back, a synchronize, an event, a full queue), in stream order, with CUDA's ordering between
+  streams (cupy._state, "asynchronous streams").
 """
 
 from __future__ import annotations
+
+import builtins as _builtins
 
 import numpy as _np
 
@@ -39,10 +51,15 @@ for _name in (
 
 
 class _MemoryPointer:
-    def __init__(self, memory):
-        self.mem = memory
-        self.ptr = memory.ptr
-        self.device_id = memory.device_id
+    """cupy.cuda.MemoryPointer of an array: `ptr` is the address of the array's first element (a view's
+    pointer is its base's plus the offset, cupy/_core/_routines_indexing.pyx _view_getitem `a.data + offset`);
+    here it is the host address of the buffer playing the device memory, so code that reads device memory
+    outside CuPy (a CUDA-aware MPI, NCCL) reads what a GPU would show it."""
+
+    def __init__(self, array):
+        self.mem = array._memory
+        self.ptr = array._data.ctypes.data if array.size else 0
+        self.device_id = array._memory.device_id
 
     @property
     def device(self):
@@ -70,9 +87,13 @@ class ndarray:
 
     @classmethod
     def _new(cls, data: _np.ndarray) -> ndarray:
-        """A fresh allocation on the current device holding (a copy of) `data`."""
-        data = _np.array(data, copy=True, order="C")
-        return cls._view(data, _state.Memory(_state.get_device_id(), data.nbytes))
+        """A fresh allocation on the current device, and a copy of `data` (as it is now) into it queued on
+        the current stream (the caller counts it)."""
+        snapshot = _np.array(data, copy=True, order="C")
+        made = cls(snapshot.shape, dtype=snapshot.dtype)
+        target = made._data
+        _state.launch(lambda: _np.copyto(target, snapshot))
+        return made
 
     # ---- attributes ----------------------------------------------------------------------------------
     shape = property(lambda self: self._data.shape)
@@ -83,7 +104,7 @@ class ndarray:
     nbytes = property(lambda self: self._data.nbytes)
     strides = property(lambda self: self._data.strides)
     flags = property(lambda self: self._data.flags)
-    data = property(lambda self: _MemoryPointer(self._memory))
+    data = property(lambda self: _MemoryPointer(self))
     device = property(lambda self: cuda.Device(self._memory.device_id))
     T = property(lambda self: self.transpose())
 
@@ -100,6 +121,23 @@ class ndarray:
         # for memory from CuPy's pool; kDLCUDAManaged (13) is for managed memory, which gpunn never allocates
         return (2, self._memory.device_id)
 
+    @property
+    def __cuda_array_interface__(self):
+        """cupy/_core/core.pyx ndarray.__cuda_array_interface__ (version 3): shape, typestr, strides (None when
+        C-contiguous), data = (pointer, read-only False) and the current stream's pointer."""
+        from cupy.cuda import get_current_stream
+
+        stream = get_current_stream().ptr or 1  # CAI v3 forbids 0: the legacy default stream is 1
+        return {
+            "shape": self.shape,
+            "typestr": self.dtype.str,
+            "descr": [("", self.dtype.str)],
+            "stream": stream,
+            "version": 3,
+            "strides": None if self.flags.c_contiguous else self.strides,
+            "data": (self.data.ptr, False),
+        }
+
     # ---- leaving the device -------------------------------------------------------------------------
     def __array__(self, dtype=None, copy=None):
         # cupy/_core/core.pyx ndarray.__array__
@@ -109,8 +147,10 @@ class ndarray:
         )
 
     def get(self, stream=None, order="C", out=None, blocking=True):
-        """Device-to-host copy; waits for the device (core.pyx ndarray.get)."""
+        """Device-to-host copy on the current stream, which it waits for (core.pyx ndarray.get: a copy
+        queued on the stream, then stream.synchronize()): what that stream has queued runs first."""
         counters.d2h_reads += 1
+        _state.wait_for_current_stream(self._memory.device_id)
         data = _np.array(self._data, order=order, copy=True)
         if out is not None:
             out[...] = data
@@ -163,7 +203,14 @@ class ndarray:
         return _call(_np.squeeze, self, axis=axis)
 
     def copy(self, order="C"):
-        return _call(lambda a: a.copy(order=order), self)
+        """cupy/_core/core.pyx ndarray.copy: a copy on the *current* device, from any device (a device-to-
+        device copy, which needs no peer access: cudaMemcpyPeer)."""
+        if self._memory.device_id == _state.get_device_id():
+            return _call(lambda a: a.copy(order=order), self)
+        made = ndarray(self.shape, dtype=self.dtype)
+        source, target = self._data, made._data
+        _queued(lambda: _np.copyto(target, source))  # on this device's stream: it reads what is there then
+        return made
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and _np.dtype(dtype) == self.dtype:
@@ -174,11 +221,30 @@ class ndarray:
         _launch_into(self, lambda a: _np.full_like(a, value))
 
     def __getitem__(self, key):
-        return _call(lambda a, k: a[k], self, _index(key))
+        """cupy/_core/_routines_indexing.pyx _ndarray_getitem: ints, slices, None and Ellipsis make a view
+        (_view_getitem, no kernel; x[i] of a 1-d array is a 0-d view); an integer array is a take kernel; a
+        boolean mask is a scan, a read-back of its count (`n_true = int(mask_scanned[-1])`, line 802, a
+        synchronisation) and a gather kernel."""
+        key = _index(key)
+        keys = key if isinstance(key, tuple) else (key,)
+        if _builtins.all(_is_basic(k) for k in keys):
+            view = self._data[keys if _builtins.any(k is Ellipsis for k in keys) else (*keys, Ellipsis)]
+            return ndarray._view(view, self._memory)
+        if _builtins.any(isinstance(k, ndarray) and k.dtype == _np.bool_ for k in keys):
+            _check_device(self)
+            _read_back_inside_cupy()  # the scan's last element, the count
+            counters.launches += 2  # the scan, then the masked gather (_getitem_mask_single)
+            return ndarray._new(self._data[_unwrap(key)])
+        return _call(lambda a, k: a[k], self, key)
 
     def __setitem__(self, key, value):
         key = _index(key)
         _check_device(self)
+        keys = key if isinstance(key, tuple) else (key,)
+        if _builtins.any(isinstance(k, ndarray) and k.dtype == _np.bool_ for k in keys):
+            # _scatter_op_mask_single -> _prepare_mask_indexing_single reads the mask's count back (line 802)
+            counters.launches += 1
+            _read_back_inside_cupy()
         host = _operand(value)
 
         def assign(a):
@@ -188,18 +254,19 @@ class ndarray:
 
         _launch_into(self, assign)
 
-    # reductions and friends as methods
+    # reductions and friends as methods; out= is written and returned (cupy/_core/_routines_math.pyx
+    # _ndarray_sum -> _sum_auto_dtype(self, axis, dtype, out, keepdims); _routines_statistics.pyx _ndarray_max)
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
-        return _call(_np.sum, self, axis=axis, dtype=dtype, keepdims=keepdims)
+        return _call(_np.sum, self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
 
     def max(self, axis=None, out=None, keepdims=False):
-        return _call(_np.max, self, axis=axis, keepdims=keepdims)
+        return _call(_np.max, self, axis=axis, out=out, keepdims=keepdims)
 
     def min(self, axis=None, out=None, keepdims=False):
-        return _call(_np.min, self, axis=axis, keepdims=keepdims)
+        return _call(_np.min, self, axis=axis, out=out, keepdims=keepdims)
 
     def mean(self, axis=None, dtype=None, out=None, keepdims=False):
-        return _call(_np.mean, self, axis=axis, dtype=dtype, keepdims=keepdims)
+        return _call(_np.mean, self, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
 
     def argmax(self, axis=None):
         return _call(_np.argmax, self, axis=axis)
@@ -212,12 +279,19 @@ class ndarray:
 
     # ---- arithmetic: each operator is one kernel on the current device ------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        """NumPy ufuncs on device arrays run as CuPy ufuncs (core.pyx __array_ufunc__); NumPy arrays
-        among the operands are not handled (NotImplemented, so NumPy raises TypeError)."""
-        if method != "__call__" or "out" in kwargs:
+        """NumPy ufuncs on device arrays run as CuPy ufuncs (cupy/_core/core.pyx ndarray.__array_ufunc__):
+        out=(array,) is unpacked and written; a NumPy array operand reaches the ufunc and is refused there
+        (CScalar: TypeError "Unsupported type"), except that a 0-d one becomes a Python scalar for the
+        comparisons (the numpy/numpy#12142 workaround)."""
+        if method != "__call__":
             return NotImplemented
-        if _np.any([isinstance(x, _np.ndarray) for x in inputs]):
-            return NotImplemented
+        if "out" in kwargs:
+            out = kwargs["out"]
+            if len(out) != 1:
+                raise ValueError("The 'out' parameter must have exactly one array value")
+            kwargs["out"] = out[0]
+        if ufunc.__name__ in _COMPARISONS:
+            inputs = tuple(_scalar_if_0d(x) for x in inputs)
         return _call(ufunc, *inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
@@ -261,6 +335,18 @@ for _name, _ufunc in {
     setattr(ndarray, f"__{_name}__", _f)
     setattr(ndarray, f"__r{_name}__", _r)
     setattr(ndarray, f"__i{_name}__", _i)
+_COMPARISONS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
+
+
+def _scalar_if_0d(value):
+    return value.item() if isinstance(value, _np.ndarray) and value.ndim == 0 else value
+
+
+def _comparison(ufunc):
+    # cupy/_core/core.pyx ndarray.__richcmp__: a 0-d NumPy array is compared as its Python scalar
+    return lambda self, other: _call(ufunc, self, _scalar_if_0d(other))
+
+
 for _name, _ufunc in {
     "lt": _np.less,
     "le": _np.less_equal,
@@ -269,7 +355,7 @@ for _name, _ufunc in {
     "eq": _np.equal,
     "ne": _np.not_equal,
 }.items():
-    setattr(ndarray, f"__{_name}__", _binary(_ufunc)[0])
+    setattr(ndarray, f"__{_name}__", _comparison(_ufunc))
 ndarray.__neg__ = lambda self: _call(_np.negative, self)
 ndarray.__pos__ = lambda self: _call(_np.positive, self)
 ndarray.__abs__ = lambda self: _call(_np.absolute, self)
@@ -279,13 +365,25 @@ ndarray.__hash__ = None
 
 # ---- the one path every operation takes -------------------------------------------------------------
 def _check_device(array: ndarray) -> None:
+    """cupy/_core/_kernel.pyx _check_peer_access: an operand of another device is refused unless the two
+    devices can access each other's memory (cupy/cuda/device.pyx _enable_peer_access asks
+    runtime.deviceCanAccessPeer), in which case peer access is enabled and a PerformanceWarning says so."""
     current = _state.get_device_id()
-    if array._memory.device_id != current:
-        # cupy/_core/_kernel.pyx _check_peer_access (no peer access between virtual devices)
-        raise ValueError(
-            f"The device where the array resides ({array._memory.device_id}) is different from the "
-            f"current device ({current}). Peer access is unavailable between these devices."
-        )
+    if array._memory.device_id == current:
+        return
+    message = (
+        f"The device where the array resides ({array._memory.device_id}) is different from the "
+        f"current device ({current})."
+    )
+    if not cuda.runtime.deviceCanAccessPeer(current, array._memory.device_id):
+        raise ValueError(f"{message} Peer access is unavailable between these devices.")
+    import warnings
+
+    from cupy._util import PerformanceWarning
+
+    warnings.warn(
+        f"{message} Peer access has been activated automatically.", PerformanceWarning, stacklevel=3
+    )
 
 
 def _operand(value):
@@ -293,8 +391,9 @@ def _operand(value):
     if isinstance(value, ndarray):
         _check_device(value)
         return value._data
-    if isinstance(value, _np.ndarray) and value.ndim > 0:
-        raise TypeError(f"Unsupported type {type(value)}")  # cupy/_core/_scalar.pyx line 344
+    if isinstance(value, _np.ndarray):
+        # cupy/_core/_scalar.pyx CScalar.__init__ line 344: not a Python or NumPy scalar (0-d arrays too)
+        raise TypeError(f"Unsupported type {type(value)}")
     if isinstance(value, (tuple, list)):
         return type(value)(_operand(v) for v in value)
     return value
@@ -308,6 +407,16 @@ def _index(key):
         counters.h2d_copies += 1
         return ndarray._new(key)
     return key
+
+
+def _is_basic(key) -> bool:
+    """An index _view_getitem turns into a view: an integer, a slice, None or Ellipsis."""
+    return (
+        key is None
+        or key is Ellipsis
+        or isinstance(key, (slice, int, _np.integer))
+        and not isinstance(key, bool)
+    )
 
 
 def _unwrap(key):
@@ -331,8 +440,10 @@ def _source_memory(args, result):
 
 
 def _call(func, *args, **kwargs):
-    """Run `func` on the host buffers. A result that is a view of an operand is a view (no kernel, as in
-    CuPy); anything else is one kernel on the current device writing a new allocation there."""
+    """`func` on the host buffers. A result that is a view of an operand is a view (no kernel, as in CuPy);
+    anything else is one kernel on the current device, queued on the current stream, writing a new
+    allocation there (or `out`). `func` runs once now, to learn the result's shape and dtype and to raise
+    what CuPy raises before it launches, and again when the launch runs, on what the buffers hold then."""
     host_args = [_peek(a) for a in args]
     host_kwargs = {k: _peek(v) for k, v in kwargs.items()}
     out = kwargs.get("out")
@@ -341,13 +452,71 @@ def _call(func, *args, **kwargs):
         # `return out`; cupy/_core/_reduction.pyx _AbstractReductionKernel._call `ret = out_args[0]`)
         for arg in list(args) + list(kwargs.values()):
             _operand(arg)
-        func(*host_args, **host_kwargs)
-        counters.launches += 1
+        _quiet(func, *host_args, **{**host_kwargs, "out": _np.empty_like(out._data)})
+        _queued(lambda: _quiet(func, *host_args, **host_kwargs))
         return out
-    result = func(*host_args, **host_kwargs)
-    if isinstance(result, tuple):
-        return tuple(_wrap_result(r, args, kwargs) for r in result)
-    return _wrap_result(result, args, kwargs)
+    result = _dry_run(func, host_args, host_kwargs)
+    results = result if isinstance(result, tuple) else (result,)
+    wrapped, targets = [], []
+    for value in results:
+        value = _np.asarray(value)
+        memory = _source_memory(list(args) + list(kwargs.values()), value)
+        if memory is not None:
+            wrapped.append(ndarray._view(value, memory))
+            targets.append(None)
+        else:
+            wrapped.append(ndarray(value.shape, dtype=value.dtype))
+            targets.append(wrapped[-1]._data)
+    launched = [t for t in targets if t is not None]
+    if launched:
+        for arg in list(args) + list(kwargs.values()):
+            _operand(arg)  # device rule: every array operand must be on the current device
+
+        def run():
+            again = _quiet(func, *host_args, **host_kwargs)
+            for target, value in zip(targets, again if isinstance(again, tuple) else (again,), strict=True):
+                if target is not None:
+                    target[...] = value
+
+        _queued(run, launches=len(launched))
+    return tuple(wrapped) if isinstance(result, tuple) else wrapped[0]
+
+
+def _dry_run(func, host_args, host_kwargs):
+    """func now, for the result's shape and dtype (and whether it is a view). Buffers whose launches are still
+    queued hold stale values: an index array among them may point anywhere, so an IndexError is retried on
+    zeros of the same shapes (the shape of a gather does not depend on the indices' values)."""
+    try:
+        return _quiet(func, *host_args, **host_kwargs)
+    except IndexError:
+        return _quiet(func, *_zeroed(host_args), **{k: _zeroed(v) for k, v in host_kwargs.items()})
+
+
+def _zeroed(value):
+    if isinstance(value, _np.ndarray):
+        return _np.zeros_like(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_zeroed(v) for v in value)
+    return value
+
+
+def _quiet(func, *args, **kwargs):
+    """func under CuPy's floating-point rules: no warnings (a GPU raises no flags)."""
+    with _np.errstate(all="ignore"):
+        return func(*args, **kwargs)
+
+
+def _queued(write, launches: int = 1) -> None:
+    """`write` (no arguments; it writes device memory) queued on the current stream as `launches` launches."""
+    counters.launches += launches
+    _state.launch(write)
+
+
+def _read_back_inside_cupy() -> None:
+    """A CuPy routine's own read-back of a device value (an int() of a device scalar): a synchronisation
+    of the current stream."""
+    counters.d2h_reads += 1
+    _state.wait_for_current_stream()
 
 
 def _peek(value):
@@ -356,29 +525,26 @@ def _peek(value):
         return value._data
     if isinstance(value, (tuple, list)):
         return type(value)(_peek(v) for v in value)
-    if isinstance(value, _np.ndarray) and value.ndim > 0:
-        raise TypeError(f"Unsupported type {type(value)}")  # cupy/_core/_scalar.pyx line 344
+    if isinstance(value, _np.ndarray):
+        raise TypeError(f"Unsupported type {type(value)}")  # cupy/_core/_scalar.pyx line 344, 0-d too
     return value
 
 
-def _wrap_result(result, args, kwargs):
-    result = _np.asarray(result)
-    memory = _source_memory(list(args) + list(kwargs.values()), result)
-    if memory is not None:
-        return ndarray._view(result, memory)
-    for arg in list(args) + list(kwargs.values()):
-        _operand(arg)  # device rule: every array operand must be on the current device
-    counters.launches += 1
-    return ndarray._new(result)
-
-
 def _launch_into(target: ndarray, func, *args) -> None:
-    """An in-place kernel: func(target, *args) computed, then written into target's memory."""
+    """An in-place kernel: func(target, *args), written into target's memory when the launch runs."""
     _check_device(target)
     host_args = [_operand(a) for a in args]
-    result = func(target._data, *host_args)
-    target._data[...] = _np.asarray(result).astype(target.dtype, casting="same_kind", copy=False)
-    counters.launches += 1
+    data = target._data
+
+    def run():
+        data[...] = _np.asarray(_quiet(func, data, *host_args)).astype(
+            data.dtype, casting="same_kind", copy=False
+        )
+
+    _np.asarray(_quiet(func, data, *host_args)).astype(
+        data.dtype, casting="same_kind", copy=False
+    )  # raises now
+    _queued(run)
 
 
 # ---- creation and moving data ------------------------------------------------------------------------
@@ -388,20 +554,27 @@ def _created(data) -> ndarray:
 
 
 def array(obj, dtype=None, copy=True, order="K", ndmin=0):
+    """cupy/_core/core.pyx array. A device array (_array_from_cupy_ndarray): on the current device it is
+    astype(dtype, copy=copy), elsewhere it is copied to the current device whatever `copy` says. A host
+    array (_array_default) is copied to the current device, except that with CUPY_ENABLE_UMP=1 and
+    copy not True it is wrapped in place (_try_skip_h2d_copy: the device array *is* the NumPy memory)."""
     if isinstance(obj, ndarray):
-        if dtype is None and not copy and obj.device.id == _state.get_device_id():
+        if obj._memory.device_id != _state.get_device_id():
+            moved = obj.copy()
+            return moved if dtype is None else moved.astype(dtype, copy=False)
+        if dtype is None and not copy:
             return obj
-        return obj.astype(dtype or obj.dtype, copy=True)
+        return obj.astype(dtype or obj.dtype, copy=bool(copy) or _np.dtype(dtype) != obj.dtype)
+    if copy is not True and _state.ump_wraps(obj, dtype, ndmin):
+        return ndarray._view(obj, _state.Memory(_state.get_device_id(), 0))
     counters.h2d_copies += 1  # host-to-device copy (cupy/_core/core.pyx _array_default)
     return ndarray._new(_np.array(obj, dtype=dtype, ndmin=ndmin))
 
 
-def asarray(a, dtype=None, order=None):
-    """Device arrays pass through (on whatever device they are); anything else is copied to the
-    current device (cupy/_creation/from_data.py asarray -> _core.array(a, dtype, False, order))."""
-    if isinstance(a, ndarray):
-        return a if dtype is None or _np.dtype(dtype) == a.dtype else a.astype(dtype)
-    return array(a, dtype=dtype, copy=False)
+def asarray(a, dtype=None, order=None, copy=None):
+    """cupy/_creation/from_data.py asarray -> _core.array(a, dtype, copy, order): a device array of the
+    current device passes through, one of another device is copied here, a host array is uploaded."""
+    return array(a, dtype=dtype, copy=copy)
 
 
 def ascontiguousarray(a, dtype=None):
@@ -443,8 +616,12 @@ def eye(n, m=None, k=0, dtype=float):
 
 def _like(fill):
     def make(a, dtype=None, order="K", subok=None, shape=None):
-        # the new array goes to the *current* device, as in cupy/_creation/basic.py (zeros_like etc.)
-        return _created(fill(_np.empty(shape if shape is not None else a.shape, dtype=dtype or a.dtype)))
+        # the new array goes to the *current* device, laid out as empty_like lays it out
+        # (cupy/_creation/basic.py zeros_like etc.)
+        made = empty_like(a, dtype=dtype, order=order, shape=shape)
+        target = made._data
+        _queued(lambda: target.__setitem__(Ellipsis, fill(target)))  # the fill kernel
+        return made
 
     return make
 
@@ -454,7 +631,10 @@ ones_like = _like(_np.ones_like)
 
 
 def empty_like(a, dtype=None, order="K", subok=None, shape=None):
-    return empty(shape if shape is not None else a.shape, dtype=dtype or a.dtype)
+    """cupy/_creation/basic.py empty_like -> _new_like_order_and_strides: order 'K' keeps the prototype's
+    memory layout (a transposed prototype gives a transposed array), as NumPy's PyArray_NewLikeArray does."""
+    data = _np.empty_like(a._data, dtype=dtype, order=order, shape=shape)
+    return ndarray._view(data, _state.Memory(_state.get_device_id(), data.nbytes))
 
 
 def full_like(a, fill_value, dtype=None, order="K", subok=None, shape=None):
@@ -489,3 +669,34 @@ for _name in (
 ).split():
     if hasattr(_np, _name):
         globals()[_name] = _device_function(getattr(_np, _name))
+
+
+def _reads_back(function):
+    """A CuPy routine that reads a result back to decide something (a synchronisation inside CuPy)."""
+
+    def run(*args, **kwargs):
+        result = function(*args, **kwargs)
+        counters.launches += 1  # the isnan(...).any() whose result is read
+        _read_back_inside_cupy()
+        return result
+
+    run.__name__, run.__doc__ = function.__name__, function.__doc__
+    return run
+
+
+# cupy/_statistics/order.py nanmin/nanmax: `if content.isnan(res).any():  # synchronize!` (lines 114, 145);
+# nonzero/argwhere/flatnonzero and one-argument where go through _routines_indexing.pyx _ndarray_argwhere,
+# `count_nonzero = int(scan_index[-1])  # synchronize!` (line 123)
+for _name in ("nanmin", "nanmax", "nonzero", "argwhere", "flatnonzero"):
+    globals()[_name] = _reads_back(_device_function(getattr(_np, _name)))
+_where, _nonzero = globals()["where"], globals()["nonzero"]
+
+
+def where(condition, x=None, y=None):
+    """cupy/_sorting/search.py where: with the condition alone, condition.nonzero() (a read-back)."""
+    if x is None and y is None:
+        return _nonzero(condition)
+    return _where(condition, x, y)
+
+
+ndarray.nonzero = lambda self: _nonzero(self)

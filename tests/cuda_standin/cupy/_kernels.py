@@ -4,8 +4,8 @@ body compiled by the host C++ compiler and run over every element, so its arithm
 Type rules (cupy/_core/_kernel.pyx):
 - ElementwiseKernel.__call__ (line ~832): nin or nin+nout arguments, else TypeError; each array operand
   must be on the current device (_preprocess_args -> _check_peer_access); anything that is not an array
-  becomes a CScalar, and a NumPy array of more than one element there is TypeError "Unsupported type"
-  (cupy/_core/_scalar.pyx line 344).
+  becomes a CScalar, which takes Python and NumPy scalars only: a NumPy array there, 0-d included, is
+  TypeError "Unsupported type" (cupy/_core/_scalar.pyx CScalar.__init__, line 344).
 - _decide_params_type_core (line ~557): a parameter of fixed type (float32, bool...) accepts only arrays
   of exactly that dtype; a placeholder (T) takes the dtype of the first array bound to it and every
   other array bound to it must match ("Type is mismatched"). Scalars do not bind a placeholder: they are
@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import re
 import subprocess
 import tempfile
@@ -61,15 +62,61 @@ using namespace std;
 // atomic is a plain read-modify-write and every write is already visible (so a fence has nothing to do).
 template <typename T> inline T atomicAdd(T* address, T value) { T old = *address; *address = old + value; return old; }
 inline void __threadfence() {}
-// cupy/_core/include/cupy/carray.cuh, the members a one-dimensional kernel reaches: a raw parameter is a
-// CArray (operator[](ptrdiff_t), size(); a `const CArray` gives const elements), the loop's indexer a
-// CIndexer (size(), set(i), get()).
-template <typename T> class CArray {
+// cupy/_core/include/cupy/carray.cuh (v14.2.0), the members a kernel body reaches: a raw parameter is a
+// CArray<T, ndim, c_contiguous, use_32bit_indexing> over the array itself (its pointer, shape and byte
+// strides, no copy). operator[](ptrdiff_t) is CArray's (line 438): a C-contiguous array is data_[i]; any
+// other unravels i in C order over shape_ and adds strides_ (so a linear index is the logical element, and
+// &x[0] the first element's address); the 0-d specialisation (line 462) answers *data_ for every index, by
+// value when const. The loop's indexer is a CIndexer (size(), set(i), get()).
+template <bool B, typename T, typename F> struct _standin_conditional { typedef T type; };
+template <typename T, typename F> struct _standin_conditional<false, T, F> { typedef F type; };
+template <typename T, int _ndim, bool _c_contiguous = false, bool _use_32bit_indexing = false>
+class CArray {
 public:
-  T* data_; ptrdiff_t size_;
+  static const int ndim = _ndim;
+  static const bool c_contiguous = _c_contiguous;
+  typedef typename _standin_conditional<_use_32bit_indexing, int, ptrdiff_t>::type index_t;
+private:
+  T* data_;
+  ptrdiff_t size_;
+  ptrdiff_t shape_[_ndim];
+  ptrdiff_t strides_[_ndim];
+public:
+  CArray(T* data, const long long* shape, const long long* strides) : data_(data), size_(1) {
+    for (int i = 0; i < _ndim; i++) { shape_[i] = shape[i]; strides_[i] = strides[i]; size_ *= shape[i]; }
+  }
   ptrdiff_t size() const { return size_; }
-  T& operator[](ptrdiff_t i) { return data_[i]; }
-  const T& operator[](ptrdiff_t i) const { return data_[i]; }
+  const ptrdiff_t* shape() const { return shape_; }
+  const ptrdiff_t* strides() const { return strides_; }
+  T& operator[](ptrdiff_t i) { return const_cast<T&>(const_cast<const CArray&>(*this)[i]); }
+  const T& operator[](ptrdiff_t idx) const {
+    if (c_contiguous) {
+      return data_[idx];
+    } else {
+      index_t diff = 0;
+      index_t i = static_cast<index_t>(idx);
+      for (int dim = ndim; --dim > 0; ) {
+        index_t shape_dim = static_cast<index_t>(shape_[dim]);
+        diff += static_cast<index_t>(strides_[dim]) * (i % shape_dim);
+        i /= shape_dim;
+      }
+      diff += static_cast<index_t>(strides_[0]) * i;
+      const char* ptr = reinterpret_cast<const char*>(data_);
+      return *reinterpret_cast<const T*>(ptr + diff);
+    }
+  }
+};
+template <typename T, bool _use_32bit_indexing>
+class CArray<T, 0, true, _use_32bit_indexing> {
+private:
+  T* data_;
+  ptrdiff_t size_;
+public:
+  static const int ndim = 0;
+  CArray(T* data, const long long*, const long long*) : data_(data), size_(1) {}
+  ptrdiff_t size() const { return size_; }
+  template <typename U> T& operator[](const U&) { return *data_; }
+  template <typename U> T operator[](const U&) const { return *data_; }
 };
 class CIndexer {
 public:
@@ -92,9 +139,28 @@ def _cache_dir() -> Path:
 _loaded: dict[str, ctypes.CDLL] = {}
 
 
+def _fp_contraction() -> tuple[str, ...]:
+    """NVRTC contracts a * b + c into one fused multiply-add (one rounding) by default: `--fmad=true` (CUDA's
+    NVRTC documentation, "Supported Compile Options"), and CuPy passes no --fmad (cupy/cuda/compiler.py
+    compile_using_nvrtc, cupy/_core/core.pyx assemble_cupy_compiler_options). The host compiler is told to do
+    the same: -ffp-contract=fast, with the FMA instructions enabled on x86-64 (baseline elsewhere)."""
+    flags = ("-ffp-contract=fast",)
+    if platform.machine() in ("x86_64", "AMD64"):
+        cpu = Path("/proc/cpuinfo")
+        if cpu.exists() and not re.search(r"^flags\s*:.*\bfma\b", cpu.read_text(), re.MULTILINE):
+            raise RuntimeError("the CuPy stand-in fuses multiply-adds as NVRTC does and needs a CPU with FMA")
+        flags += ("-mfma",)
+    return flags
+
+
+_FP_CONTRACTION = _fp_contraction()
+
+
 def compile_source(source: str, name: str) -> ctypes.CDLL:
     """Build `source` into a shared library once (cached on disk by content hash) and load it."""
-    key = hashlib.sha256(source.encode()).hexdigest()[:24]
+    compiler = os.environ.get("CXX", "g++")
+    flags = [*_FP_CONTRACTION, "-O2", "-shared", "-fPIC"]
+    key = hashlib.sha256("\0".join([compiler, *flags, source]).encode()).hexdigest()[:24]  # flags change code
     if key in _loaded:
         return _loaded[key]
     library = _cache_dir() / f"{key}.so"
@@ -102,10 +168,9 @@ def compile_source(source: str, name: str) -> ctypes.CDLL:
         cpp = library.with_suffix(f".{os.getpid()}.cpp")
         cpp.write_text(source)
         partial = library.with_suffix(f".{os.getpid()}.so")
-        compiler = os.environ.get("CXX", "g++")
         try:
             done = subprocess.run(
-                [compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(cpp)],
+                [compiler, *flags, "-o", str(partial), str(cpp)],
                 capture_output=True,
                 text=True,
             )
@@ -191,7 +256,10 @@ def _decide_types(in_params, out_params, in_dtypes, out_dtypes):
 
 
 def _preprocess(args):
-    """Arrays checked against the current device; everything else becomes a scalar (CScalar)."""
+    """cupy/_core/_kernel.pyx _preprocess_arg: an array is checked against the current device; anything
+    else becomes a CScalar, which (cupy/_core/_scalar.pyx CScalar.__init__, line 344) takes only Python
+    bool/int/float/complex (numpy_dtype_from_pyscalar) and NumPy scalars (numpy.generic): a NumPy array,
+    0-d included, is TypeError "Unsupported type"."""
     import cupy
 
     out = []
@@ -199,9 +267,7 @@ def _preprocess(args):
         if isinstance(arg, cupy.ndarray):
             cupy._check_device(arg)
             out.append(arg)
-        elif isinstance(arg, np.ndarray) and arg.ndim > 0:
-            raise TypeError(f"Unsupported type {type(arg)}")
-        elif isinstance(arg, (bool, int, float, np.generic)) or (isinstance(arg, np.ndarray)):
+        elif type(arg) in (bool, int, float, complex) or isinstance(arg, np.generic):
             out.append(_Scalar(arg))
         else:
             raise TypeError(f"Unsupported type {type(arg)}")
@@ -308,24 +374,32 @@ class ElementwiseKernel:
                 raise ValueError("Output array size is Undecided")
             out_args = [cupy.ndarray(shape, dtype=t) for t in out_types]
         n = int(np.prod(shape))
-        buffers, kinds = [], []
+        kinds, values = [], []  # per argument: how it is passed, and its scalar value or its device buffer
         for a, p, t in zip(in_args + list(out_args), params, in_types + out_types, strict=True):
             if isinstance(a, _Scalar):
-                buffers.append(np.array(a.value, dtype=t))  # CScalar.apply_dtype
+                values.append(np.array(a.value, dtype=t))  # CScalar.apply_dtype, by value at the call
                 kinds.append("scalar")
-            elif p.raw:
-                buffers.append(np.ascontiguousarray(a._data))
-                kinds.append("raw")
             else:
-                buffers.append(np.ascontiguousarray(np.broadcast_to(a._data, shape)))
-                kinds.append("array")
-        if n:
-            library = compile_source(self._source(kinds, type_dict), self.name)
-            sizes = (ctypes.c_longlong * len(buffers))(*[b.size for b in buffers])
-            _run(library, "standin_elementwise", n, buffers, extra_pointers=(sizes,))
-            for a, buffer in zip(out_args, buffers[self.nin :], strict=True):
-                a._data[...] = buffer.reshape(a.shape)
+                values.append(a._data)
+                kinds.append(_raw_kind(a) if p.raw else "array")
+        library = compile_source(self._source(kinds, type_dict), self.name) if n else None  # at the call
+
+        def run():  # when the launch runs: the buffers as they are then
+            buffers = [
+                np.ascontiguousarray(np.broadcast_to(v, shape)) if kind == "array" else v
+                for v, kind in zip(values, kinds, strict=True)
+            ]
+            pointers, _alive = _layout_pointers(buffers)
+            _run(library, "standin_elementwise", n, buffers, extra_pointers=pointers)
+            for target, buffer, kind in zip(
+                values[self.nin :], buffers[self.nin :], kinds[self.nin :], strict=True
+            ):
+                if kind == "array":
+                    target[...] = buffer.reshape(target.shape)
+
         _state.counters.launches += 1
+        if n:
+            _state.launch(run)
         if self.no_return:
             return None
         if not self.return_tuple and self.nout == 1:
@@ -342,9 +416,13 @@ class ElementwiseKernel:
         for k, (p, kind) in enumerate(zip(params, kinds, strict=True)):
             const = "const " if p.is_const else ""
             decls.append(f"{const}{p.ctype}* _raw_{p.name} = ({const}{p.ctype}*)_args[{k}];")
-            if kind == "raw":
+            if isinstance(
+                kind, tuple
+            ):  # raw: CArray<T, ndim, c_contiguous, 32-bit indexing>, as CuPy types it
+                ndim, contiguous, index_32 = kind[1:]
                 decls.append(
-                    f"{const}CArray<{p.ctype}> {p.name} = {{({p.ctype}*)_raw_{p.name}, _sizes[{k}]}};"
+                    f"{const}CArray<{p.ctype}, {ndim}, {int(contiguous)}, {int(index_32)}> {p.name}("
+                    f"({p.ctype}*)_raw_{p.name}, _shapes[{k}], _strides[{k}]);"
                 )
             elif kind == "scalar":
                 decls.append(f"const {p.ctype} {p.name} = _raw_{p.name}[0];")
@@ -352,13 +430,30 @@ class ElementwiseKernel:
                 per_element.append(f"{const}{p.ctype} &{p.name} = _raw_{p.name}[_ind.get()];")
         return (
             f"{_PRELUDE}{_typedefs(type_dict)}{self.preamble}\n"
-            'extern "C" void standin_elementwise(long long _n, void** _args, long long* _sizes) {\n'
+            'extern "C" void standin_elementwise(long long _n, void** _args, long long** _shapes, '
+            "long long** _strides) {\n"
             + "\n".join(decls)
             + "\nCIndexer _ind = {(ptrdiff_t)_n, 0};\n"
             + f"{self.loop_prep};\nfor (ptrdiff_t i = 0; i < _ind.size(); ++i) {{\n_ind.set(i);\n"
             + "\n".join(per_element)
             + f"\n{self.operation}\n;}}\n{self.after_loop};\n}}\n"
         )
+
+
+def _raw_kind(array) -> tuple:
+    """What CuPy's _ArgInfo.get_c_type puts in a raw parameter's CArray type: ndim, c_contiguous and
+    index_32_bits (cupy/_core/core.pyx _init: the allocation's bytes <= 2**31; views inherit it)."""
+    return ("raw", array.ndim, bool(array._data.flags.c_contiguous), array._memory.size <= 1 << 31)
+
+
+def _layout_pointers(buffers) -> tuple:
+    """Per argument, pointers to its shape and its byte strides (int64), for the CArray constructors."""
+    shapes = [np.array(b.shape or (1,), dtype=np.int64) for b in buffers]
+    strides = [np.array(b.strides or (b.itemsize,), dtype=np.int64) for b in buffers]
+    pointers = tuple(
+        (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays]) for arrays in (shapes, strides)
+    )
+    return pointers, (shapes, strides)  # the caller keeps the second alive through the launch
 
 
 class ReductionKernel:
@@ -414,21 +509,28 @@ class ReductionKernel:
             out_args = [cupy.ndarray(out_shape, dtype=t) for t in out_types]
         outer = int(np.prod([shape[d] for d in kept]))
         inner = int(np.prod([shape[d] for d in axes]))
-        buffers, kinds = [], []
-        for a, t in zip(in_args, in_types, strict=True):
-            if isinstance(a, _Scalar):
-                buffers.append(np.array(a.value, dtype=t))
-                kinds.append("scalar")
-            else:
-                moved = np.moveaxis(np.broadcast_to(a._data, shape), axes, range(-len(axes), 0))
-                buffers.append(np.ascontiguousarray(moved))
-                kinds.append("array")
-        outs = [np.empty(out_shape, dtype=t) for t in out_types]
+        kinds = ["scalar" if isinstance(a, _Scalar) else "array" for a in in_args]
+        values = [
+            np.array(a.value, dtype=t) if isinstance(a, _Scalar) else a._data
+            for a, t in zip(in_args, in_types, strict=True)
+        ]
+        targets = [a._data for a in out_args]
         library = compile_source(self._source(kinds, type_dict, out_types), self.name)
-        _run(library, "standin_reduce", outer, buffers + outs, (inner,))
-        for a, buffer in zip(out_args, outs, strict=True):
-            a._data[...] = buffer
+
+        def run():  # when the launch runs: the inputs as they are then
+            buffers = [
+                v
+                if kind == "scalar"
+                else np.ascontiguousarray(np.moveaxis(np.broadcast_to(v, shape), axes, range(-len(axes), 0)))
+                for v, kind in zip(values, kinds, strict=True)
+            ]
+            outs = [np.empty(out_shape, dtype=t) for t in out_types]
+            _run(library, "standin_reduce", outer, buffers + outs, (inner,))
+            for target, buffer in zip(targets, outs, strict=True):
+                target[...] = buffer
+
         _state.counters.launches += 1
+        _state.launch(run)
         return out_args[0] if self.nout == 1 else tuple(out_args)
 
     def _source(self, kinds, type_dict, out_types) -> str:
@@ -459,8 +561,10 @@ _SIGNATURE = re.compile(r"__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
 
 
 class RawKernel:
-    """cupy/_core/raw.pyx RawKernel: CUDA C source, launched as kernel(grid, block, args). The stand-in
-    runs every thread of the grid in turn on the host (no shared memory, no __syncthreads)."""
+    """cupy/_core/raw.pyx RawKernel: CUDA C source, launched as kernel(grid, block, args). A device array
+    passes the address of its first element whatever its strides (cupy/cuda/function.pyx _pointer ->
+    ndarray.get_pointer). The stand-in runs every thread of the grid in turn on the host (no shared memory,
+    no __syncthreads)."""
 
     def __init__(self, code, name, options=(), backend="nvrtc", translate_cucomplex=False, **kwargs):
         self.code, self.name, self.options = code, name, options
@@ -483,7 +587,7 @@ class RawKernel:
             if isinstance(arg, cupy.ndarray):
                 cupy._check_device(arg)
                 buffers.append(np.array(arg._data.ctypes.data, dtype=np.uintp))
-                keep.append(arg)
+                keep.append(arg._data)
             elif isinstance(arg, np.ndarray):
                 if arg.size != 1:
                     raise TypeError(
@@ -500,12 +604,9 @@ class RawKernel:
                 )
             else:
                 raise TypeError(f"Unsupported type {type(arg)}")
-        for arg in args:
-            if isinstance(arg, cupy.ndarray) and not arg.flags.c_contiguous:
-                raise ValueError("the stand-in passes only C-contiguous arrays to a RawKernel")
         library = compile_source(self._source(), self.name)
-        _run(library, "standin_raw", 0, buffers, grid + block)
         _state.counters.launches += 1
+        _state.launch(lambda: (keep, _run(library, "standin_raw", 0, buffers, grid + block)))
 
     def _source(self) -> str:
         call = ", ".join(f"*({t}*)_args[{k}]" for k, t in enumerate(self._param_types))

@@ -10,6 +10,32 @@ import weakref
 DEVICE_COUNT = int(os.environ.get("GPUNN_STANDIN_DEVICES", "2"))
 DEVICE_MEMORY = 16 << 30  # what memGetInfo reports as each virtual device's total
 
+# Whether the virtual devices can reach each other's memory (what runtime.deviceCanAccessPeer answers, and so
+# whether CuPy's _check_peer_access refuses an operand of another device or enables peer access with a
+# PerformanceWarning). Off by default: GPUs on different PCIe root complexes, or without P2P, have none;
+# GPUNN_STANDIN_PEER_ACCESS=1 gives every pair access, as NVLink-connected GPUs have. Tests switch it.
+peer_access = os.environ.get("GPUNN_STANDIN_PEER_ACCESS") == "1"
+
+# cupy/_core/core.pyx line 121: `_is_ump_enabled = (int(os.environ.get('CUPY_ENABLE_UMP', '0')) != 0)`, read
+# once at import; is_ump_supported also asks cudaDevAttrPageableMemoryAccess, which the virtual devices have.
+ump_enabled = int(os.environ.get("CUPY_ENABLE_UMP", "0")) != 0
+
+
+def ump_wraps(obj, dtype, ndmin: int) -> bool:
+    """cupy/_core/core.pyx _try_skip_h2d_copy: with UMP a NumPy array is used in place (no copy) when its
+    dtype stays, CuPy supports it, and it is C- or F-contiguous."""
+    import numpy as np
+
+    return (
+        ump_enabled
+        and isinstance(obj, np.ndarray)
+        and (dtype is None or np.dtype(dtype) == obj.dtype)
+        and obj.dtype.kind in "biuf"
+        and (obj.flags.c_contiguous or obj.flags.f_contiguous)
+        and ndmin <= obj.ndim
+    )
+
+
 # cupy/cuda/memory.pyx:40 ALLOCATION_UNIT_SIZE = 512 and _round_size (line 1042): every allocation is
 # rounded up to a multiple of 512 bytes.
 ALLOCATION_UNIT_SIZE = 512
@@ -152,3 +178,121 @@ class Memory:
         self.ptr = Memory._next_ptr
         if self.size:
             weakref.finalize(self, pools[device_id].release, self.size)
+
+
+# ---- asynchronous streams ------------------------------------------------------------------------------
+# A launch (kernel, fill, copy) returns before it runs, as on a GPU: it is queued on the calling thread's
+# current stream of the current device and runs later, in stream order, when something waits for it: a
+# read-back to the host (ndarray.get), a stream, event or device synchronize, a stream waiting on an event,
+# or a full queue (the host blocks once the driver's launch queue is full). Until then its outputs hold what
+# they held before (np.empty's garbage, or the last value), so code that reads device memory outside CuPy
+# without waiting (a CUDA-aware MPI reading a buffer's pointer) sees stale data, as it would on a GPU.
+# Between streams the CUDA rules hold: the legacy default stream (CuPy's Stream.null) waits for all work
+# issued before on the device's blocking streams, and a blocking stream's work waits for the default
+# stream's work issued before it (CUDA Runtime API, "stream synchronization behavior"); a non-blocking
+# stream waits for nothing but the events it is told to wait on (cudaStreamWaitEvent).
+MAX_PENDING = 1024  # launches a queue holds before the host blocks (the driver's launch queue depth is
+# not documented; about a thousand pending launches is what profiles show)
+
+_queue_lock = threading.RLock()  # one runner at a time: the host's view of "the device"
+
+
+class Queue:
+    """The work of one stream on one device: `issued` launches so far, the first `done` of them run."""
+
+    def __init__(self, device_id: int, blocking: bool, is_default: bool):
+        from collections import deque
+
+        self.device_id, self.blocking, self.is_default = device_id, blocking, is_default
+        self.pending = deque()
+        self.issued = self.done = 0
+
+    def implicit_waits(self) -> list:
+        """What a launch issued now on this stream waits for besides its own stream's earlier work."""
+        if self.is_default:
+            return [(q, q.issued) for q in device_queues(self.device_id) if q is not self and q.blocking]
+        if self.blocking:
+            default = queue(self.device_id, None)
+            return [(default, default.issued)]
+        return []
+
+    def enqueue(self, work, waits=()) -> int:
+        with _queue_lock:
+            self.pending.append((self.implicit_waits() + list(waits), work))
+            self.issued += 1
+            if len(self.pending) > MAX_PENDING:
+                self.run_until(self.done + 1)
+            return self.issued
+
+    def run_until(self, position: int) -> None:
+        """Run this stream's work up to launch number `position` (and what that work waits for)."""
+        with _queue_lock:
+            while self.done < position:
+                waits, work = self.pending.popleft()
+                try:
+                    for other, other_position in waits:
+                        other.run_until(other_position)
+                    if work is not None:
+                        work()
+                finally:
+                    self.done += 1
+
+    def synchronize(self) -> None:
+        self.run_until(self.issued)
+
+
+_queues: dict = {}
+PER_THREAD_DEFAULT_STREAM = 2  # cupy_backends/cuda/api/runtime.pxd line 118: streamPerThread = 2
+
+
+def queue(device_id: int, stream) -> Queue:
+    """The queue of `stream` (a stand-in cuda.Stream; None or the null stream: the legacy default stream)."""
+    is_default = stream is None or stream.ptr == 0
+    per_thread = stream is not None and stream.ptr == PER_THREAD_DEFAULT_STREAM  # a stream per host thread
+    key = (device_id, 0 if is_default else ("ptds", threading.get_ident()) if per_thread else id(stream))
+    with _queue_lock:
+        if key not in _queues:
+            _queues[key] = Queue(device_id, is_default or not stream.non_blocking, is_default)
+        return _queues[key]
+
+
+def device_queues(device_id: int) -> list:
+    with _queue_lock:
+        return [q for (device, _), q in _queues.items() if device == device_id]
+
+
+def current_streams() -> dict:
+    """This thread's current stream per device (cupy/cuda/stream.pyx _ThreadLocal.current_stream)."""
+    if not hasattr(_thread, "streams"):
+        _thread.streams = {}
+    return _thread.streams
+
+
+def stream_stack() -> list:
+    """This thread's `with stream:` blocks, innermost last: (device, the stream each replaced there)."""
+    if not hasattr(_thread, "stream_stack"):
+        _thread.stream_stack = []
+    return _thread.stream_stack
+
+
+def current_queue(device_id: int | None = None) -> Queue:
+    """The calling thread's current stream on `device_id` (default: the current device)."""
+    device_id = get_device_id() if device_id is None else device_id
+    return queue(device_id, current_streams().get(device_id))
+
+
+def launch(work) -> None:
+    """Queue `work` (a function of no arguments writing device memory) on the current stream."""
+    current_queue().enqueue(work)
+
+
+def wait_for_current_stream(device_id: int | None = None) -> None:
+    """What a blocking read-back does: the current stream's work so far (with what it waits for) runs."""
+    q = current_queue(device_id)
+    q.run_until(q.enqueue(None))
+
+
+def synchronize_device(device_id: int) -> None:
+    """cudaDeviceSynchronize: every stream of the device runs dry."""
+    for q in device_queues(device_id):
+        q.synchronize()

@@ -48,8 +48,10 @@ class Device:
         runtime.setDevice(_state.device_stack().pop())
 
     def synchronize(self):
+        """cudaDeviceSynchronize on this device: all its streams' queued work runs."""
         _state.check_device_id(self.id)
         _state.counters.synchronizes += 1
+        _state.synchronize_device(self.id)
 
     @property
     def compute_capability(self) -> str:
@@ -57,46 +59,86 @@ class Device:
 
 
 class Stream:
-    """cupy/cuda/stream.pyx Stream: work queued in order on one device; the stand-in runs each operation
-    when it is issued, so a stream only tracks which one is current (per thread) and counts syncs."""
+    """cupy/cuda/stream.pyx Stream: launches queued in order on one device and run later (see
+    cupy._state, "asynchronous streams"). The current stream is per thread and per device
+    (stream.pyx _ThreadLocal.current_stream[device_id]); Stream.null, the legacy default stream, is
+    every device's default (device_id -1: the current device)."""
 
     null: Stream
 
-    def __init__(self, null=False, non_blocking=False, ptr=None):
-        self.device_id = _state.get_device_id()
-        self.ptr = 0 if null else id(self)
+    def __init__(self, null=False, non_blocking=False, ptds=False, priority=None):
+        # stream.pyx Stream.__init__: the null stream is ptr 0, the per-thread default stream
+        # runtime.streamPerThread (2, one stream per host thread); both device_id -1 (the current device)
+        self.device_id = -1 if null or ptds else _state.get_device_id()
+        self.non_blocking = bool(non_blocking)
+        self.ptr = 0 if null else 2 if ptds else id(self)
+
+    def _device(self) -> int:
+        return _state.get_device_id() if self.device_id == -1 else self.device_id
+
+    def _queue(self):
+        return _state.queue(self._device(), self)
 
     def synchronize(self):
         _state.counters.synchronizes += 1
+        self._queue().synchronize()
 
     def use(self):
-        _state._thread.stream = self
+        _state.current_streams()[self._device()] = self
         return self
 
     def __enter__(self):
-        self._previous = get_current_stream()
+        # stream.pyx _ThreadLocal.push_stream: a per-thread stack of (device, the stream it replaced)
+        device = self._device()
+        _state.stream_stack().append((device, get_current_stream(device)))
         return self.use()
 
     def __exit__(self, *exc):
-        self._previous.use()
+        device, previous = _state.stream_stack().pop()
+        _state.current_streams()[device] = previous
 
     def record(self, event=None):
-        return Event()
+        event = event or Event()
+        event.record(self)
+        return event
 
     def wait_event(self, event):
-        return None
+        """cudaStreamWaitEvent: this stream's later work waits for the work recorded before the event."""
+        if event._recorded is not None:
+            self._queue().enqueue(None, waits=[event._recorded])
+
+    @property
+    def done(self) -> bool:
+        q = self._queue()
+        return q.done == q.issued
 
 
 class Event:
-    def synchronize(self):
-        _state.counters.synchronizes += 1
+    """cupy/cuda/stream.pyx Event: a position in a stream's queue."""
+
+    def __init__(self, block=False, disable_timing=False, interprocess=False):
+        self._recorded = None
 
     def record(self, stream=None):
-        return None
+        stream = stream or get_current_stream()
+        q = stream._queue()
+        self._recorded = (q, q.issued)
+
+    def synchronize(self):
+        _state.counters.synchronizes += 1
+        if self._recorded is not None:
+            q, position = self._recorded
+            q.run_until(position)
+
+    @property
+    def done(self) -> bool:
+        return self._recorded is None or self._recorded[0].done >= self._recorded[1]
 
 
 Stream.null = Stream(null=True)
+Stream.ptds = Stream(ptds=True)
 
 
 def get_current_stream(device_id=None):
-    return getattr(_state._thread, "stream", Stream.null)
+    device = _state.get_device_id() if device_id is None else device_id
+    return _state.current_streams().get(device, Stream.null)

@@ -23,10 +23,14 @@ def setDevice(device: int) -> None:
 
 def deviceSynchronize() -> None:
     _state.counters.synchronizes += 1
+    _state.synchronize_device(_state.get_device_id())
 
 
 def deviceCanAccessPeer(device: int, peer: int) -> int:
-    return 0  # the virtual devices never share memory, so cross-device operands are refused
+    """1 where the virtual machine's devices have peer access (cupy._state.peer_access), else 0."""
+    _state.check_device_id(device)
+    _state.check_device_id(peer)
+    return int(device == peer or _state.peer_access)
 
 
 def memGetInfo() -> tuple[int, int]:
