@@ -174,6 +174,14 @@ def _pack(ctype: str, value, typedefs, memory: DeviceMemory, index: int, relocs:
             raise TypeError(f"parameter {index} ({ctype}) needs an Indexer of ndim {cindexer.group(1)}")
         size = int(np.prod(value.shape, dtype=object))
         return np.array([size, *value.shape, *([0] * len(value.shape))], dtype=np.int64).tobytes()
+    if bare.endswith(
+        "*"
+    ):  # a RawKernel's pointer: the first field of the CArray CuPy passes (function.pyx _pointer)
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"parameter {index} ({ctype}) needs a device array")
+        buffer, offset = memory.locate(value)
+        relocs.append((index, 0, buffer, offset))
+        return bytes(8)
     dtype = _scalar_dtype(bare, typedefs)
     if isinstance(value, (np.ndarray, Indexer)):
         raise TypeError(f"parameter {index} ({ctype}) is a scalar")
@@ -185,37 +193,29 @@ _SHARED = re.compile(r"(extern\s+)?__shared__\s+([\w\s:<>,*]+?)\s+(\w+)\s*((?:\[
 
 
 def host_translation_unit(source: str, name: str) -> str:
-    """source behind native/shim.h, its __shared__ declarations re-pointed per block, and gp_invoke."""
-    static = []
+    """source behind native/shim.h (and CuPy's headers), its __shared__ declarations re-pointed per block, and gp_invoke."""
+    end = ["0UL"]  # the static layout so far, as a C expression: declarations in order, each aligned
 
     def repoint(m: re.Match) -> str:
         extern, ctype, var, dims = m.group(1), m.group(2).strip(), m.group(3), m.group(4)
         if extern:
             return f"\n#define {var} (({ctype}*)gp_dynamic_shared())\n"
-        static.append((ctype, dims))
-        sized = f"{ctype}{dims}"
-        return (
-            f"\n#define {var} (*({ctype}(*){dims or ''})gp_static_shared({len(static)}, sizeof({sized}), "
-            f"alignof({ctype})))\n"
-            if dims
-            else f"\n#define {var} (*({ctype}*)gp_static_shared({len(static)}, sizeof({ctype}), alignof({ctype})))\n"
-        )
+        offset = f"(({end[0]} + alignof({ctype}) - 1) / alignof({ctype}) * alignof({ctype}))"
+        end[0] = f"({offset} + sizeof({ctype}{dims}))"
+        pointer = f"{ctype}(*){dims}" if dims else f"{ctype}*"
+        return f"\n#define {var} (*({pointer})gp_static_shared({offset}))\n"
 
     body = _SHARED.sub(repoint, source)
     params = kernel_params(body, name)
-    layout = "".join(
-        f"u = (u + alignof({t}) - 1) / alignof({t}) * alignof({t}) + sizeof({t}{d}); " for t, d in static
-    )
     call = ", ".join(f"*({p}*)args[{k}]" for k, p in enumerate(params))
     sizes = ", ".join(f"sizeof({p})" for p in params) or "0"
     return (
-        '#include "shim.h"\n'
+        '#include "gp_prelude.h"\n'  # native/shim.h and CuPy's headers, precompiled (toolchain.py)
         f"{body}\n"
         f'extern "C" void gp_invoke(void** args) {{ {name}({call}); }}\n'
         f'extern "C" const unsigned long gp_param_sizes[] = {{{sizes}}};\n'
         f'extern "C" const unsigned long gp_param_count = {len(params)};\n'
-        f"static unsigned long gp_layout() {{ unsigned long u = 0; {layout}return u; }}\n"
-        'extern "C" const unsigned long gp_static_shared_bytes = gp_layout();\n'
+        f'extern "C" const unsigned long gp_static_shared_bytes = {end[0]};\n'
     )
 
 

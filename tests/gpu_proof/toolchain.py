@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -110,6 +111,39 @@ def _object(source: Path, flags: list[str], key: str) -> Path:
     return out
 
 
+def _prelude(mode: str, key: str) -> Path:
+    """A folder holding gp_prelude.h (native/shim.h, then the headers CuPy prepends to every kernel) and its
+    precompiled form for `mode`'s flags: a kernel compiles in a fraction of a second instead of two."""
+    from gpu_proof.sources import CUPY_HEADERS
+
+    folder = cache_dir() / f"prelude-{mode}-{hashlib.sha256((key + mode).encode()).hexdigest()[:24]}"
+    if not (folder / "gp_prelude.h.gch").exists():
+        partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=cache_dir()))
+        header = partial / "gp_prelude.h"
+        header.write_text(
+            '#pragma once\n#include "shim.h"\n' + "".join(f"#include <{h}>\n" for h in CUPY_HEADERS)
+        )
+        _run(
+            [
+                _compiler(),
+                *_COMMON,
+                *_FLAGS[mode][0],
+                *include_flags(),
+                "-x",
+                "c++-header",
+                str(header),
+                "-o",
+                str(header) + ".gch",
+            ],
+            "the CuPy headers",
+        )
+        try:
+            os.replace(partial, folder)
+        except OSError:  # another process made it first
+            shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
 def build(translation_unit: str, mode: str) -> Path:
     """The executable that launches the kernel of `translation_unit` (kernel wrapper included) in `mode`."""
     if mode not in MODES:
@@ -124,8 +158,19 @@ def build(translation_unit: str, mode: str) -> Path:
     cpp.write_text(translation_unit)
     try:
         kernel = exe.with_suffix(f".{os.getpid()}.o")
+        prelude = _prelude(mode, key)
         _run(
-            [_compiler(), *_COMMON, *kernel_flags, *include_flags(), "-c", str(cpp), "-o", str(kernel)],
+            [
+                _compiler(),
+                *_COMMON,
+                *kernel_flags,
+                f"-I{prelude}",
+                *include_flags(),
+                "-c",
+                str(cpp),
+                "-o",
+                str(kernel),
+            ],
             "the kernel",
         )
         objects = [

@@ -28,6 +28,41 @@ namespace {
 
 struct Entry { uintptr_t address; unsigned size; unsigned char bytes[16]; };
 
+// A thread's buffered stores, unordered, indexed by start address (stores are at most 16 bytes).
+struct StoreBuffer {
+  std::vector<Entry> entries;
+  std::unordered_map<uintptr_t, size_t> at;
+  bool empty() const { return entries.empty(); }
+  size_t size() const { return entries.size(); }
+  void add(const Entry& e) {
+    at[e.address] = entries.size();
+    entries.push_back(e);
+  }
+  void remove(size_t k) {
+    at.erase(entries[k].address);
+    if (k + 1 != entries.size()) {
+      entries[k] = entries.back();
+      at[entries[k].address] = k;
+    }
+    entries.pop_back();
+  }
+  // indices of the entries overlapping [a, a + n), highest first (so remove() keeps the rest valid)
+  std::vector<size_t> overlapping(uintptr_t a, size_t n) const {
+    std::vector<size_t> found;
+    if (n + 16 > entries.size()) {
+      for (size_t k = 0; k < entries.size(); ++k)
+        if (entries[k].address < a + n && a < entries[k].address + entries[k].size) found.push_back(k);
+    } else {
+      for (uintptr_t x = a >= 15 ? a - 15 : 0; x < a + n; ++x) {
+        auto it = at.find(x);
+        if (it != at.end() && x + entries[it->second].size > a) found.push_back(it->second);
+      }
+    }
+    std::sort(found.rbegin(), found.rend());
+    return found;
+  }
+};
+
 struct Block;
 struct Fiber {
   gp_ids_t ids;
@@ -35,7 +70,7 @@ struct Fiber {
   char* stack = nullptr;
   Block* block = nullptr;
   enum { RUNNABLE, AT_BARRIER, DONE } state = RUNNABLE;
-  std::vector<Entry> buffer;                       // store buffer, oldest first
+  StoreBuffer buffer;
   uintptr_t dirty = 0;                             // the store announced by the last write hook
   unsigned dirty_size = 0;
   unsigned char dirty_old[16];
@@ -51,8 +86,7 @@ struct Block {
   const char* site = nullptr;
   char* shared = nullptr;
   size_t shared_bytes = 0;
-  std::unordered_map<int, size_t> static_offsets;
-  size_t static_used = 0, dynamic_offset = 0;
+  size_t dynamic_offset = 0;
 };
 
 struct Region { uintptr_t lo, hi; };
@@ -108,22 +142,17 @@ void forget_if_empty(Fiber* f) {
 }
 
 void drain_overlapping(Fiber* f, uintptr_t a, size_t n) {
-  for (size_t k = 0; k < f->buffer.size();) {
-    Entry& e = f->buffer[k];
-    if (e.address < a + n && a < e.address + e.size) {
-      commit(f, e);
-      f->buffer.erase(f->buffer.begin() + k);
-    } else {
-      ++k;
-    }
+  for (size_t k : f->buffer.overlapping(a, n)) {
+    commit(f, f->buffer.entries[k]);
+    f->buffer.remove(k);
   }
   forget_if_empty(f);
 }
 
 void drain_all(Fiber* f) {
-  std::shuffle(f->buffer.begin(), f->buffer.end(), rng);  // stores become visible in any order
-  for (const Entry& e : f->buffer) commit(f, e);
-  f->buffer.clear();
+  std::shuffle(f->buffer.entries.begin(), f->buffer.entries.end(), rng);  // visible in any order
+  for (const Entry& e : f->buffer.entries) commit(f, e);
+  f->buffer = StoreBuffer();
   forget_if_empty(f);
 }
 
@@ -133,17 +162,15 @@ void capture_store(Fiber* f) {
   memcpy(e.bytes, (void*)f->dirty, f->dirty_size);
   memcpy((void*)f->dirty, f->dirty_old, f->dirty_size);  // memory keeps the committed value
   f->dirty_size = 0;
+  auto same = f->buffer.at.find(e.address);
+  if (same != f->buffer.at.end() && f->buffer.entries[same->second].size == e.size) {
+    f->buffer.entries[same->second] = e;  // the newer store to the same word replaces the older
+    return;
+  }
   // a store overlapping a buffered one of another shape: the older one becomes visible first
-  for (const Entry& old : f->buffer)
-    if (old.address < e.address + e.size && e.address < old.address + old.size &&
-        (old.address != e.address || old.size != e.size)) {
-      drain_overlapping(f, e.address, e.size);
-      break;
-    }
-  for (Entry& old : f->buffer)
-    if (old.address == e.address && old.size == e.size) { old = e; return; }
+  drain_overlapping(f, e.address, e.size);
   if (f->buffer.empty()) buffered.push_back(f);
-  f->buffer.push_back(e);
+  f->buffer.add(e);
 }
 
 void sync_view() {  // entry of every hook and runtime call from a fiber
@@ -156,8 +183,8 @@ void switch_point(bool sync = false) {
   if (chance(spec->p_drain) && !buffered.empty()) {
     Fiber* f = buffered[rng() % buffered.size()];
     size_t k = rng() % f->buffer.size();
-    commit(f, f->buffer[k]);
-    f->buffer.erase(f->buffer.begin() + k);
+    commit(f, f->buffer.entries[k]);
+    f->buffer.remove(k);
     forget_if_empty(f);
   }
   // at a fence or atomic, the thread may stall for a while: the window a missing fence leaves open
@@ -195,15 +222,17 @@ void on_read(uintptr_t a, size_t n) {
       f->floor[b] = h->second.back().first;
     }
   }
-  for (const Entry& e : f->buffer)  // its own stores, newest last
-    for (unsigned k = 0; k < e.size; ++k)
-      if (e.address + k >= a && e.address + k < a + n) {
-        // a patch over a stale one: keep the committed byte as the one to restore
+  for (size_t k : f->buffer.overlapping(a, n)) {  // its own stores
+    const Entry& e = f->buffer.entries[k];
+    for (unsigned j = 0; j < e.size; ++j)
+      if (e.address + j >= a && e.address + j < a + n) {
+        // over a stale patch: keep the committed byte as the one to restore
         bool seen = false;
         for (auto& p : patched)
-          if (p.first == e.address + k) { *(unsigned char*)p.first = e.bytes[k]; seen = true; }
-        if (!seen) show(e.address + k, e.bytes[k]);
+          if (p.first == e.address + j) { *(unsigned char*)p.first = e.bytes[j]; seen = true; }
+        if (!seen) show(e.address + j, e.bytes[j]);
       }
+  }
 }
 
 void on_write(uintptr_t a, size_t n) {
@@ -388,16 +417,7 @@ extern "C" void gp_atomic(void* address, unsigned size, int op, const void* oper
   commit(f, e);  // straight to memory: an atomic is the location's newest value
 }
 
-extern "C" void* gp_static_shared(int id, size_t bytes, size_t align) {
-  Block* b = current->block;
-  auto found = b->static_offsets.find(id);
-  if (found != b->static_offsets.end()) return b->shared + found->second;
-  size_t offset = (b->static_used + align - 1) / align * align;
-  b->static_used = offset + bytes;
-  if (b->static_used > b->dynamic_offset) gp_fail("shared-memory", "static __shared__ declarations need more than the %zu bytes reported", spec->static_shared);
-  b->static_offsets[id] = offset;
-  return b->shared + offset;
-}
+extern "C" void* gp_static_shared(size_t offset) { return current->block->shared + offset; }
 
 extern "C" void* gp_dynamic_shared() { return current->block->shared + current->block->dynamic_offset; }
 

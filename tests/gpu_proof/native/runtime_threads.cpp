@@ -22,8 +22,6 @@ struct Block {
   uint64_t generation = 0;
   const char* site = nullptr;
   std::vector<char> shared;
-  std::unordered_map<int, size_t> static_offsets;
-  size_t static_used = 0;
   size_t dynamic_offset = 0;
 };
 
@@ -152,16 +150,7 @@ extern "C" void gp_atomic(void* address, unsigned size, int op, const void* oper
   else gp_fail("atomic", "no %u-byte atomics", size);
 }
 
-extern "C" void* gp_static_shared(int id, size_t bytes, size_t align) {
-  Block* b = self_block;
-  std::lock_guard<std::mutex> hold(b->lock);
-  auto found = b->static_offsets.find(id);
-  if (found != b->static_offsets.end()) return b->shared.data() + found->second;
-  size_t offset = (b->static_used + align - 1) / align * align;
-  b->static_used = offset + bytes;
-  b->static_offsets[id] = offset;
-  return b->shared.data() + offset;
-}
+extern "C" void* gp_static_shared(size_t offset) { return self_block->shared.data() + offset; }
 
 extern "C" void* gp_dynamic_shared() { return self_block->shared.data() + self_block->dynamic_offset; }
 

@@ -39,8 +39,8 @@ extern "C" void gp_threadfence();
 #define __threadfence_block() gp_threadfence()
 
 // Shared memory: the executor rewrites each `__shared__` declaration of the kernel source into a macro over
-// these (per block storage; the only rewrite it makes), so __shared__ itself must never survive.
-extern "C" void* gp_static_shared(int id, size_t bytes, size_t align);
+// these (per block storage, the layout fixed at compile time; the only rewrite it makes), so __shared__ itself must never survive.
+extern "C" void* gp_static_shared(size_t offset);  // this block's static shared memory + offset
 extern "C" void* gp_dynamic_shared();
 
 // Atomics: one read-modify-write in the runtime (the op codes below), on memory every thread shares.
