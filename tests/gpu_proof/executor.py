@@ -69,6 +69,7 @@ class DeviceMemory:
         name = name or f"buffer{len(self.buffers)}"
         path = self._dir / f"{len(self.buffers)}-{name}"
         file = np.memmap(path, dtype=np.uint8, mode="w+", shape=(pad + nbytes,))
+        file._mmap.madvise(mmap.MADV_RANDOM)  # no readahead into the sparse rest
         data = file[pad:].view(dtype).reshape(shape)
         self.buffers.append(_Buffer(name, path, nbytes, pad, file, data.__array_interface__["data"][0]))
         return data

@@ -91,6 +91,7 @@ static void map_buffer(const std::string& name, const std::string& path, size_t 
   char* file = (char*)mmap(reserved + guard, span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0);
   close(fd);
   if (file == MAP_FAILED) gp_fail("launch-file", "cannot map %s", path.c_str());
+  madvise(file, span, MADV_RANDOM);  // no readahead: a sparse 8 GiB buffer must cost only the pages touched
   char* data = file + pad;
   if (heap) {
     char* copy = (char*)malloc(bytes ? bytes : 1);

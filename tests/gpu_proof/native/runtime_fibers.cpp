@@ -86,6 +86,8 @@ struct Block {
   const char* site = nullptr;
   char* shared = nullptr;
   size_t shared_bytes = 0;
+  char* shared_reserved = nullptr;  // the shared memory and its guards
+  size_t shared_span = 0;
   size_t dynamic_offset = 0;
 };
 
@@ -98,6 +100,8 @@ Fiber* current = nullptr;
 std::vector<Fiber*> live_fibers;                    // every fiber of a live block
 std::vector<Fiber*> buffered;                       // fibers with a non-empty store buffer (may hold stale)
 std::vector<Region> regions;                        // modelled memory: buffers and live shared memory
+std::vector<Block*> live_blocks;
+const size_t kSharedGuard = 1 << 20;
 uint64_t now = 0;                                   // memory time: one tick per store made visible
 std::unordered_map<uintptr_t, std::vector<std::pair<uint64_t, unsigned char>>> history;  // byte -> (time, value before)
 std::vector<std::pair<uintptr_t, unsigned char>> patched;  // bytes showing the current fiber's view
@@ -113,11 +117,24 @@ bool modelled(uintptr_t a) {
   return false;
 }
 
+const Block* shared_guard_of(uintptr_t a) {
+  for (const Block* b : live_blocks)
+    if (a >= (uintptr_t)b->shared_reserved && a < (uintptr_t)b->shared_reserved + b->shared_span) return b;
+  return nullptr;
+}
+
 void check_bounds(uintptr_t a, size_t n, bool write) {
   if (modelled(a) && modelled(a + n - 1)) return;
-  if (gp_guard_of(a) || gp_guard_of(a + n - 1))
+  const uintptr_t bad = modelled(a) ? a + n - 1 : a;
+  if (gp_guard_of(bad))
     gp_fail("invalid-address", "%zu-byte %s by %s: %s", n, write ? "write" : "read", gp_where(),
-            gp_describe_address(gp_guard_of(a) && !modelled(a) ? a : a + n - 1).c_str());
+            gp_describe_address(bad).c_str());
+  if (const Block* b = shared_guard_of(bad)) {
+    const long off = (long)(bad - (uintptr_t)b->shared);
+    gp_fail("invalid-address", "%zu-byte %s by %s: shared memory offset %ld of block (%u,%u,%u), which has %zu bytes",
+            n, write ? "write" : "read", gp_where(), off, b->base.blockIdx.x, b->base.blockIdx.y, b->base.blockIdx.z,
+            b->shared_bytes);
+  }
 }
 
 // memory is "committed" (what every thread would see with no buffering) whenever no fiber is between a hook
@@ -275,8 +292,15 @@ Block* start_block(uint64_t id) {
                       (unsigned)(id / ((uint64_t)spec->grid.x * spec->grid.y))};
   b->dynamic_offset = (spec->static_shared + 15) / 16 * 16;
   b->shared_bytes = b->dynamic_offset + spec->dynamic_shared;
-  b->shared = (char*)calloc(b->shared_bytes + 16, 1);
+  // between PROT_NONE guards, its end on the guard: an access past it is a fault, not a heap corruption
+  const size_t page = 4096, span = (b->shared_bytes + page - 1) / page * page + page;
+  char* reserved = (char*)mmap(nullptr, span + 2 * kSharedGuard, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  mprotect(reserved + kSharedGuard, span, PROT_READ | PROT_WRITE);
+  b->shared_reserved = reserved;
+  b->shared_span = span + 2 * kSharedGuard;
+  b->shared = reserved + kSharedGuard + span - (b->shared_bytes + 15) / 16 * 16;
   regions.push_back({(uintptr_t)b->shared, (uintptr_t)b->shared + b->shared_bytes});
+  live_blocks.push_back(b);
   unsigned threads = spec->block.x * spec->block.y * spec->block.z;
   for (unsigned t = 0; t < threads; ++t) {
     Fiber* f = new Fiber;
@@ -315,7 +339,8 @@ void finish_block(Block* b) {
   // buffers of finished threads still drain later: keep the fibers of global stores alive
   for (Fiber* f : b->fibers)
     if (f->buffer.empty()) delete f;
-  free(b->shared);
+  live_blocks.erase(std::remove(live_blocks.begin(), live_blocks.end(), b), live_blocks.end());
+  munmap(b->shared_reserved, b->shared_span);
   delete b;
 }
 
