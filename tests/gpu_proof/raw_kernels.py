@@ -38,3 +38,22 @@ extern "C" __global__ void big_shared(float* out) {{
     out[threadIdx.x] = scratch[threadIdx.x];
 }}
 """
+
+
+# Thread 0 of each block takes a ticket: the order in which blocks started.
+BLOCK_ORDER = """
+extern "C" __global__ void block_order(unsigned int* counter, unsigned int* ticket) {
+    if (threadIdx.x == 0) ticket[blockIdx.x] = atomicAdd(counter, 1u);
+}
+"""
+
+# Thread 0 waits for thread 1 of its block: finishes only if the threads of a block really run at once.
+HANDSHAKE = """
+extern "C" __global__ void handshake(unsigned int* flag, unsigned int* out) {
+    if (threadIdx.x == 0) {
+        while (atomicAdd(&flag[blockIdx.x], 0u) == 0u) {}
+        out[blockIdx.x] = 7u;
+    }
+    if (threadIdx.x == 1) atomicExch(&flag[blockIdx.x], 1u);
+}
+"""
