@@ -1,8 +1,8 @@
 """Each kernel of gpunn/backend/kernels.py launched on the executor with the arguments CupyBackend passes,
 next to the answer of the generic primitive in gpunn/backend/base.py (called on a NumpyBackend).
 
-run(name, dtype) launches one kernel and returns [(output name, got, expected)]; check(name, dtype)
-asserts them close. `edit` is a text edit of the generated translation unit (a planted bug), the rest of
+run(name, dtype) launches one kernel and returns [(output name, got, expected)]; mismatches() lists those
+not close. `edit` is a text edit of the generated translation unit (a planted bug, planted.py), the rest of
 the keyword arguments go to executor.launch (mode, seed, resident, blocks, weak).
 """
 
@@ -18,7 +18,8 @@ from gpunn.backend.numpy_backend import NumpyBackend
 ROWS, CLASSES, WIDTH = 300, 10, 37  # 300 rows: three blocks of 128, the last one partial
 
 
-def _reference(dtype: str):
+def reference(dtype: str):
+    """base.py's generic primitives on a NumPy backend of `dtype`."""
     backend = NumpyBackend(dtype)
 
     class Generic:  # base.py's primitive of each name, never a NumpyBackend override
@@ -30,7 +31,7 @@ def _reference(dtype: str):
 
 def _inputs(name: str, memory, rng, dtype: str):
     """(args, size or None, expected outputs as [(name, device array, expected array)])."""
-    ref, t = _reference(dtype), np.dtype(dtype).type
+    ref, t = reference(dtype), np.dtype(dtype).type
     put = memory.put
     normal = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
     if name == "relu":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpu_proof import elementwise, executor
-from gpu_proof.gpunn_kernels import _reference, mismatches
+from gpu_proof.gpunn_kernels import mismatches, reference
 from gpunn.backend.kernels import KERNELS
 
 BIG = 2**31
@@ -45,7 +45,7 @@ def _last_blocks(n: int, count: int) -> list[int]:
 
 def _case(name: str, memory, rng, dtype: str):
     """(args, size, blocks, checks): checks read the touched elements after the launch."""
-    ref, t = _reference(dtype), np.dtype(dtype).type
+    ref, t = reference(dtype), np.dtype(dtype).type
     if name in ("gather_images", "gather_batch"):
         width = 784
         count = BIG // width + 8  # images and batch rows: both past 2^31 elements

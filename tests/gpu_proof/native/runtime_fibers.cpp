@@ -107,7 +107,7 @@ std::unordered_map<uintptr_t, std::vector<std::pair<uint64_t, unsigned char>>> h
 std::vector<std::pair<uintptr_t, unsigned char>> patched;  // bytes showing the current fiber's view
 uint64_t hooks = 0;
 uint64_t step = 0;                                  // scheduler decisions so far
-const uint64_t kMaxHooks = 400000000;  // a spin-wait nobody releases ends as a report, not a hang
+const uint64_t kMaxHooks = 100000000;  // a spin-wait nobody releases ends as a report, not a hang
 
 bool chance(double p) { return p > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < p; }
 
