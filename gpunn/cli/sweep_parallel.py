@@ -208,6 +208,9 @@ def run_parallel(runs: list, jobs: int, common: dict) -> tuple[list, int | Gpunn
             stop = GpunnError(outcome[1])
             stop.exit_code = outcome[2]
 
+    def going_on() -> bool:
+        return signals.signum is None and stop is None
+
     def wait(timeout: float | None) -> None:
         for key, _ in selector.select(timeout):
             if key.fileobj is signals.wakeup:
@@ -218,8 +221,8 @@ def run_parallel(runs: list, jobs: int, common: dict) -> tuple[list, int | Gpunn
     with _StopSignals() as signals:
         selector.register(signals.wakeup, selectors.EVENT_READ)
         try:
-            while (queue or running) and signals.signum is None and stop is None:
-                while queue and len(running) < jobs:
+            while (queue or running) and going_on():
+                while queue and len(running) < jobs and going_on():  # nothing starts after a signal
                     worker = _Worker(queue.pop(0), common, threads)
                     running.append(worker)
                     selector.register(worker, selectors.EVENT_READ)
