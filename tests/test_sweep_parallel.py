@@ -246,3 +246,18 @@ def test_a_worker_killed_with_sigkill_is_a_failed_row_and_the_sweep_ends_normall
     )
     assert failed.endswith(f"continue with: gpunn train --resume {folder_of(out, 2)}")
     assert "epochs=2 " in stdout.split("setting", 1)[1]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the session's processes from /proc")
+def test_workers_of_a_sweep_killed_with_sigkill_save_and_stop_by_themselves(tmp_path):
+    sweep, out = start_sweep(tmp_path, "--epochs", "400,401", jobs=2)
+    try:
+        wait_for(lambda: len(list(out.glob("*/checkpoint.npz"))) == 2, "both runs' first checkpoints")
+        os.kill(sweep.pid, signal.SIGKILL)  # no handler runs: the workers see their stdin end
+    finally:
+        finish(sweep)
+    assert_session_ends(sweep.pid)
+    for number in (1, 2):  # each stopped as if signalled: saved mid-epoch, resumable
+        metrics_lines = (folder_of(out, number) / "metrics.jsonl").read_text().splitlines()
+        saved = load_checkpoint(folder_of(out, number)).header
+        assert saved["epoch"] == len(metrics_lines) and saved["epoch"] < 400
