@@ -180,6 +180,8 @@ def test_a_rank_that_raises_brings_the_job_down_with_its_rank_named(tmp_path):
     assert done.returncode != 0 and time.monotonic() - started < 60
     assert "rank 1:" in done.stderr or "rank 0:" in done.stderr
     assert "Traceback" not in done.stderr
+    # ours is the one line: MPI_Abort's own ("Abort(1) on node 1 ...") goes nowhere
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
 
 
 def test_distributed_without_mpiexec_says_how_to_launch():
