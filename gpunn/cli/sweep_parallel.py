@@ -38,13 +38,6 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def limit_blas_threads(threads: int) -> None:
-    import numpy  # noqa: F401  threadpoolctl limits only libraries already loaded: load NumPy's BLAS first
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads, user_api="blas")  # kept for the worker's lifetime
-
-
 class _StopSignals(SignalCatcher):
     """SIGINT/SIGTERM as a flag, a count and a byte on a socket the sweep waits on (so a wait ends at once)."""
 

@@ -66,6 +66,13 @@ def outcome(run, common: dict) -> tuple:
         return ("crash", f"{type(exc).__name__}: {exc}")
 
 
+def limit_blas_threads(threads: int) -> None:
+    import numpy  # noqa: F401  threadpoolctl limits only libraries already loaded: load NumPy's BLAS first
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")  # kept for the worker's lifetime
+
+
 def main() -> int:
     results = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, not into the pickle the sweep reads
@@ -74,8 +81,6 @@ def main() -> int:
     except EOFError:  # the sweep was stopped while starting this worker
         return 1
     threading.Thread(target=_watch_the_sweep, daemon=True).start()
-    from gpunn.cli.sweep_parallel import limit_blas_threads
-
     limit_blas_threads(threads)
     pickle.dump(outcome(run, common), results)
     results.close()
