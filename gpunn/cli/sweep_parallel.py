@@ -27,7 +27,7 @@ from gpunn.errors import GpunnError
 from gpunn.training.loop import SignalCatcher
 from gpunn.training.store import CHECKPOINT
 
-GRACE_SECONDS = 30.0  # a signalled run saves within one batch; a run still loading its data may take longer
+GRACE_SECONDS = 30.0  # a signalled run saves within a batch; one still starting up dies at once
 REAP_SECONDS = 10.0  # how long a worker that sent its outcome (or was SIGKILLed) may take to exit
 
 
