@@ -427,3 +427,22 @@ def test_the_mpi_timeout_is_read_from_the_environment(monkeypatch):
     assert collective_timeout() == DEFAULT_TIMEOUT
     monkeypatch.setenv("GPUNN_MPI_TIMEOUT", "2.5")
     assert collective_timeout() == 2.5
+
+
+def test_ranks_resuming_different_checkpoints_all_stop_with_one_line(tmp_path):
+    for folder, epochs in (("one", 1), ("two", 2)):  # two runs of one setting, saved at different epochs
+        train(
+            out=tmp_path / folder,
+            dataset="digits",
+            dtype="float64",
+            batch_size=32,
+            epochs=epochs,
+            verbose=False,
+        )
+    resume = ["train", "--distributed", "--epochs", "3", "--quiet", "--resume"]
+    done = mpi_ranks([*resume, str(tmp_path / "one")], [*resume, str(tmp_path / "two")])
+    assert_one_line(
+        done, "the resume position differs (rank 0: 'epoch 2, step 0', rank 1: 'epoch 3, step 0')"
+    )
+    assert load_checkpoint(tmp_path / "one").header["epoch"] == 1  # neither run moved
+    assert load_checkpoint(tmp_path / "two").header["epoch"] == 2
