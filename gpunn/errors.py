@@ -113,6 +113,10 @@ class DistributedError(GpunnError):
     exit_code = 2
 
 
+class RanksDisagreeError(DistributedError):
+    """The ranks of a distributed run were started with different settings or data: every rank raises it."""
+
+
 class ExportError(GpunnError):
     """A model or option that the ONNX export cannot write."""
 

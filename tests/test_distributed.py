@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -179,6 +180,8 @@ def test_a_rank_that_raises_brings_the_job_down_with_its_rank_named(tmp_path):
     assert done.returncode != 0 and time.monotonic() - started < 60
     assert "rank 1:" in done.stderr or "rank 0:" in done.stderr
     assert "Traceback" not in done.stderr
+    # ours is the one line: MPI_Abort's own ("Abort(1) on node 1 ...") goes nowhere
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
 
 
 def test_distributed_without_mpiexec_says_how_to_launch():
@@ -243,3 +246,203 @@ def test_ranks_on_one_host_share_its_cores_among_their_blas_threads():
     assert done.returncode == 0, done.stderr
     expected = max(1, len(os.sched_getaffinity(0)) // 2)
     assert done.stdout.strip() == str([(expected, [expected])] * 2)
+
+
+# ---- ranks started differently agree or stop; a rank that stops answering ends the job ---------------------
+
+
+def mpi_ranks(*per_rank: list[str], env=None, timeout=120):
+    """One process per argument list (`mpiexec -n 1 A : -n 1 B`), each a `gpunn` command."""
+    command = [MPIEXEC]
+    for args in per_rank:
+        command += [*([":"] if len(command) > 1 else []), "-n", "1", *gpunn_args(*args)]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+    job = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        out, err = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a hang: the launcher and every rank go, not the launcher alone
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate(timeout=60)
+        raise
+    return subprocess.CompletedProcess(command, job.returncode, out, err)
+
+
+def assert_one_line(done, needle: str):
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # one line, from rank 0
+    assert (
+        done.stderr.startswith("gpunn: error: the ranks were not started alike: ") and needle in done.stderr
+    )
+    assert done.stderr.rstrip().endswith("start every rank with the same settings and the same data")
+
+
+@pytest.mark.parametrize(
+    "flag, mine, theirs, needle",
+    [
+        ("--epochs", "2", "3", "--epochs differs (rank 0: 2, rank 1: 3)"),
+        ("--batch-size", "32", "64", "--batch-size differs (rank 0: 32, rank 1: 64)"),
+        ("--hidden", "16", "32", "--hidden differs (rank 0: (16,), rank 1: (32,))"),
+    ],
+)
+def test_ranks_given_different_settings_all_stop_with_one_line_naming_the_flag(
+    tmp_path, flag, mine, theirs, needle
+):
+    common = ["train", "--distributed", *DIGITS, "--out", str(tmp_path / "r")]
+    done = mpi_ranks([*common, "--epochs", "2", flag, mine], [*common, "--epochs", "2", flag, theirs])
+    assert_one_line(done, needle)
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+def fake_mnist(folder, train: int, seed: int):
+    """MNIST-shaped IDX files of unknown origin (used as given): `train` + 50 random 28x28 images."""
+    from idx_files import idx_bytes
+
+    from gpunn.data.sources import FILES
+
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("test", 50)):
+        labels = np.arange(n) % 10  # every class in both splits
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        for kind, array in (("images", images), ("labels", labels)):
+            (folder / FILES[(split, kind)]).write_bytes(idx_bytes(array))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "other_train, other_seed, needle",
+    [
+        (200, 1, "the test data differs (rank 0: sha256 "),  # other files of the same size
+        (150, 0, "the training set size differs (rank 0: 200, rank 1: 150)"),
+    ],
+    ids=["same-size-other-bytes", "other-size"],
+)
+def test_ranks_reading_different_data_all_stop_with_one_line_naming_it(
+    tmp_path, other_train, other_seed, needle
+):
+    mine, theirs = fake_mnist(tmp_path / "a", 200, 0), fake_mnist(tmp_path / "b", other_train, other_seed)
+    common = [
+        "train",
+        "--distributed",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    done = mpi_ranks([*common, "--data-dir", str(mine)], [*common, "--data-dir", str(theirs)])
+    assert_one_line(done, needle)
+    if other_train == 200:
+        assert "the training data differs (rank 0: sha256 " in done.stderr and "set size" not in done.stderr
+
+
+def test_a_rank_that_stops_answering_ends_the_job_within_the_timeout_with_one_line(tmp_path):
+    loud = [a for a in DIGITS if a != "--quiet"]  # rank 0's first line maps ranks to pids
+    args = gpunn_args(
+        "train", "--distributed", *loud, "--batch-size", "8", "--epochs", "300", "--out", str(tmp_path / "r")
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "GPUNN_MPI_TIMEOUT": "10"}
+    job = subprocess.Popen(
+        [MPIEXEC, "-n", "2", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    victim = None
+    try:
+        header = job.stdout.readline()
+        pids = dict(
+            pair.split("=") for pair in re.search(r"rank=pid ([\d=, ]+);", header).group(1).split(", ")
+        )
+        victim = int(pids["1"])
+        os.kill(victim, signal.SIGSTOP)  # alive, holding its place, never answering
+        out_text, err = job.communicate(timeout=120)
+    finally:
+        if victim is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        if job.poll() is None:
+            job.kill()
+            job.communicate(timeout=60)
+    assert job.returncode != 0
+    lines = err.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith(
+        "gpunn: error: rank 0: no answer from the other ranks for 10 s in the gradient sum of a training step"
+    ), err
+    assert "GPUNN_MPI_TIMEOUT" in lines[0] and "gpunn train --resume" in lines[0]
+
+
+class _Gathered:
+    """A communicator whose allgather answers what two ranks would have sent."""
+
+    def __init__(self, *sent):
+        self.sent = list(sent)
+
+    def allgather(self, mine):
+        assert mine == self.sent[0]  # this process is rank 0
+        return self.sent
+
+
+def agreeing_job(*sent):
+    from gpunn.training.distributed import Job, Watchdog
+
+    job = Job.__new__(Job)  # no MPI: only agree() and its watchdog bracket are used
+    job.comm, job.rank, job.size = _Gathered(*sent), 0, len(sent)
+    job.watchdog = Watchdog.__new__(Watchdog)
+    job.watchdog.timeout, job.watchdog._waiting = 1.0, None
+    return job
+
+
+def test_agreement_names_every_difference_as_keywords_from_python():
+    from gpunn.errors import RanksDisagreeError
+
+    mine = ({"epochs": 2, "lr": 0.1}, {"the training set size": 200})
+    theirs = ({"epochs": 3, "lr": 0.1}, {"the training set size": 150})
+    with pytest.raises(RanksDisagreeError) as caught:
+        agreeing_job(mine, theirs).agree(*mine)
+    assert str(caught.value) == (
+        "the ranks were not started alike: epochs= differs (rank 0: 2, rank 1: 3); the training set size "
+        "differs (rank 0: 200, rank 1: 150): start every rank with the same settings and the same data"
+    )
+    agreeing_job(mine, mine).agree(*mine)  # the same on every rank: nothing raised
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-5", "nan"])
+def test_a_bad_mpi_timeout_is_refused(monkeypatch, text):
+    from gpunn.errors import DistributedError
+    from gpunn.training.distributed import collective_timeout
+
+    monkeypatch.setenv("GPUNN_MPI_TIMEOUT", text)
+    with pytest.raises(
+        DistributedError, match=f"GPUNN_MPI_TIMEOUT must be a number of seconds > 0, got '{text}'"
+    ):
+        collective_timeout()
+
+
+def test_the_mpi_timeout_is_read_from_the_environment(monkeypatch):
+    from gpunn.training.distributed import DEFAULT_TIMEOUT, collective_timeout
+
+    monkeypatch.delenv("GPUNN_MPI_TIMEOUT", raising=False)
+    assert collective_timeout() == DEFAULT_TIMEOUT
+    monkeypatch.setenv("GPUNN_MPI_TIMEOUT", "2.5")
+    assert collective_timeout() == 2.5
+
+
+def test_ranks_resuming_different_checkpoints_all_stop_with_one_line(tmp_path):
+    for folder, epochs in (("one", 1), ("two", 2)):  # two runs of one setting, saved at different epochs
+        train(
+            out=tmp_path / folder,
+            dataset="digits",
+            dtype="float64",
+            batch_size=32,
+            epochs=epochs,
+            verbose=False,
+        )
+    resume = ["train", "--distributed", "--epochs", "3", "--quiet", "--resume"]
+    done = mpi_ranks([*resume, str(tmp_path / "one")], [*resume, str(tmp_path / "two")])
+    assert_one_line(
+        done, "the resume position differs (rank 0: 'epoch 2, step 0', rank 1: 'epoch 3, step 0')"
+    )
+    assert load_checkpoint(tmp_path / "one").header["epoch"] == 1  # neither run moved
+    assert load_checkpoint(tmp_path / "two").header["epoch"] == 2

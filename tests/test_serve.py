@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from gpunn.cli.drawing import mnist_like
-from gpunn.cli.serve import MAX_BODY, Predictor, make_server
-from gpunn.errors import GpunnError
+from gpunn.cli.serve import MAX_BODY, MAX_THREADS, Predictor, make_server
+from gpunn.errors import ConfigError, GpunnError
 from gpunn.nn.model import mlp
 
 # a model whose answer follows from the math: zero weights, biases log(p) -> softmax gives p for any image
@@ -75,7 +75,7 @@ def test_page_and_prediction(server):
 def raw_request(url: str, text: str) -> str:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as connection:
-        connection.sendall(text.encode())
+        connection.sendall(text.encode("latin-1"))  # the bytes of each character, as HTTP reads headers
         reply = b""
         while chunk := connection.recv(4096):  # error answers close the connection: read to the end
             reply += chunk
@@ -122,6 +122,83 @@ def test_oversized_missing_length_and_unknown_paths(server):
     reply = raw_request(url, "GET /secret HTTP/1.1\r\n\r\n")
     assert reply.startswith("HTTP/1.0 404")
     assert [line.split("-> ")[1][:3] for line in log.getvalue().splitlines()] == ["413", "411", "404", "404"]
+
+
+@pytest.mark.parametrize(
+    "length, status",
+    [
+        ("\u00b2", 400),  # a superscript 2 (one Latin-1 byte, as headers are read): isdigit() yes, int() no
+        ("+4", 400),
+        ("1_0", 400),
+        ("0x10", 400),
+        ("9" * 5000, 413),  # over int()'s 4,300-digit limit, and over the body limit
+        ("0" * 50 + "{size}", 200),  # leading zeros do not change the number
+    ],
+    ids=["superscript", "plus", "underscore", "hex", "5000-digits", "leading-zeros"],
+)
+def test_a_content_length_that_is_not_plain_digits_is_a_400_not_a_traceback(server, length, status):
+    url, log = server
+    body = '{"width": 1, "height": 1, "ink": "AA=="}'
+    length = length.replace("{size}", str(len(body)))
+    reply = raw_request(
+        url,
+        f"POST /predict HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
+        f"Connection: close\r\n\r\n{body}",
+    )
+    assert reply.split(" ", 2)[1] == str(status), reply
+    (line,) = log.getvalue().splitlines()  # one line: the answer, no traceback
+    assert f"-> {status}" in line
+    assert post(url, GOOD.encode())[0] == 200
+
+
+def test_a_burst_of_100_simultaneous_requests_all_get_an_answer(server):
+    url, log = server
+    clients = 100
+    assert clients > MAX_THREADS  # more than run at once: the rest wait in the listen queue
+    start = threading.Barrier(clients)
+    statuses = [None] * clients
+
+    def client(index):
+        start.wait(timeout=60)
+        try:
+            statuses[index] = post(url, GOOD.encode())[0]
+        except OSError as error:  # a reset connection
+            statuses[index] = repr(error)
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert statuses == [200] * clients
+    assert log.getvalue().count("POST /predict -> 200") == clients
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--port", "99999"], "--port must be a port number 0..65535 (0 picks a free one), got 99999"),
+        (["--port", "-1"], "--port must be a port number 0..65535"),
+        (["--host", "no-such-host.invalid"], "cannot resolve --host 'no-such-host.invalid'"),
+    ],
+)
+def test_cli_bad_port_or_host_is_one_line_naming_the_flag(tmp_path, flags, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "gpunn", "serve", str(tmp_path / "unread.npz"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr == f"gpunn: error: {message}" + done.stderr.split(message)[1]
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_python_make_server_names_keywords():
+    predictor = Predictor(fixed_model(), tuple("0123456789"))
+    with pytest.raises(ConfigError, match=r"port= must be a port number 0\.\.65535"):
+        make_server(predictor, "127.0.0.1", 65536)
+    with pytest.raises(ConfigError, match="cannot resolve host= 'no-such-host.invalid'"):
+        make_server(predictor, "no-such-host.invalid", 0)
 
 
 def test_a_model_that_does_not_take_28x28_is_refused():

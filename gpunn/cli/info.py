@@ -24,7 +24,9 @@ def info_lines() -> list[str]:
     from gpunn.training.distributed import mpi_status
 
     mpi_ok, mpi_why = mpi_status()
-    lines.append(f"distributed: MPI {'available' if mpi_ok else 'unavailable'} ({mpi_why}); {collective_line()}")
+    lines.append(
+        f"distributed: MPI {'available' if mpi_ok else 'unavailable'} ({mpi_why}); {collective_line()}"
+    )
     try:
         chosen = select().describe()
     except gpunn.DeviceUnavailableError as exc:

@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--top", type=int, default=3, help="how many classes to show (1..the number of classes)")
+    predict.add_argument(
+        "--top", type=int, default=3, help="how many classes to show (1..the number of classes)"
+    )
     predict.add_argument(
         "--invert", action="store_true", help="flip dark-on-light images to MNIST's white digit on black"
     )

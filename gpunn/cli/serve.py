@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
+import socket
 import sys
 import threading
 from http import HTTPStatus
@@ -21,11 +23,13 @@ import numpy as np
 
 from gpunn.cli.drawing import FIELD, mnist_like
 from gpunn.cli.predict_inputs import top_classes
-from gpunn.errors import GpunnError
+from gpunn.errors import ConfigError, GpunnError, Options
 
 MAX_BODY = 512 * 1024  # bytes; a 512x512 drawing is ~350 KB of base64
 MAX_SIDE = 512
 TOP = 3
+MAX_THREADS = 16  # requests handled at once; the rest wait in the listen queue
+LISTEN_QUEUE = 128  # connections the kernel holds for us (the standard library's 5 reset a burst of 100)
 
 
 class BadRequest(Exception):
@@ -58,6 +62,22 @@ def decode_drawing(body: bytes) -> np.ndarray:
             HTTPStatus.BAD_REQUEST, f'"ink" must be base64 of width*height = {width * height} bytes'
         )
     return np.frombuffer(pixels, dtype=np.uint8).reshape(height, width)
+
+
+def content_length(text: str | None) -> int:
+    """The body's size from its Content-Length header, or BadRequest: ASCII digits only (int() would also
+    take "+1", " 1", "1_0" and Unicode digits, and refuse over 4,300 digits with a ValueError)."""
+    if text is None:
+        raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+    if not (text.isascii() and text.isdigit()):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f"Content-Length {text[:40]!r} is not a byte count")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_BODY)) or int(digits) > MAX_BODY:
+        raise BadRequest(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"body of {digits[:40]} bytes is over the {MAX_BODY}-byte limit",
+        )
+    return int(digits)
 
 
 class Predictor:
@@ -141,39 +161,78 @@ def make_handler(predictor: Predictor, log=sys.stderr):
                     HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                     f"Content-Type must be application/json, not {content_type!r}",
                 )
-            length = self.headers.get("Content-Length")
-            if length is None:
-                raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-            if not length.isdigit():
-                raise BadRequest(HTTPStatus.BAD_REQUEST, f"Content-Length {length!r} is not a byte count")
-            if int(length) > MAX_BODY:
-                raise BadRequest(
-                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                    f"body of {length} bytes is over the {MAX_BODY}-byte limit",
-                )
-            return self.rfile.read(int(length))
+            return self.rfile.read(content_length(self.headers.get("Content-Length")))
 
     return Handler
 
 
 class Server(ThreadingHTTPServer):
+    """A thread per request, at most MAX_THREADS at a time: a burst waits in the listen queue instead of
+    starting a thread per connection (or being reset, as with the standard library's queue of 5)."""
+
     daemon_threads = True  # Ctrl-C does not wait for open connections
+    request_queue_size = LISTEN_QUEUE
+
+    def __init__(self, address, handler, family=socket.AF_INET):
+        self.address_family = family  # before the socket is made: IPv6 hosts work too
+        self._slots = threading.BoundedSemaphore(MAX_THREADS)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        self._slots.acquire()  # frees within the handler's timeout: every request thread ends by then
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def address_family(host: str, port: int) -> int:
+    """The socket family for host:port (IPv4 or IPv6), or one line naming the option that is wrong."""
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise ConfigError(
+            Options(
+                lambda n: f"{n('port')} must be a port number 0..65535 (0 picks a free one), got {port!r}"
+            )
+        )
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        raise ConfigError(Options(lambda n: f"cannot resolve {n('host')} {host!r} ({why})")) from None
+    return infos[0][0]
 
 
 def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, log=sys.stderr) -> Server:
+    """The server bound to host:port (0 picks a free port); a port or host that cannot be used is one line
+    naming the option to change."""
+    family = address_family(host, port)
     try:
-        return Server((host, port), make_handler(predictor, log))
+        return Server((host, port), make_handler(predictor, log), family)
     except OSError as exc:
-        raise GpunnError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port") from None
+        # a port in use or reserved is the port's fault; an address not on this machine is the host's
+        flag = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
+        why = exc.strerror
+        raise GpunnError(
+            Options(lambda n: f"cannot listen on {host}:{port} ({why}): pick another {n(flag)}")
+        ) from None
 
 
 def serve(checkpoint_path, device: str | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the page until Ctrl-C; the first line printed is the page's address."""
     from gpunn.cli.predict_inputs import load_predictor
 
+    address_family(host, port)  # a wrong --port or --host fails before the model is loaded
     predictor = Predictor(*load_predictor(checkpoint_path, device))
     with make_server(predictor, host, port) as server:
         bound_host, bound_port = server.server_address[:2]
+        bound_host = f"[{bound_host}]" if ":" in bound_host else bound_host  # an IPv6 address in a URL
         print(
             f"serving http://{bound_host}:{bound_port}/ (model on {predictor.model.backend.device}; Ctrl-C stops)",
             flush=True,

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import itertools
+import shlex
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from gpunn.errors import RunFolderError, TrainingDivergedError, TrainingStalledError, cli_message
+from gpunn.errors import (
+    RunFolderError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+    TrainingStalledError,
+    cli_message,
+    flag_name,
+)
 from gpunn.training.config import ConfigError, TrainConfig, parse_hidden
 from gpunn.training.runlock import claim, unique_folder
 
 
 @dataclass(frozen=True)
 class SweepRun:
-    """One combination: its 1-based number (its folder's prefix and its --index), label and settings."""
+    """One combination: its 1-based number (its folder's prefix and its --index), label and settings;
+    `redo` is the command that runs it alone (`gpunn sweep ... --index N`)."""
 
     number: int
     total: int
     label: str
     settings: dict
     out: Path
+    redo: str = ""
 
 
 def check_jobs(jobs, index, total: int) -> None:
@@ -37,7 +48,9 @@ def check_jobs(jobs, index, total: int) -> None:
 
 class SweepRow(NamedTuple):
     """One combination's outcome. A setting that diverges or stalls is a result, not the sweep's end:
-    `failure` says why (test_accuracy, seconds and best are None) and the other combinations still run."""
+    `failure` says why (test_accuracy, seconds and best are None) and the other combinations still run.
+    `status` is "finished", "failed", or, for a sweep that was stopped, "interrupted" or "not started"
+    (then `failure` names the command that continues or runs it)."""
 
     label: str
     test_accuracy: float | None
@@ -45,6 +58,15 @@ class SweepRow(NamedTuple):
     folder: Path
     best: dict | None  # the validation-chosen epoch's metrics (None without --val-size)
     failure: str | None = None
+    status: str = "finished"
+
+
+def unfinished_row(run: SweepRun, status: str, why: str) -> SweepRow:
+    return SweepRow(run.label, None, None, run.out, None, why, status)
+
+
+def not_started_row(run: SweepRun) -> SweepRow:
+    return unfinished_row(run, "not started", f"run it with: {run.redo}")
 
 
 def run_one(run: SweepRun, common: dict, verbose: bool = False) -> SweepRow:
@@ -57,7 +79,7 @@ def run_one(run: SweepRun, common: dict, verbose: bool = False) -> SweepRow:
         failure = cli_message(exc)  # the sweep reports like the command line: options named as flags
         if verbose:
             print(f"[{run.number}/{run.total}] {run.label}: failed: {failure}", flush=True)
-        return SweepRow(run.label, None, None, run.out, None, failure)
+        return unfinished_row(run, "failed", failure)
     seconds = sum(h["seconds"] for h in result.history)
     return SweepRow(run.label, result.test_accuracy, seconds, result.out_dir, result.best)
 
@@ -80,7 +102,9 @@ def run_sweep(
 
     Every combination is validated before the first run. A whole sweep needs `out` new or empty (None: a
     new runs/sweep-<time> folder) and holds it exclusively; an `index` run (one array-job task of many)
-    shares `out` with its sibling tasks and claims only its own run folder."""
+    shares `out` with its sibling tasks and claims only its own run folder. SIGINT/SIGTERM stop the sweep:
+    the table is printed (the unfinished rows name the command that continues or runs each), then
+    TrainingInterrupted is raised, its `rows` the table's."""
     keys = list(grid)
     combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
     chosen_all = [{k: (parse_hidden(v) if k == "hidden" else v) for k, v in c.items()} for c in combos]
@@ -103,27 +127,47 @@ def run_sweep(
         return _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index)
 
 
+def index_command(grid: dict, common: dict, out: Path, number: int) -> str:
+    """The command line that runs combination `number` of this sweep alone, into the same folder."""
+    words = ["gpunn", "sweep"]
+    for key, values in grid.items():
+        if key == "hidden":
+            words += [flag_name(key), "/".join(",".join(map(str, parse_hidden(v))) for v in values)]
+        else:
+            words += [flag_name(key), ",".join(map(str, values))]
+    words += [w for key, value in common.items() if value is not None for w in (flag_name(key), str(value))]
+    return shlex.join([*words, "--out", str(out), "--index", str(number)])
+
+
 def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index) -> list:
     swept = [k for k in keys if len(grid[k]) > 1]
+    common = dict(device=device, dtype=dtype, data_dir=data_dir, recipe=recipe)
     runs = []
     for number, (settings, chosen) in enumerate(zip(combos, chosen_all, strict=True), start=1):
         name = "-".join(f"{k}{str(settings[k]).replace(',', '_').replace('/', '_')}" for k in swept) or "run"
         label = _label({k: chosen[k] for k in swept}) or "single run"
-        runs.append(SweepRun(number, len(combos), label, chosen, out / f"{number:02d}-{name}"))
+        redo = index_command(grid, common, out, number)
+        runs.append(SweepRun(number, len(combos), label, chosen, out / f"{number:02d}-{name}", redo))
     if index is not None:
         runs = [runs[index - 1]]
-    common = dict(device=device, dtype=dtype, data_dir=data_dir, recipe=recipe)
     if jobs > 1 and len(runs) > 1:
         from gpunn.cli.sweep_parallel import run_parallel
 
-        rows = run_parallel(runs, jobs, common)
+        rows, stop = run_parallel(runs, jobs, common)
     else:
-        rows = []
-        for run in runs:
-            print(f"[{run.number}/{run.total}] {run.label}", flush=True)
-            rows.append(run_one(run, common, verbose=True))  # each run's own epoch lines show progress
+        rows, stop = _run_in_turn(runs, common)
     print_table(rows)
     finished = [r for r in rows if r.failure is None]
+    if stop is not None:  # the finished rows are above; no plot: a stop should be prompt
+        if isinstance(stop, int):  # a signal: exit 128 + its number, as a shell expects
+            stop = TrainingInterrupted(
+                f"{signal.Signals(stop).name} received: {len(finished)} of {len(rows)} combination(s) "
+                f"finished; the table names the command that continues or runs each of the other "
+                f"{len(rows) - len(finished)}",
+                stop,
+            )
+        stop.rows = rows
+        raise stop
     if index is not None or not finished:
         return rows  # one array task of many: the others' runs are not there to plot
     from gpunn.cli.plot import plot_runs
@@ -136,6 +180,19 @@ def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recip
     return rows
 
 
+def _run_in_turn(runs: list[SweepRun], common: dict) -> tuple[list, int | None]:
+    """(rows of the combinations run one after another here, the signal that stopped the sweep or None)."""
+    rows = []
+    for position, run in enumerate(runs):
+        print(f"[{run.number}/{run.total}] {run.label}", flush=True)
+        try:
+            rows.append(run_one(run, common, verbose=True))  # each run's own epoch lines show progress
+        except TrainingInterrupted as exc:  # it saved where it stood and says how to continue
+            rows.append(unfinished_row(run, "interrupted", cli_message(exc)))
+            return rows + [not_started_row(r) for r in runs[position + 1 :]], exc.exit_code - 128
+    return rows, None
+
+
 def print_table(rows: list[SweepRow]) -> None:
     """One line per run; with a validation split, best first by validation loss (the test set only reports).
     Failed combinations come last, each with its reason."""
@@ -143,7 +200,7 @@ def print_table(rows: list[SweepRow]) -> None:
     finished = [r for r in rows if r.failure is None]
     if finished and all(r.best is not None for r in finished):
         print(f"{'setting':<{width}}  val loss  val acc  best epoch  its test acc  final test acc   train s")
-        for label, accuracy, seconds, _, best, _ in sorted(finished, key=lambda r: r.best["val_loss"]):
+        for label, accuracy, seconds, _, best, *_ in sorted(finished, key=lambda r: r.best["val_loss"]):
             print(
                 f"{label:<{width}}  {best['val_loss']:8.4f}  {best['val_accuracy']:7.2%}  {best['epoch']:10d}  "
                 f"{best['test_accuracy']:12.2%}  {accuracy:14.2%}  {seconds:8.2f}"
@@ -154,4 +211,4 @@ def print_table(rows: list[SweepRow]) -> None:
             print(f"{label:<{width}}  {accuracy:7.2%}  {seconds:8.2f}")
     for row in rows:
         if row.failure is not None:
-            print(f"{row.label:<{width}}  failed: {row.failure}")
+            print(f"{row.label:<{width}}  {row.status}: {row.failure}")

@@ -8,14 +8,21 @@ K ranks end with the weights of one process. Rank 0 alone prints and writes. MPI
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import socket
 import sys
+import threading
 import time
 
 import numpy as np
 
-from gpunn.errors import DistributedError
+from gpunn.errors import DistributedError, Options, RanksDisagreeError
+
+TIMEOUT_VARIABLE = "GPUNN_MPI_TIMEOUT"
+DEFAULT_TIMEOUT = 300.0  # seconds one collective may wait for the others (a checkpoint save, a late rank)
+DATA_WAIT_TIMEOUT = 3600.0  # the ranks wait this long for rank 0 to fetch (or download) the data
 
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 INSTALL_HINT = 'pip install "gpunn[mpi]"'
@@ -34,6 +41,54 @@ def mpi_status() -> tuple[bool, str]:
     return True, f"mpi4py {mpi4py.__version__}" + ("; launched by mpiexec" if launched_by_mpi() else "")
 
 
+def collective_timeout() -> float:
+    """Seconds a collective may wait: GPUNN_MPI_TIMEOUT if set (a positive number), else DEFAULT_TIMEOUT."""
+    text = os.environ.get(TIMEOUT_VARIABLE)
+    if text is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise DistributedError(f"{TIMEOUT_VARIABLE} must be a number of seconds > 0, got {text!r}")
+    return seconds
+
+
+class Watchdog:
+    """Ends the whole job when one collective waits longer than its limit: a rank that hangs, is stopped
+    or never calls the same collective cannot leave the others waiting forever (MPI itself never times out).
+
+    A thread looks once a second; `waiting(what)` brackets each collective."""
+
+    def __init__(self, job: Job, timeout: float):
+        self.job, self.timeout = job, timeout
+        self._waiting: tuple[str, float, float] | None = None  # (what, since, limit)
+        threading.Thread(target=self._watch, name="gpunn-mpi-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def waiting(self, what: str, limit: float | None = None):
+        self._waiting = (what, time.monotonic(), self.timeout if limit is None else limit)
+        try:
+            yield
+        finally:
+            self._waiting = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(1.0)
+            waiting = self._waiting
+            if waiting is not None and time.monotonic() - waiting[1] > waiting[2]:
+                what, _, limit = waiting
+                self.job.fail(
+                    DistributedError(
+                        f"no answer from the other ranks for {limit:g} s in {what}; stopping the whole job "
+                        f"(a rank hangs, was stopped, or runs other settings; {TIMEOUT_VARIABLE} sets the "
+                        "limit). The last checkpoint is kept: continue with `gpunn train --resume OUT`"
+                    )
+                )
+
+
 class Job:
     """The MPI job as this rank sees it: its rank, the size, and where every rank's process lives."""
 
@@ -42,8 +97,33 @@ class Job:
 
         comm.Set_errhandler(MPI.ERRORS_RETURN)  # errors become exceptions we report, not MPICH's abort
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
-        self.peers = comm.allgather((socket.gethostname(), os.getpid()))
+        self.watchdog = Watchdog(self, collective_timeout())
+        with self.waiting("the start of the job"):
+            self.peers = comm.allgather((socket.gethostname(), os.getpid()))
         self.blas_threads = share_blas_threads(comm)
+
+    def waiting(self, what: str, limit: float | None = None):
+        """Bracket one collective: the watchdog ends the job if it lasts over the limit."""
+        return self.watchdog.waiting(what, limit)
+
+    def agree(self, settings: dict, facts: dict | None = None, limit: float | None = None) -> None:
+        """Every rank's `settings` (option name -> value) and `facts` (description -> value) are rank 0's,
+        or every rank raises the same RanksDisagreeError naming each one that differs (one allgather).
+
+        Ranks that trained different settings or data would hang in an Allreduce (another number of
+        steps) or silently average gradients of different problems."""
+        facts = facts or {}
+        with self.waiting("comparing the ranks' settings and data", limit):
+            everyone = self.comm.allgather((settings, facts))
+        differences = []
+        for index, is_option in ((0, True), (1, False)):  # the settings, then the facts
+            for key in sorted({k for ranks in everyone for k in ranks[index]}):
+                values = [ranks[index].get(key) for ranks in everyone]
+                other = next((r for r, v in enumerate(values) if v != values[0]), None)
+                if other is not None:
+                    differences.append((key, is_option, values[0], other, values[other]))
+        if differences:
+            raise RanksDisagreeError(Options(lambda n: _disagreement(differences, n)))
 
     def dead_ranks(self) -> list[int]:
         """Ranks on this host whose process no longer exists."""
@@ -73,9 +153,47 @@ class Job:
             message = str(exc) or type(exc).__name__
         print(f"gpunn: error: rank {self.rank}: {message}", file=sys.stderr, flush=True)
         try:
+            _silence_stderr()  # MPI_Abort adds a line of its own (MPICH: "Abort(1) on node ..."): ours is the one
             self.comm.Abort(code)
         finally:
             os._exit(code)  # Abort may return when a peer is already gone
+
+
+def _silence_stderr() -> None:
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+
+def _disagreement(differences: list, name) -> str:
+    parts = [
+        f"{name(key) if is_option else key} differs (rank 0: {_shown(first)}, rank {rank}: {_shown(theirs)})"
+        for key, is_option, first, rank, theirs in differences
+    ]
+    return (
+        "the ranks were not started alike: "
+        + "; ".join(parts)
+        + ": start every rank with the same settings and the same data"
+    )
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "not given"
+    if isinstance(value, str) and len(value) == 64:  # a digest: its start tells them apart
+        return f"sha256 {value[:12]}..."
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def digest(*arrays) -> str:
+    """SHA-256 of the arrays' shapes, dtypes and bytes: equal exactly when the arrays are."""
+    sha = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        sha.update(f"{array.shape}{array.dtype.str}".encode())
+        sha.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+    return sha.hexdigest()
 
 
 def _is_mpi_error(exc: BaseException) -> bool:
@@ -116,7 +234,8 @@ class Distributed:
         flat[-1] = 1.0 if stop else 0.0
         if scale != 1.0:  # the flag is scaled too: still > 0 exactly when some rank stops
             flat = backend.scale(flat, scale)
-        flat = self.reducer.sum_(flat)
+        with self.job.waiting("the gradient sum of a training step"):
+            flat = self.reducer.sum_(flat)
         buffer.set_gradient(flat)
         return read_flag and bool(backend.to_host(flat[-1:])[0] > 0)
 
@@ -125,11 +244,14 @@ class Distributed:
         from mpi4py import MPI
 
         array = np.array(values, dtype=np.float64)
-        self.comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
+        with self.job.waiting("the sum of the epoch's totals"):
+            self.comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
         return array
 
-    def barrier(self) -> None:
-        self.comm.Barrier()
+    def data_barrier(self) -> None:
+        """Rank 0 fetches (or downloads) the data while the others wait here: a long wait, still bounded."""
+        with self.job.waiting("waiting for rank 0 to fetch the data", DATA_WAIT_TIMEOUT):
+            self.comm.Barrier()
 
 
 def local_placement(comm) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from gpunn.errors import (
     DataError,
     DeviceUnavailableError,
     Options,
+    RanksDisagreeError,
     TrainingDivergedError,
     TrainingInterrupted,
     TrainingStalledError,
@@ -37,6 +38,13 @@ from gpunn.training.validation_split import split_validation
 __all__ = ["BEST", "CHECKPOINT", "TrainResult", "train"]
 
 RESUME_MAY_CHANGE = {"epochs"}
+_RAISED_BY_EVERY_RANK = (
+    TrainingInterrupted,
+    TrainingDivergedError,
+    TrainingStalledError,
+    ConfigError,
+    RanksDisagreeError,
+)
 
 
 @dataclass
@@ -91,15 +99,52 @@ def train(
     if not distributed:
         return _train(config, job=None, **kwargs, **overrides)
     from gpunn.training import distributed as mpi
+
     job = mpi.start()
     try:
+        # the first collective after the start: ranks asked to do different things stop here, together
+        job.agree(_asked_settings(config, out, resume, device, dtype, overrides))
         return _train(config, job=job, **kwargs, **overrides)
-    except (TrainingInterrupted, TrainingDivergedError, TrainingStalledError, ConfigError) as exc:
-        exc.told_elsewhere = job.rank != 0  # every rank raised the same error at the same point: rank 0 reports it
+    except _RAISED_BY_EVERY_RANK as exc:
+        # every rank raised the same error at the same point: rank 0 reports it
+        exc.told_elsewhere = job.rank != 0
         raise
     except Exception as exc:  # this rank alone failed, or lost a peer: nobody may be left waiting
         job.fail(exc, getattr(exc, "exit_code", 1))
         raise
+
+
+def _asked_settings(config, out, resume, device, dtype, overrides) -> dict:
+    """What this rank was asked to do, as every rank must have been asked: the settings as given (paths
+    only as given or not: each host may mount the same run elsewhere)."""
+    settings = {k: v for k, v in overrides.items() if v is not None}
+    if config is not None:
+        settings.update(config.to_dict())
+    for key, value in (("out", out), ("resume", resume)):
+        settings[key] = None if value is None else "given"
+    settings.update(device=None if device is None else str(device), dtype=dtype)
+    return settings
+
+
+def _agree_on_the_run(job, config: TrainConfig, backend, saved: TrainingState | None) -> None:
+    """The settings each rank resolved (a resume: from its checkpoint) and the device kind it chose."""
+    position = None if saved is None else f"epoch {saved.epoch + 1}, step {saved.step_in_epoch}"
+    job.agree(
+        config.to_dict(),
+        {"the array library": backend.name, "the dtype": backend.dtype_name, "the resume position": position},
+    )
+
+
+def _agree_on_the_data(job, model, train_set, test_set, val_set) -> None:
+    """The same data and starting weights on every rank: the sizes, then the bytes (other files of one size)."""
+    from gpunn.training.distributed import DATA_WAIT_TIMEOUT, digest
+
+    facts = {"the classes": list(train_set.class_names), "the starting weights": digest(*model.get_weights())}
+    for name, dataset in (("training", train_set), ("test", test_set), ("validation", val_set)):
+        if dataset is not None:
+            facts[f"the {name} set size"] = len(dataset)
+            facts[f"the {name} data"] = digest(dataset.features, dataset.labels)
+    job.agree({}, facts, DATA_WAIT_TIMEOUT)  # the others load their data after rank 0: a long wait
 
 
 @dataclass
@@ -155,7 +200,9 @@ def _request(config, job, *, out, resume, device, dtype, data_dir, **overrides) 
 
 def _resumed_config(out: Path, saved: TrainingState, overrides: dict) -> TrainConfig:
     """The saved settings with the allowed changes (epochs, raised); a finished run is not resumed."""
-    changed = {k for k, v in overrides.items() if v is not None and getattr(saved.config, k, v) != _normal(k, v)}
+    changed = {
+        k for k, v in overrides.items() if v is not None and getattr(saved.config, k, v) != _normal(k, v)
+    }
     if changed - RESUME_MAY_CHANGE:
         raise ConfigError(
             f"cannot change {', '.join(sorted(changed - RESUME_MAY_CHANGE))} when resuming {out}"
@@ -214,8 +261,8 @@ def _select_backend(request: _Request, saved: TrainingState | None, job):
 def _load_data(config: TrainConfig, request: _Request, saved: TrainingState | None, dist):
     """(train, test, validation or None), checked against the run's recorded files and classes."""
     root = dist is None or dist.is_root
-    if dist is not None and not root:
-        dist.barrier()  # rank 0 fetches (or downloads) the data first; no download races
+    if dist is not None and not root:  # rank 0 fetches (or downloads) the data first; no download races
+        dist.data_barrier()
     saved_data = saved.data if saved is not None else None
     data_dir = provenance.data_dir_for(saved_data, request.data_dir)
     train_set = load_dataset(config.dataset, "train", data_dir=data_dir)
@@ -224,7 +271,7 @@ def _load_data(config: TrainConfig, request: _Request, saved: TrainingState | No
     if config.val_size:
         train_set, val_set = split_validation(train_set, config.val_size, config.seed)
     if dist is not None and root:
-        dist.barrier()
+        dist.data_barrier()
     out = request.out
     provenance.check_unchanged(saved_data, out, train_set, test_set)
     if train_set.images.shape[1:] != test_set.images.shape[1:]:
@@ -250,6 +297,7 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
     if job is not None:
         from gpunn.training.distributed import Distributed
 
+        _agree_on_the_run(job, config, backend, saved)  # before the collectives that set up the reducer
         dist = Distributed(job, backend)
     ranks = Ranks(dist)
     train_set, test_set, val_set = _load_data(config, request, saved, dist)
@@ -263,13 +311,17 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
         state = saved
         if not ranks.is_root:  # the partial sums are global: rank 0 carries them
             state.loss_sum, state.correct = 0.0, 0
+    if job is not None:  # before the first step: other data would mean other steps, or mixed gradients
+        _agree_on_the_data(job, model, train_set, test_set, val_set)
     state.data = provenance.record(train_set, test_set)
     state.classes = list(train_set.class_names)
     state.device, state.dtype = backend.device, backend.dtype_name
     if ranks.is_root:
         remove_stale_temp_files(request.out)
         _write_config_json(request.out, state)
-    counts = f"{len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test"
+    counts = (
+        f"{len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test"
+    )
     reporter.line(_start_line(selection, job, dist, model, state, request.out, counts, saved is not None))
 
     loop = Loop(
@@ -297,7 +349,9 @@ def _saved_run(request: _Request):
     return checkpoint, saved
 
 
-def _start_line(selection, job, dist, model, state: TrainingState, out: Path, counts: str, resumed: bool) -> str:
+def _start_line(
+    selection, job, dist, model, state: TrainingState, out: Path, counts: str, resumed: bool
+) -> str:
     """The run's first line: device (and ranks), dtype, data, model, recipe, folder."""
     config, backend = state.config, selection.backend
     ranks = ""
