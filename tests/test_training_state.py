@@ -76,7 +76,9 @@ def test_a_malformed_field_is_one_checkpoint_error_naming_it(key, value, what):
     with pytest.raises(CheckpointError) as info:
         TrainingState.from_header(header, path="runs/r/checkpoint.npz")
     message = str(info.value)
-    assert message.startswith(f"runs/r/checkpoint.npz: malformed checkpoint header: {key!r} must be {what}, got ")
+    assert message.startswith(
+        f"runs/r/checkpoint.npz: malformed checkpoint header: {key!r} must be {what}, got "
+    )
     assert "start a new run" in message and "\n" not in message
 
 
@@ -90,7 +92,9 @@ def test_history_that_disagrees_with_the_epoch_count_is_refused():
 def test_a_weights_only_header_names_what_is_missing():
     header = mid_epoch_state().to_header()
     del header["rng_state"], header["history"]
-    with pytest.raises(CheckpointError, match="holds weights only .*missing history, rng_state.*cannot be resumed"):
+    with pytest.raises(
+        CheckpointError, match="holds weights only .*missing history, rng_state.*cannot be resumed"
+    ):
         TrainingState.from_header(header)
 
 

@@ -343,15 +343,24 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
 
 @contextlib.contextmanager
 def _forgotten_unless_saved(out: Path, new_run: bool):
-    """A new run that fails before its first checkpoint takes its config.json away again: the folder is left
-    as it was (removed, when the run made it), and `train --out` there starts afresh."""
+    """A new run starts in a folder cleared of what a run that saved no checkpoint left there (one killed in
+    epoch 1), and takes its own config.json away again if it fails before its first checkpoint: the folder
+    is left as it was (removed, when the run made it), and `train --out` there starts afresh."""
+    if new_run:
+        _remove_unsaved_run(out)
     try:
         yield
     except BaseException:
-        if new_run and not (out / CHECKPOINT).exists():
-            with contextlib.suppress(OSError):
-                (out / "config.json").unlink()
+        if new_run:
+            _remove_unsaved_run(out)
         raise
+
+
+def _remove_unsaved_run(out: Path) -> None:
+    if not (out / CHECKPOINT).exists():
+        for name in ("config.json", BEST):
+            with contextlib.suppress(OSError):
+                (out / name).unlink()
 
 
 def _saved_run(request: _Request):
