@@ -6,6 +6,7 @@ A crash at any moment leaves either the old file or the new one, never a torn on
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -13,8 +14,11 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator:
-    """Yield a file handle; on clean exit its content replaces `path` atomically, else nothing changes."""
+def atomic_writer(path: str | os.PathLike, mode: str = "wb", replace: bool = True) -> Iterator:
+    """Yield a file handle; on clean exit its content replaces `path` atomically, else nothing changes.
+
+    replace=False: the content lands only where no file is (FileExistsError otherwise, even when one
+    appeared while this was writing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -24,7 +28,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(temp, path)
+        install(temp, path, replace)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
@@ -35,6 +39,24 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def install(temp: str | os.PathLike, path: Path, replace: bool = True) -> None:
+    """Rename the finished `temp` to `path`; replace=False never replaces a file there (a hard link is the
+    kernel's atomic no-clobber rename; where links are not supported, a check just before the rename)."""
+    if replace:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(temp, path)
+        return
+    os.unlink(temp)
 
 
 def _umask() -> int:

@@ -108,6 +108,7 @@ def _read(path: Path, archive: zipfile.ZipFile) -> Checkpoint:
             f"{path}: checkpoint format version {header.get('version')} is not {FORMAT_VERSION}; "
             f"it was written by gpunn {header.get('gpunn_version')}"
         )
+    check_header_fields(path, header)
     shapes = _parameter_shapes(path, header)
     if header.get("dtype") not in ("float32", "float64"):
         raise CheckpointError(f"{path}: dtype {header.get('dtype')!r} is not float32 or float64")
@@ -132,12 +133,115 @@ def _read(path: Path, archive: zipfile.ZipFile) -> Checkpoint:
     return checkpoint
 
 
+# ---- the header's fields: each one's type, checked at load, so no reader meets a malformed value ----------
+def count(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("not a whole number >= 0")
+    return value
+
+
+def number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError("not a number")
+    return value
+
+
+def flag(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("not a boolean")
+    return value
+
+
+def text(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
+
+
+def mapping(value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    return value
+
+
+def names(value) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValueError("not a list of strings")
+    return value
+
+
+def optional(convert):
+    return lambda value: None if value is None else convert(value)
+
+
+def _settings(value) -> dict:
+    """The run's settings (their values are checked by TrainConfig where a run is resumed): an object whose
+    dataset, which evaluate and predict read, is a name."""
+    mapping(value)
+    if "dataset" in value:
+        text(value["dataset"])
+    return value
+
+
+def _provenance(value) -> dict:
+    """gpunn.data.provenance.record(): {} or {"dir": folder, "files": {file name: sha256}}."""
+    mapping(value)
+    if "dir" in value:
+        text(value["dir"])
+    files = value.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ValueError("'files' is not an object of file name: sha256")
+    return value
+
+
+def _objects(value) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(record, dict) for record in value):
+        raise ValueError("not a list of objects")
+    return value
+
+
+HEADER_FIELDS = {  # key: (check, what it must be); a field may be absent (weights-only files have few)
+    "gpunn_version": (text, "a version string"),
+    "written_on": (optional(text), "a device name"),
+    "config": (_settings, "the run's settings"),
+    "data": (optional(_provenance), "an object or null"),
+    "classes": (optional(names), "a list of class names"),
+    "epoch": (count, "a count"),
+    "step_in_epoch": (count, "a count"),
+    "loss_sum": (number, "a number"),
+    "correct": (count, "a count"),
+    "history": (_objects, "a list of per-epoch metrics"),
+    "rng_state": (mapping, "a NumPy bit generator state"),
+    "best_val_loss": (optional(number), "a number or null"),
+    "best_epoch": (count, "a count"),
+    "stopped_early": (flag, "true or false"),
+    "metrics": (mapping, "an object of one epoch's metrics"),
+}
+
+
+def malformed(path, key: str, what: str, value, exc: Exception) -> CheckpointError:
+    """The one message for a header field of the wrong kind."""
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return CheckpointError(
+        f"{path}: malformed checkpoint header: {key!r} must be {what}, got {shown} ({exc}); the file is "
+        "damaged or not from gpunn train: use another checkpoint, or start a new run"
+    )
+
+
+def check_header_fields(path, header: dict) -> None:
+    for key, (check, what) in HEADER_FIELDS.items():
+        if key in header:
+            try:
+                check(header[key])
+            except (TypeError, ValueError) as exc:
+                raise malformed(path, key, what, header[key], exc) from None
+
+
 MEMBER = re.compile(
     r"header\.npy|param\.\d{1,4}\.npy|optim\.steps\.npy|optim\.[a-z_]{1,32}\.\d{1,4}\.npy|array\.order\.npy"
 )
 MAX_DEFLATE_RATIO = 1032
 MAX_HEADER_BYTES = 64 << 20  # a header holds the history: 64 MiB is thousands of epochs
-MAX_PARAMETERS = 1 << 28  # 1 GiB of float32: far beyond any MLP this toolkit trains
 MAX_ORDER = 1 << 26  # the epoch's sample order: 67M samples
 
 
@@ -165,6 +269,8 @@ def _parameter_shapes(path: Path, header: dict) -> list[tuple[int, ...]]:
         shapes += [shape for _, shape in layer.parameter_shapes()]
     if not shapes:
         raise CheckpointError(f"{path}: the architecture has no layer with weights")
+    from gpunn.nn.model import MAX_PARAMETERS
+
     if sum(int(np.prod(s)) for s in shapes) > MAX_PARAMETERS:
         raise CheckpointError(f"{path}: the architecture declares more than {MAX_PARAMETERS:,} parameters")
     return shapes
@@ -233,10 +339,15 @@ def class_names(checkpoint: Checkpoint, classes: int) -> tuple[str, ...]:
     recorded = checkpoint.header.get("classes")
     if isinstance(recorded, list) and len(recorded) == classes and all(isinstance(n, str) for n in recorded):
         return tuple(recorded)
-    source = SOURCES.get(checkpoint.header.get("config", {}).get("dataset", "mnist"))
+    source = SOURCES.get(trained_on(checkpoint))
     if source is not None and len(source.class_names) == classes:
         return source.class_names
     return tuple(str(i) for i in range(classes))
+
+
+def trained_on(checkpoint: Checkpoint) -> str:
+    """The dataset the checkpoint's run trained on (a name or a folder; mnist when it says nothing)."""
+    return checkpoint.header.get("config", {}).get("dataset", "mnist")
 
 
 def architecture_summary(architecture: list[dict]) -> str:

@@ -116,6 +116,19 @@ class DistributedError(GpunnError):
 class RanksDisagreeError(DistributedError):
     """The ranks of a distributed run were started with different settings or data: every rank raises it."""
 
+class OutOfMemoryError(GpunnError, MemoryError):
+    """An allocation failed (host or device): the size asked for and what to make smaller, in one line."""
+
+
+def out_of_memory(exc: MemoryError) -> OutOfMemoryError:
+    """The one-line form of any MemoryError (NumPy's names the size it asked for, CuPy's too)."""
+    what = " ".join(str(exc).split()) or "an allocation failed"
+    return OutOfMemoryError(
+        Options(
+            lambda n: f"out of memory: {what}; choose a smaller model ({n('hidden')}) or {n('batch_size')}"
+        )
+    )
+
 
 class ExportError(GpunnError):
     """A model or option that the ONNX export cannot write."""

@@ -46,8 +46,9 @@ def main() -> int:
     run = Path(args.run)
     if not (run / "checkpoint.npz").exists():  # a finished run is reused, so re-shooting is quick
         gpunn("train", "--out", str(run), "--epochs", args.epochs, "--data-dir", args.data_dir, "--quiet")
-    gpunn("evaluate", str(run), "--data-dir", args.data_dir, "--plot")
-    gpunn("plot", str(run), "--weights")
+    # --force: a reused run's pictures are this script's own, from its last shoot
+    gpunn("evaluate", str(run), "--data-dir", args.data_dir, "--plot", "--force")
+    gpunn("plot", str(run), "--weights", "--force")
     IMG.mkdir(parents=True, exist_ok=True)
     keep_small(run / "confusion.png", "confusion.png", 560)
     keep_small(run / "mistakes.png", "mistakes.png", 560)

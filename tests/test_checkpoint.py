@@ -11,6 +11,7 @@ import pytest
 
 import gpunn
 import gpunn.checkpoint as checkpoint_module
+import gpunn.nn.model
 from gpunn.checkpoint import (
     Checkpoint,
     architecture_summary,
@@ -322,9 +323,9 @@ def test_architectures_that_cannot_be_loaded_are_named(tmp_path, architecture, m
 
 def test_the_parameter_cap_is_inclusive(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "c.npz", mlp([3, 2], backend="cpu"))  # 3 * 2 weights + 2 biases
-    monkeypatch.setattr(checkpoint_module, "MAX_PARAMETERS", 8)
+    monkeypatch.setattr(gpunn.nn.model, "MAX_PARAMETERS", 8)
     assert [w.shape for w in load_checkpoint(path).weights] == [(3, 2), (2,)]
-    monkeypatch.setattr(checkpoint_module, "MAX_PARAMETERS", 7)
+    monkeypatch.setattr(gpunn.nn.model, "MAX_PARAMETERS", 7)
     assert refusal(path) == f"{path}: the architecture declares more than 7 parameters"
 
 

@@ -71,7 +71,7 @@ def test_a_bad_file_in_data_dir_is_a_data_error_naming_it(tmp_path):
 
 def test_missing_files_in_an_explicit_folder_do_not_go_to_the_network(tmp_path, monkeypatch):
     monkeypatch.setenv("GPUNN_DATA_MIRRORS", "http://127.0.0.1:9/")
-    with pytest.raises(DataError, match=r"not found in .* \(--data-dir\)"):
+    with pytest.raises(DataError, match=r"not found in .* \(data_dir=\)"):  # from Python: the keyword
         load_dataset("mnist", "test", data_dir=tmp_path)
     monkeypatch.setenv("GPUNN_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match=r"\(GPUNN_DATA_DIR\)"):

@@ -15,7 +15,7 @@ import pytest
 from gpunn.data import download as download_module
 from gpunn.data.datasets import load_dataset
 from gpunn.data.download import download_file
-from gpunn.errors import DataError
+from gpunn.errors import DataError, cli_message
 
 PAYLOAD = bytes(range(256)) * 400
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -112,9 +112,10 @@ def test_offline_message_says_how_to_get_the_files(mirror, tmp_path, monkeypatch
     monkeypatch.setenv("GPUNN_DATA_MIRRORS", f"{mirror}/missing/")
     with pytest.raises(DataError) as err:
         load_dataset("mnist", "test")
-    message = str(err.value)
-    for hint in ("gpunn data download", "--data-dir", "GPUNN_DATA_DIR", "digits"):
+    message = cli_message(err.value)  # as the CLI prints it; from Python the options are keywords
+    for hint in ("gpunn data download", "--data-dir", "GPUNN_DATA_DIR", "--dataset digits"):
         assert hint in message
+    assert "data_dir=" in str(err.value) and "dataset='digits'" in str(err.value)
     assert leftovers(tmp_path / "gpunn" / "mnist") == []
 
 

@@ -190,7 +190,9 @@ def test_resume_of_a_cuda_run_where_cuda_is_unusable_names_the_way_out(env, caps
     rewrite_header(here / "r" / "checkpoint.npz", lambda header: header.update(written_on="cuda:0"))
     before = snapshot(here / "r")
     argv = ["train", "--resume", here / "r", "--epochs", "3", "--quiet"]
-    one_line_error(capsys, argv, 1, "was trained on cuda:0, which cannot run here", "resume with --device cpu")
+    one_line_error(
+        capsys, argv, 1, "was trained on cuda:0, which cannot run here", "resume with --device cpu"
+    )
     assert snapshot(here / "r") == before  # nothing trained on another device behind the user's back
 
 
@@ -669,6 +671,7 @@ def _slow_run(out, epochs=400):
 def test_second_writer_of_a_run_is_refused(tmp_path):
     first = _slow_run(tmp_path / "r")
     assert first.stdout.readline()  # it holds the folder now
+    assert first.stdout.readline()  # and has saved epoch 1: a run is there (before, the lock alone says no)
     second = _gpunn("train", *TINY, "--out", tmp_path / "r")
     resume = _gpunn("train", "--resume", tmp_path / "r", "--epochs", "500")
     for process, needle in (

@@ -12,13 +12,21 @@ from gpunn.training.config import TrainConfig
 from gpunn.training.state import TrainingState
 
 
+def epoch_record(epoch: int, loss: float) -> dict:
+    """One epoch's metrics as the loop writes them (gpunn.training.metrics checks every field)."""
+    return {
+        "epoch": epoch, "loss": loss, "train_accuracy": 0.5, "test_accuracy": 0.5, "lr": 0.1, "seconds": 1.0,
+        "samples_per_second": 100.0, "val_loss": loss, "val_accuracy": 0.5,
+    }  # fmt: skip
+
+
 def mid_epoch_state() -> TrainingState:
     """A run stopped in epoch 3 at step 5, with every field away from its default."""
     state = TrainingState.start(TrainConfig.from_recipe("default", dataset="digits", epochs=4, val_size=100))
     state.rng.permutation(10)  # the generator has moved on since the seed
     state.epoch, state.step_in_epoch, state.order = 2, 5, np.array([2, 0, 1], dtype=np.int64)
     state.loss_sum, state.correct = 12.5, 140
-    state.history = [{"epoch": 1, "loss": 0.9}, {"epoch": 2, "loss": 0.7}]
+    state.history = [epoch_record(1, 0.9), epoch_record(2, 0.7)]
     state.best_val_loss, state.best_epoch, state.stopped_early = 0.65, 2, True
     state.data, state.classes = {"dir": "somewhere", "files": {"a": "00"}}, ["zero", "one", "two"]
     state.device, state.dtype = "strict", "float64"
@@ -68,7 +76,9 @@ def test_a_malformed_field_is_one_checkpoint_error_naming_it(key, value, what):
     with pytest.raises(CheckpointError) as info:
         TrainingState.from_header(header, path="runs/r/checkpoint.npz")
     message = str(info.value)
-    assert message.startswith(f"runs/r/checkpoint.npz: malformed checkpoint header: {key!r} must be {what}, got ")
+    assert message.startswith(
+        f"runs/r/checkpoint.npz: malformed checkpoint header: {key!r} must be {what}, got "
+    )
     assert "start a new run" in message and "\n" not in message
 
 
@@ -82,7 +92,9 @@ def test_history_that_disagrees_with_the_epoch_count_is_refused():
 def test_a_weights_only_header_names_what_is_missing():
     header = mid_epoch_state().to_header()
     del header["rng_state"], header["history"]
-    with pytest.raises(CheckpointError, match="holds weights only .*missing history, rng_state.*cannot be resumed"):
+    with pytest.raises(
+        CheckpointError, match="holds weights only .*missing history, rng_state.*cannot be resumed"
+    ):
         TrainingState.from_header(header)
 
 

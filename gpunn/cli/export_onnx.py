@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 import gpunn
-from gpunn.atomic import atomic_writer
 from gpunn.errors import ExportError
+from gpunn.outputs import check_output, new_file
 
 OPSET = 17
 INPUT_DTYPES = ("uint8", "float32")
@@ -139,23 +139,22 @@ def build_onnx(model, contract: dict, class_names: list[str], doc: str = ""):
 
 
 def export_onnx(
-    checkpoint_path, output, input_dtype: str = "uint8", input_shape: str | None = None
+    checkpoint_path, output, input_dtype: str = "uint8", input_shape: str | None = None, force: bool = False
 ) -> tuple[Path, dict]:
-    """Write the model of a checkpoint (a run folder, checkpoint.npz or best.npz) to `output` atomically.
+    """Write the model of a checkpoint (a run folder, checkpoint.npz or best.npz) to `output` atomically,
+    replacing no file unless `force` (and never a run's own, see gpunn.outputs).
 
     Returns the path and the input contract written into the metadata.
     """
     from gpunn.checkpoint import class_names, load_checkpoint, model_from_checkpoint
 
-    output = Path(output)
-    if output.exists():
-        raise ExportError(f"{output} already exists: choose another path or remove it first")
+    output = check_output(output, force)
     checkpoint = load_checkpoint(checkpoint_path)
     model = model_from_checkpoint(checkpoint, "cpu")
     names = list(class_names(checkpoint, model.out_features))
     contract = input_contract(model.in_features, input_dtype, input_shape)
     proto = build_onnx(model, contract, names, doc=f"gpunn model from {checkpoint_path}")
-    with atomic_writer(output) as fh:
+    with new_file(output, force) as fh:
         fh.write(proto.SerializeToString())
     return output, contract
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gpunn.errors import GpunnError, cli_message
+from gpunn.errors import GpunnError, cli_message, out_of_memory
 from gpunn.output import describe_os_error, quiet_stdout
 
 TRAIN_FLAGS = [
@@ -97,16 +97,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from gpunn.checkpoint import load_checkpoint, model_from_checkpoint
+    from gpunn.checkpoint import load_checkpoint, model_from_checkpoint, trained_on
     from gpunn.data import load_dataset, provenance
     from gpunn.errors import CheckpointError
     from gpunn.training.evaluate import evaluate
 
+    if args.plot:  # where the pictures go is checked before any work
+        from gpunn.cli.pictures import evaluation_pictures, write_evaluation_pictures
+
+        evaluation_pictures(args.checkpoint, args.force)
     checkpoint = load_checkpoint(args.checkpoint)
-    trained_on = checkpoint.header.get("config", {}).get("dataset", "mnist")
-    dataset_name = args.dataset or trained_on
-    recorded = checkpoint.header.get("data") if dataset_name == trained_on else None
-    data = load_dataset(dataset_name, "test", data_dir=provenance.data_dir_for(recorded, args.data_dir))
+    dataset_name, data_dir = args.dataset or trained_on(checkpoint), args.data_dir
+    if dataset_name == trained_on(checkpoint):  # the run's own data: from where it recorded, or --data-dir
+        recorded = checkpoint.header.get("data")
+        dataset_name, data_dir = provenance.where_to_load(dataset_name, recorded, data_dir, args.checkpoint)
+    data = load_dataset(dataset_name, "test", data_dir=data_dir)
     model = model_from_checkpoint(checkpoint, args.device)
     if model.in_features != data.features.shape[1]:
         raise CheckpointError(
@@ -122,9 +127,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     evaluation = evaluate(model, data.features, data.labels, data.n_classes)
     print("\n".join(evaluation.lines(data.class_names)))
     if args.plot:
-        from gpunn.cli.pictures import write_evaluation_pictures
-
-        print("\n".join(write_evaluation_pictures(model, data, evaluation.confusion, args.checkpoint)))
+        pictures = write_evaluation_pictures(model, data, evaluation.confusion, args.checkpoint, args.force)
+        print("\n".join(pictures))
     return 0
 
 
@@ -185,7 +189,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from gpunn.cli.export_onnx import export_onnx
 
-    path, contract = export_onnx(args.checkpoint, args.onnx, args.input_dtype, args.input_shape)
+    path, contract = export_onnx(args.checkpoint, args.onnx, args.input_dtype, args.input_shape, args.force)
     shape = "x".join(map(str, contract["shape"]))
     print(
         f"{path}: ONNX opset 17; input {contract['dtype']} {shape} ({contract['values']}); outputs probabilities, label"
@@ -199,9 +203,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if args.weights:
         from gpunn.cli.pictures import write_weights_pictures
 
-        print("\n".join(write_weights_pictures(args.runs, args.output)))
+        print("\n".join(write_weights_pictures(args.runs, args.output, args.force)))
         return 0
-    print(plot_runs([Path(d) for d in args.runs], Path(args.output) if args.output else None))
+    output = Path(args.output) if args.output else None
+    print(plot_runs([Path(d) for d in args.runs], output, force=args.force))
     return 0
 
 
@@ -217,15 +222,22 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
     from gpunn.data.download import download_file, mirrors_for
     from gpunn.data.sources import FILES, SOURCES
     from gpunn.data.verify import sha256_of
+    from gpunn.outputs import check_output
 
     source = SOURCES[args.dataset]
     dest = Path(args.data_dir) if args.data_dir else cache_dir() / source.name
-    for file_name in FILES.values():
-        target = dest / file_name
-        if target.exists() and sha256_of(target) == source.sha256[file_name]:
+    targets = [dest / file_name for file_name in FILES.values()]
+    present = {t for t in targets if t.is_file() and sha256_of(t) == source.sha256[t.name]}
+    for target in targets:  # a file there that is not the official one is replaced only with --force
+        if target not in present:
+            check_output(target, args.force)
+    for target in targets:
+        if target in present:
             print(f"{target}: already present, checksum OK")
             continue
-        path = download_file(file_name, source.sha256[file_name], dest, mirrors_for(source))
+        path = download_file(
+            target.name, source.sha256[target.name], dest, mirrors_for(source), replace=args.force
+        )
         print(f"{path}: downloaded, checksum OK")
     return 0
 
@@ -261,6 +273,14 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
         "needs no network"
     )
     return 0
+
+
+def _force_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replace {what} if already there (a run's own files are never replaced)",
+    )
 
 
 def _device_flags(parser: argparse.ArgumentParser) -> None:
@@ -314,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--device")
     evaluate.add_argument("--plot", action="store_true", help="also write confusion.png and mistakes.png")
+    _force_flag(evaluate, "confusion.png and mistakes.png")
     evaluate.set_defaults(run=_cmd_evaluate)
 
     predict = commands.add_parser(
@@ -345,19 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a trained model as an ONNX graph")
     export.add_argument("checkpoint", metavar="RUN", help="a run folder, its checkpoint.npz or best.npz")
-    export.add_argument(
-        "--onnx", required=True, metavar="FILE", help="the .onnx file to write (not overwritten)"
-    )
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     export.add_argument(
         "--input-dtype", default="uint8", help="uint8 (pixels 0-255, the default) | float32 (pixel/255)"
     )
     export.add_argument("--input-shape", help="image (N,28,28) | flat (N,784); default: image when square")
+    _force_flag(export, "the .onnx file")
     export.set_defaults(run=_cmd_export)
 
     plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")
     plot.add_argument("runs", nargs="+", metavar="OUT")
     plot.add_argument("--output", help="PNG path (default: OUT/curves.png, OUT/weights.png)")
     plot.add_argument("--weights", action="store_true", help="the first layer's weights, one tile per unit")
+    _force_flag(plot, "the PNG")
     plot.set_defaults(run=_cmd_plot)
 
     serve = commands.add_parser("serve", help="a local page to draw a digit and see the model's guesses")
@@ -374,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     download = data_commands.add_parser("download", help="fetch a dataset into the cache (or --data-dir)")
     download.add_argument("--dataset", choices=list(SOURCES), default="mnist")
     download.add_argument("--data-dir", help="put the files here instead of the cache")
+    _force_flag(download, "files there that are not the official ones")
     download.set_defaults(run=_cmd_data_download)
     verify = data_commands.add_parser("verify", help="checksums, shapes and label counts of a data folder")
     verify.add_argument("--data-dir", help="folder to check (default: the cache)")
@@ -392,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         if not exc.told_elsewhere:  # under MPI, rank 0 alone reports an error all ranks share
             print(f"gpunn: error: {cli_message(exc)}", file=sys.stderr)
         return exc.exit_code
+    except MemoryError as exc:  # evaluate, predict, export: the size asked for, in one line
+        print(f"gpunn: error: {cli_message(out_of_memory(exc))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # also one that lands while a module is being imported
         print("gpunn: interrupted", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ import numpy as np
 
 from gpunn.cli.plot import pyplot, save_png
 from gpunn.errors import GpunnError
+from gpunn.outputs import check_output
 
 CONFUSION_CMAP = "Blues"
 WEIGHTS_CMAP = "RdBu_r"  # diverging: red positive, blue negative, white zero
@@ -111,31 +112,43 @@ def run_folder(checkpoint_path: str | Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def write_evaluation_pictures(model, data, confusion: np.ndarray, checkpoint_path: str | Path) -> list[str]:
-    """confusion.png and mistakes.png in the run folder; probabilities come from the model's predict path."""
+def evaluation_pictures(checkpoint_path: str | Path, force: bool = False) -> tuple[Path, Path]:
+    """Where evaluate --plot writes (confusion.png, mistakes.png), checked before any work."""
     pyplot()  # the missing-extra error before any work
-    probabilities = model.predict_proba(data.features)
     folder = run_folder(checkpoint_path)
+    return check_output(folder / "confusion.png", force), check_output(folder / "mistakes.png", force)
+
+
+def write_evaluation_pictures(
+    model, data, confusion: np.ndarray, checkpoint_path: str | Path, force: bool = False
+) -> list[str]:
+    """confusion.png and mistakes.png in the run folder; probabilities come from the model's predict path."""
+    confusion_png, mistakes_png = evaluation_pictures(checkpoint_path, force)
+    probabilities = model.predict_proba(data.features)
     return [
-        save_png(confusion_figure(confusion, data.class_names), Path(folder) / "confusion.png"),
+        save_png(confusion_figure(confusion, data.class_names), confusion_png, force=force),
         save_png(
             mistakes_figure(data.images, data.labels, probabilities, data.class_names),
-            Path(folder) / "mistakes.png",
+            mistakes_png,
+            force=force,
         ),
     ]
 
 
-def write_weights_pictures(runs: list[str | Path], output: str | Path | None = None) -> list[str]:
+def write_weights_pictures(
+    runs: list[str | Path], output: str | Path | None = None, force: bool = False
+) -> list[str]:
     """weights.png of each run's first layer, in the run folder (or `output` when there is one run)."""
     from gpunn.checkpoint import load_checkpoint
 
     if output is not None and len(runs) != 1:
         raise GpunnError(f"--output names one PNG but {len(runs)} runs were given: drop --output")
     pyplot()
+    outputs = [
+        check_output(Path(output) if output else run_folder(run) / "weights.png", force) for run in runs
+    ]
     checkpoints = [load_checkpoint(run) for run in runs]  # every run checked before anything is written
     return [
-        save_png(
-            weights_figure(checkpoint.weights[0]), Path(output) if output else run_folder(run) / "weights.png"
-        )
-        for run, checkpoint in zip(runs, checkpoints, strict=True)
+        save_png(weights_figure(checkpoint.weights[0]), path, force=force)
+        for path, checkpoint in zip(outputs, checkpoints, strict=True)
     ]

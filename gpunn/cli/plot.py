@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from gpunn.atomic import atomic_writer
 from gpunn.errors import GpunnError
-
-
-def read_metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        raise GpunnError(f"{run}: no metrics.jsonl (is it a gpunn train --out folder?)")
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except ValueError as exc:
-        raise GpunnError(f"{path}: unreadable ({exc})") from None
+from gpunn.outputs import check_output, new_file
+from gpunn.training.metrics import read_metrics
 
 
 def pyplot():
@@ -31,21 +21,26 @@ def pyplot():
     return plt
 
 
-def save_png(figure, output: Path, dpi: int = 100) -> str:
-    """Write the figure atomically (no half-written PNG), close it; returns a line saying where."""
-    with atomic_writer(output) as fh:
-        figure.savefig(fh, format="png", dpi=dpi)
-    pyplot().close(figure)
+def save_png(figure, output: Path, dpi: int = 100, force: bool = False) -> str:
+    """Write the figure atomically (no half-written PNG), replacing nothing unless `force` (gpunn.outputs),
+    close it; returns a line saying where."""
+    try:
+        with new_file(output, force) as fh:
+            figure.savefig(fh, format="png", dpi=dpi)
+    finally:
+        pyplot().close(figure)
     return f"wrote {output}"
 
 
-def plot_runs(runs: list[Path], output: Path | None = None, labels: list[str] | None = None) -> str:
+def plot_runs(
+    runs: list[Path], output: Path | None = None, labels: list[str] | None = None, force: bool = False
+) -> str:
     """Loss and test-accuracy curves of each run into one PNG; returns a line saying where."""
+    output = check_output(output or Path(runs[0]) / "curves.png", force)  # before any work
     histories = [read_metrics(Path(run)) for run in runs]
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    output = output or Path(runs[0]) / "curves.png"
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
     for index, history in enumerate(histories):
         label = labels[index] if labels else str(runs[index])
@@ -58,4 +53,4 @@ def plot_runs(runs: list[Path], output: Path | None = None, labels: list[str] | 
     for axis in (loss_axis, acc_axis):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     figure.tight_layout()
-    return save_png(figure, output)
+    return save_png(figure, output, force=force)

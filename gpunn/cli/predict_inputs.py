@@ -4,6 +4,12 @@
 The model expects what it was trained on: MNIST-style images, a white (high) digit on a black (0)
 background. A dark digit on a light background is detected by its bright border and refused, since the
 model would give it a confident wrong answer; `invert=True` (--invert) flips such images.
+
+A PNG with transparency (strokes in the alpha channel over a transparent background, as drawing apps save
+them) is read the way an image viewer shows it where the strokes are visible: composited over a white page
+when the strokes are dark (then it is a dark digit on light, refused or flipped by --invert as above), over
+a black page when they are light (then it is MNIST's white on black already). Never the colour channels
+alone, in which the background of such a file is usually as black as the strokes.
 """
 
 from __future__ import annotations
@@ -29,9 +35,23 @@ def _png(path: Path, features: int) -> np.ndarray:
                     f"{path}: the image is {width}x{height} pixels but the model takes {features} "
                     f"({_side(features)}); resize it first"
                 )
-            return np.asarray(image.convert("L"), dtype=np.uint8)[None]
+            return composited(image)[None]
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+def composited(image) -> np.ndarray:
+    """(H, W) uint8 grey levels of a PIL image as a viewer shows it: transparency over the page colour that
+    the strokes stand out against (white under dark strokes, black under light ones)."""
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if not has_alpha:
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+    grey_alpha = np.asarray(image.convert("RGBA").convert("LA"), dtype=np.float64)
+    grey, alpha = grey_alpha[..., 0], grey_alpha[..., 1] / 255.0
+    ink = alpha.sum()
+    strokes = (grey * alpha).sum() / ink if ink else 255.0  # the visible pixels' mean grey level
+    page = 255.0 if strokes < 127.5 else 0.0
+    return np.rint(grey * alpha + page * (1.0 - alpha)).astype(np.uint8)
 
 
 def _side(features: int) -> str:

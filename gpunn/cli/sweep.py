@@ -108,9 +108,11 @@ def run_sweep(
     keys = list(grid)
     combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
     chosen_all = [{k: (parse_hidden(v) if k == "hidden" else v) for k, v in c.items()} for c in combos]
-    for chosen in chosen_all:  # a bad value fails now, not after hours of the earlier combinations
-        TrainConfig.from_recipe(recipe or "default", **chosen)
+    # every value of every list fails now, not after hours of the earlier combinations: the settings,
+    # then what only the data can tell (the model's size, the validation split)
+    configs = [TrainConfig.from_recipe(recipe or "default", **chosen) for chosen in chosen_all]
     check_jobs(jobs, index, len(combos))
+    _check_against_data(configs, data_dir)
     if index is not None:  # array-job tasks share the sweep folder; train() claims each run's own folder
         if out is None:
             raise ConfigError(
@@ -137,6 +139,16 @@ def index_command(grid: dict, common: dict, out: Path, number: int) -> str:
             words += [flag_name(key), ",".join(map(str, values))]
     words += [w for key, value in common.items() if value is not None for w in (flag_name(key), str(value))]
     return shlex.join([*words, "--out", str(out), "--index", str(number)])
+
+def _check_against_data(configs: list[TrainConfig], data_dir) -> None:
+    from gpunn.data import load_dataset
+    from gpunn.training.run import check_against_data
+
+    training_sets = {}
+    for config in configs:
+        if config.dataset not in training_sets:
+            training_sets[config.dataset] = load_dataset(config.dataset, "train", data_dir=data_dir)
+        check_against_data(config, training_sets[config.dataset])
 
 
 def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index) -> list:

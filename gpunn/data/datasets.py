@@ -24,7 +24,7 @@ import numpy as np
 from gpunn.data.download import download_file, mirrors_for
 from gpunn.data.idx import read_idx
 from gpunn.data.sources import DATASET_NAMES, FILES, SOURCES
-from gpunn.errors import DataError
+from gpunn.errors import DataError, Options
 
 DIGITS_IMAGES = 1797  # scikit-learn's bundled 8x8 digits
 DIGITS_TEST_SIZE = 360  # 20% of them, stratified, seed 0
@@ -85,11 +85,12 @@ def find_in(folder: Path, name: str, file_name: str) -> Path | None:
     return None
 
 
-def offline_help(name: str) -> str:
+def offline_help(name: str, n) -> str:
+    """How to get `name` without a network; `n` names the options (gpunn.errors.Options)."""
     return (
         f"get the {name} files with `gpunn data download --dataset {name}` on a connected machine and copy "
-        f"{cache_dir() / name} here, or point --data-dir / GPUNN_DATA_DIR at a folder with the four IDX .gz "
-        "files; `--dataset digits` needs no files at all"
+        f"{cache_dir() / name} here, or point {n('data_dir')} / GPUNN_DATA_DIR at a folder with the four IDX "
+        f".gz files; {n('dataset', 'digits')} needs no files at all"
     )
 
 
@@ -103,22 +104,36 @@ def locate(name: str, split: str, data_dir: str | os.PathLike | None = None, dow
         if explicit:
             found = find_in(Path(explicit), name, file_name)
             if found is None:
-                origin = "--data-dir" if data_dir is not None else "GPUNN_DATA_DIR"
                 raise DataError(
-                    f"{file_name} not found in {explicit} ({origin}) nor in its {name}/ subfolder"
+                    Options(
+                        lambda n, file_name=file_name: (
+                            f"{file_name} not found in {explicit} "
+                            f"({n('data_dir') if data_dir is not None else 'GPUNN_DATA_DIR'}) nor in its "
+                            f"{name}/ subfolder"
+                        )
+                    )
                 )
         else:
             found = find_in(cache_dir(), name, file_name)
             if found is None and not download:
-                raise DataError(f"{name} is not in the cache {cache_dir() / name}; {offline_help(name)}")
+                raise DataError(
+                    Options(
+                        lambda n: f"{name} is not in the cache {cache_dir() / name}; {offline_help(name, n)}"
+                    )
+                )
             if found is None:
                 try:
                     found = download_file(
                         file_name, source.sha256[file_name], cache_dir() / name, mirrors_for(source)
                     )
                 except DataError as exc:
+                    why = str(exc)
                     raise DataError(
-                        f"{name} is not available offline ({exc}); {offline_help(name)}"
+                        Options(
+                            lambda n, why=why: (
+                                f"{name} is not available offline ({why}); {offline_help(name, n)}"
+                            )
+                        )
                     ) from None
         paths[kind] = found
     return paths
@@ -195,7 +210,9 @@ def _class_names(folder: Path, first: int, count: int) -> tuple[str, ...]:
     try:
         names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); it should be UTF-8 text, one class name per line") from None
+        raise DataError(
+            f"{path}: unreadable ({exc}); it should be UTF-8 text, one class name per line"
+        ) from None
     if len(names) != count:
         raise DataError(
             f"{path}: {len(names)} names for {count} classes (labels {first}..{first + count - 1}): "

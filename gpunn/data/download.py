@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from gpunn.atomic import install
 from gpunn.errors import DataError
 
 CHUNK = 1 << 16
@@ -67,9 +68,16 @@ def _describe(exc: Exception) -> str:
 
 
 def download_file(
-    file_name: str, sha256: str, dest_dir: Path, mirrors: tuple[str, ...], timeout: float = DEFAULT_TIMEOUT
+    file_name: str,
+    sha256: str,
+    dest_dir: Path,
+    mirrors: tuple[str, ...],
+    timeout: float = DEFAULT_TIMEOUT,
+    replace: bool = True,
 ) -> Path:
-    """Fetch `file_name` from the first mirror that serves it with the right checksum into `dest_dir`."""
+    """Fetch `file_name` from the first mirror that serves it with the right checksum into `dest_dir`.
+
+    replace=False: a file that is already there (or appears meanwhile) is kept, FileExistsError."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / file_name
     failures = []
@@ -83,8 +91,10 @@ def download_file(
                     raise DataError(f"checksum mismatch (sha256 {got[:12]}..., expected {sha256[:12]}...)")
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(temp_name, final)
+            install(temp_name, final, replace)
             return final
+        except FileExistsError:
+            raise
         except (OSError, http.client.HTTPException, DataError, ValueError) as exc:
             failures.append(f"{url}: {_describe(exc)}")
         finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpunn.errors import DataError
+from gpunn.errors import DataError, Options
 
 
 def record(*datasets) -> dict:
@@ -21,11 +21,40 @@ def record(*datasets) -> dict:
     return {"dir": str(Path(first).parent), "files": files}
 
 
-def data_dir_for(saved: dict | None, given):
-    """The folder to read data from: the one given, else the one the run recorded (if it still exists)."""
-    if given is not None or not saved or not saved.get("dir"):
-        return given
-    return saved["dir"] if Path(saved["dir"]).is_dir() else None
+def where_to_load(dataset: str, saved: dict | None, given, run) -> tuple[str, str | None]:
+    """(dataset for load_dataset, its data_dir) of a run that recorded `saved`: what was `given` (--data-dir)
+    first, else the folder the run recorded. A recorded folder that is gone is an error saying so and
+    naming --data-dir (given its new place, the files' checksums still have to match), never a quiet
+    read of other files; only the cache, which a download refills, may be gone."""
+    from gpunn.data.datasets import cache_dir
+    from gpunn.data.sources import DATASET_NAMES
+
+    recorded = saved.get("dir") if saved else None
+    if dataset not in DATASET_NAMES:  # a folder of IDX files: the folder is the dataset
+        if given is not None:
+            return str(given), None
+        for folder in (dataset, recorded):
+            if folder and Path(folder).is_dir():
+                return str(folder), None
+        raise _moved(dataset, run)
+    if given is not None or not recorded:
+        return dataset, given
+    if Path(recorded).is_dir():
+        return dataset, recorded
+    if Path(recorded) in (cache_dir() / dataset, cache_dir()):
+        return dataset, None
+    raise _moved(recorded, run)
+
+
+def _moved(folder, run) -> DataError:
+    return DataError(
+        Options(
+            lambda n: (
+                f"the data folder {folder} that {run} was trained on is gone (moved or deleted?): "
+                f"give its new place with {n('data_dir')} (its files must be the same)"
+            )
+        )
+    )
 
 
 def check_unchanged(saved: dict | None, run, *datasets) -> None:

@@ -10,6 +10,24 @@ from gpunn.nn.flat import ParameterBuffer
 from gpunn.nn.layers import Dense, Dropout, Layer, ReLU, activation, layer_from_description
 from gpunn.rng import host_rng
 
+# The most parameters a gpunn model may have (1 GiB of float32: far beyond any MLP this toolkit trains). One
+# limit for every model built (Sequential checks it before allocating) and every checkpoint read.
+MAX_PARAMETERS = 1 << 28
+
+
+def mlp_parameters(sizes) -> int:
+    """Weights and biases of Dense layers of these sizes: sum of (a + 1) * b over consecutive pairs."""
+    sizes = [int(s) for s in sizes]
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+
+
+def check_parameter_count(count: int, what: str = "the model") -> None:
+    if count > MAX_PARAMETERS:
+        raise ShapeError(
+            f"{what} would have {count:,} parameters ({count * 4 / 2**30:.1f} GiB as float32); a gpunn "
+            f"model holds at most {MAX_PARAMETERS:,}: choose smaller layers"
+        )
+
 
 class Sequential:
     """Layers applied in order. Weights are drawn from a host Generator(seed), then moved to the backend."""
@@ -22,6 +40,9 @@ class Sequential:
         dtype: str | None = None,
     ):
         self.layers = list(layers)
+        check_parameter_count(  # before any allocation: a typo'd size is one line, not a MemoryError
+            sum(int(np.prod(shape)) for layer in self.layers for _, shape in layer.parameter_shapes())
+        )
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, dtype)
         rng = host_rng(seed)
         for layer in self.layers:

@@ -153,6 +153,8 @@ class _GpunnMLP(BaseEstimator):
     def _fit(self, X, y, sample_weight, incremental: bool):
         hidden_sizes = self._check_params()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if not first_pass:
+            self._check_fitted_layers(hidden_sizes)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _sample_weights(sample_weight, X.shape[0])
@@ -174,6 +176,18 @@ class _GpunnMLP(BaseEstimator):
                 "need to be preprocessed."
             )
         return self
+
+    def _check_fitted_layers(self, hidden_sizes: list[int]) -> None:
+        """warm_start and partial_fit continue the fitted network: hidden_layer_sizes may not change under
+        them (scikit-learn's own MLP would go on with the old layers, or fail deep inside with another
+        depth). Worded like scikit-learn's warm_start check of the classes."""
+        fitted = [int(coef.shape[1]) for coef in self.coefs_[:-1]]
+        if fitted != hidden_sizes:
+            raise ValueError(
+                "warm_start and partial_fit can only be used where `hidden_layer_sizes` is the same as in the "
+                f"previous call to fit. Previously got {fitted}, now {hidden_sizes}: set warm_start=False (or "
+                "use a new estimator) to fit a network of other layers."
+            )
 
     def _initialize(self, y, layer_units, dtype_name: str) -> None:
         self.n_iter_ = 0

@@ -91,7 +91,11 @@ class TrainConfig:
                 Options(lambda n: f"recipe {recipe!r} is now called {new!r}: use {n('recipe', new)}")
             )
         if recipe not in RECIPES:
-            raise ConfigError(f"unknown recipe {recipe!r}: choose from {', '.join(RECIPES)}")
+            raise ConfigError(
+                Options(
+                    lambda n: f"unknown recipe {recipe!r} ({n('recipe')}): choose from {', '.join(RECIPES)}"
+                )
+            )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:
@@ -111,9 +115,12 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         """Settings as saved in a checkpoint or config.json (a recipe's old name becomes its new one)."""
         known = {f.name for f in fields(cls)}
-        values = {**values, "recipe": RENAMED_RECIPES.get(values.get("recipe"), values.get("recipe", "default"))}
+        values = {
+            **values,
+            "recipe": RENAMED_RECIPES.get(values.get("recipe"), values.get("recipe", "default")),
+        }
         config = cls(**{k: v for k, v in values.items() if k in known})
-        config.validate()
+        config.validate(saved=True)
         return config
 
     def to_dict(self) -> dict:
@@ -121,8 +128,11 @@ class TrainConfig:
         out["hidden"] = list(self.hidden)
         return out
 
-    def validate(self) -> None:
-        """Check every field; numbers become plain Python numbers (NumPy scalars are welcome)."""
+    def validate(self, saved: bool = False) -> None:
+        """Check every field; numbers become plain Python numbers (NumPy scalars are welcome).
+
+        saved: settings a run recorded, whose dataset folder may have moved since (the data loader says so
+        and names --data-dir; the settings themselves are not damaged)."""
         from gpunn.training.validate import check_settings
 
         # the dataset may also be a folder of IDX files: checked by _dataset below, not as a name
@@ -130,10 +140,10 @@ class TrainConfig:
         checked = check_settings(asdict(self), choices)
         for key, value in checked.items():
             setattr(self, key, value)
-        self.dataset = _dataset(self.dataset)
+        self.dataset = _dataset(self.dataset, saved)
 
 
-def _dataset(value) -> str:
+def _dataset(value, saved: bool = False) -> str:
     """A dataset name, or a folder of IDX files (kept absolute, so a resume from elsewhere finds it)."""
     from gpunn.data.datasets import is_folder_dataset
     from gpunn.training.validate import fail
@@ -142,6 +152,8 @@ def _dataset(value) -> str:
         return value
     if isinstance(value, (str, Path)) and is_folder_dataset(value):
         return str(Path(value).resolve())
+    if saved and isinstance(value, str) and Path(value).is_absolute():
+        return value  # the folder the run recorded, moved or gone since: gpunn.data.provenance says so
     raise fail(
         lambda n: (
             f"{n('dataset')} must be one of {', '.join(DATASET_NAMES)} or a folder holding the four IDX files, "

@@ -14,13 +14,17 @@ from gpunn.backend import parse_device, requested_device, requested_dtype, selec
 from gpunn.checkpoint import architecture_summary, load_checkpoint
 from gpunn.data import load_dataset, provenance
 from gpunn.errors import (
+    CheckpointError,
     DataError,
     DeviceUnavailableError,
+    GpunnError,
+    InvalidDeviceError,
     Options,
     RanksDisagreeError,
     TrainingDivergedError,
     TrainingInterrupted,
     TrainingStalledError,
+    out_of_memory,
 )
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
@@ -33,9 +37,9 @@ from gpunn.training.report import Reporter
 from gpunn.training.runlock import claim, default_run_folder, remove_stale_temp_files
 from gpunn.training.state import TrainingState
 from gpunn.training.store import BEST, CHECKPOINT, RunStore
-from gpunn.training.validation_split import split_validation
+from gpunn.training.validation_split import check_val_size, split_validation
 
-__all__ = ["BEST", "CHECKPOINT", "TrainResult", "train"]
+__all__ = ["BEST", "CHECKPOINT", "TrainResult", "check_against_data", "train"]
 
 RESUME_MAY_CHANGE = {"epochs"}
 _RAISED_BY_EVERY_RANK = (
@@ -165,8 +169,13 @@ def _train(config, *, job, verbose, **asked) -> TrainResult:
     root = job is None or job.rank == 0
     request = _request(config, job, **asked)
     claimed = claim(request.out, request.resume is not None, created=not request.named)
-    with claimed if root else contextlib.nullcontext(request.out):
-        return _train_claimed(request, job, Reporter(verbose and root))
+    try:
+        with claimed if root else contextlib.nullcontext(request.out):
+            return _train_claimed(request, job, Reporter(verbose and root))
+    except MemoryError as exc:  # the host or the GPU: one line naming the size asked for, a GpunnError
+        if isinstance(exc, GpunnError):
+            raise
+        raise out_of_memory(exc) from None
 
 
 def _request(config, job, *, out, resume, device, dtype, data_dir, **overrides) -> _Request:
@@ -174,6 +183,8 @@ def _request(config, job, *, out, resume, device, dtype, data_dir, **overrides) 
     out, resume, data_dir = (
         validate.path(k, v) for k, v in (("out", out), ("resume", resume), ("data_dir", data_dir))
     )
+    if resume is not None and Path(resume).is_file():
+        resume = _run_folder_of(resume)
     if resume is not None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise ConfigError(
@@ -189,13 +200,40 @@ def _request(config, job, *, out, resume, device, dtype, data_dir, **overrides) 
         config = TrainConfig.from_recipe(overrides.pop("recipe", None) or "default", **overrides)
     elif overrides:
         raise ConfigError("pass either a TrainConfig or keyword settings, not both")
-    requested_device(device), requested_dtype(dtype)  # a typo fails before any folder is made
+    _check_device_settings(device, dtype)  # a typo fails before any folder is made
     named = out is not None
     if not named:
         out = default_run_folder(Path(config.dataset).name) if job is None or job.rank == 0 else None
         if job is not None:  # every rank names the same folder
             out = job.comm.bcast(out, root=0)
     return _Request(config, Path(out), resume, device, dtype, data_dir, overrides, named)
+
+
+def _check_device_settings(device, dtype) -> None:
+    """device= / --device and dtype= / --dtype parsed (and named, the way the caller spelled them)."""
+    for key, value, parse in (("device", device, requested_device), ("dtype", dtype, requested_dtype)):
+        try:
+            parse(value)
+        except InvalidDeviceError as exc:
+            if value is None:  # GPUNN_DEVICE / GPUNN_DTYPE: the message names the variable
+                raise
+            why = str(exc)
+            raise InvalidDeviceError(Options(lambda n, why=why, key=key: f"{why} ({n(key)})")) from None
+
+
+def _run_folder_of(resume: Path) -> Path:
+    """`--resume RUN/checkpoint.npz` means RUN; any other file is not a run to continue."""
+    resume = Path(resume)
+    if resume.name == CHECKPOINT:
+        return resume.parent
+    raise ConfigError(
+        Options(
+            lambda n: (
+                f"{n('resume')} takes a run folder (the one holding {CHECKPOINT}), not the file {resume}: "
+                f"continue a run with {n('resume', resume.parent)}"
+            )
+        )
+    )
 
 
 def _resumed_config(out: Path, saved: TrainingState, overrides: dict) -> TrainConfig:
@@ -258,15 +296,25 @@ def _select_backend(request: _Request, saved: TrainingState | None, job):
     return dataclasses.replace(selection, source="the run's checkpoint") if from_run else selection
 
 
+def check_against_data(config: TrainConfig, train_set) -> None:
+    """The settings only the data can check: the model's size and the validation split (a sweep checks
+    every combination with this before its first run)."""
+    validate.model_size(config.hidden, train_set.features.shape[1], len(train_set.class_names))
+    check_val_size(train_set, config.val_size)
+
+
 def _load_data(config: TrainConfig, request: _Request, saved: TrainingState | None, dist):
     """(train, test, validation or None), checked against the run's recorded files and classes."""
     root = dist is None or dist.is_root
     if dist is not None and not root:  # rank 0 fetches (or downloads) the data first; no download races
         dist.data_barrier()
     saved_data = saved.data if saved is not None else None
-    data_dir = provenance.data_dir_for(saved_data, request.data_dir)
-    train_set = load_dataset(config.dataset, "train", data_dir=data_dir)
-    test_set = load_dataset(config.dataset, "test", data_dir=data_dir)
+    dataset, data_dir = config.dataset, request.data_dir
+    if saved is not None:
+        dataset, data_dir = provenance.where_to_load(dataset, saved_data, data_dir, f"run {request.out}")
+    train_set = load_dataset(dataset, "train", data_dir=data_dir)
+    test_set = load_dataset(dataset, "test", data_dir=data_dir)
+    check_against_data(config, train_set)
     val_set = None
     if config.val_size:
         train_set, val_set = split_validation(train_set, config.val_size, config.seed)
@@ -318,23 +366,46 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
     state.device, state.dtype = backend.device, backend.dtype_name
     if ranks.is_root:
         remove_stale_temp_files(request.out)
-        _write_config_json(request.out, state)
-    counts = (
-        f"{len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test"
-    )
-    reporter.line(_start_line(selection, job, dist, model, state, request.out, counts, saved is not None))
-
-    loop = Loop(
-        model,
-        optimizer,
-        TrainingBatches(train_set, backend),
-        ranks,
-        Evaluator(model, ranks, test_set, val_set),
-        RunStore(request.out, model, optimizer, writes=ranks.is_root),
-        reporter,
-    )
-    loop.run(state)
+    with _forgotten_unless_saved(request.out, ranks.is_root and saved is None):
+        if ranks.is_root:
+            _write_config_json(request.out, state)
+        counts = (
+            f"{len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test"
+        )
+        reporter.line(_start_line(selection, job, dist, model, state, request.out, counts, saved is not None))
+        loop = Loop(
+            model,
+            optimizer,
+            TrainingBatches(train_set, backend),
+            ranks,
+            Evaluator(model, ranks, test_set, val_set),
+            RunStore(request.out, model, optimizer, writes=ranks.is_root),
+            reporter,
+        )
+        loop.run(state)
     return TrainResult(model, state.history, config, request.out, state.best_epoch)
+
+
+@contextlib.contextmanager
+def _forgotten_unless_saved(out: Path, new_run: bool):
+    """A new run starts in a folder cleared of what a run that saved no checkpoint left there (one killed in
+    epoch 1), and takes its own config.json away again if it fails before its first checkpoint: the folder
+    is left as it was (removed, when the run made it), and `train --out` there starts afresh."""
+    if new_run:
+        _remove_unsaved_run(out)
+    try:
+        yield
+    except BaseException:
+        if new_run:
+            _remove_unsaved_run(out)
+        raise
+
+
+def _remove_unsaved_run(out: Path) -> None:
+    if not (out / CHECKPOINT).exists():
+        for name in ("config.json", BEST):
+            with contextlib.suppress(OSError):
+                (out / name).unlink()
 
 
 def _saved_run(request: _Request):
@@ -342,6 +413,16 @@ def _saved_run(request: _Request):
     if request.resume is None:
         return None, None
     path = request.out / CHECKPOINT
+    if not path.exists() and (request.out / "config.json").exists():  # killed before its first save
+        out = request.out
+        raise CheckpointError(
+            Options(
+                lambda n: (
+                    f"{out} holds no {CHECKPOINT}: its run stopped before saving its first epoch, so there is "
+                    f"nothing to continue; start it again with {n('out', out)} (not {n('resume')})"
+                )
+            )
+        )
     checkpoint = load_checkpoint(path)
     saved = TrainingState.from_header(checkpoint.header, checkpoint.arrays.get("order"), path)
     saved.config = _resumed_config(request.out, saved, request.overrides)

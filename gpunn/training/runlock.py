@@ -2,7 +2,9 @@
 
 The claim is an exclusive flock on the folder itself (no lock file: a refused run changes no byte of a
 folder that already exists, and the kernel drops the lock when its process dies, so a crashed or killed
-run never leaves a folder stuck). A new run also needs a folder that holds no run yet; default folder
+run never leaves a folder stuck). A new run also needs a folder that holds no run yet: one without a saved
+position (checkpoint.npz, metrics.jsonl). A folder whose run stopped before its first save (config.json
+alone, after a SIGKILL in epoch 1) is reused by the next run there, as `--resume` of it says. Default folder
 names are created with an atomic mkdir and made unique with a -2, -3, ... suffix when taken.
 """
 
@@ -16,12 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gpunn.errors import Options, RunFolderError
-
-RUN_FILES = ("config.json", "checkpoint.npz", "metrics.jsonl")
-
-
-def holds_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in RUN_FILES)
+from gpunn.outputs import holds_run
 
 
 def unique_folder(parent: Path, stem: str) -> Path:

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from gpunn.backend import parse_device
+from gpunn.checkpoint import count, flag, malformed, mapping, names, number, optional, text
 from gpunn.errors import CheckpointError, GpunnError
 from gpunn.rng import host_rng
 from gpunn.training.config import TrainConfig
+from gpunn.training.metrics import check_history
 
 # the keys every run checkpoint has had since the first version; without them a file holds weights only
 REQUIRED = ("config", "epoch", "step_in_epoch", "loss_sum", "correct", "history", "rng_state")
@@ -83,19 +85,19 @@ class TrainingState:
         state = cls(
             config=read("config", _config, "the run's settings"),
             rng=read("rng_state", _rng, "a NumPy bit generator state"),
-            epoch=read("epoch", _count, "a count"),
-            step_in_epoch=read("step_in_epoch", _count, "a count"),
+            epoch=read("epoch", count, "a count"),
+            step_in_epoch=read("step_in_epoch", count, "a count"),
             order=order,
-            loss_sum=read("loss_sum", _number, "a number"),
-            correct=read("correct", _count, "a count"),
-            history=read("history", _history, "a list of per-epoch metrics"),
-            best_val_loss=read("best_val_loss", _optional(_number), "a number or null", None),
-            best_epoch=read("best_epoch", _count, "a count", 0),
-            stopped_early=read("stopped_early", _flag, "true or false", False),
-            data=read("data", _optional(_mapping), "an object or null", None),
-            classes=read("classes", _optional(_names), "a list of class names", None),
-            device=read("written_on", _optional(_device), "a device name", None),
-            dtype=read("dtype", _optional(_text), "a dtype name", None),
+            loss_sum=read("loss_sum", number, "a number"),
+            correct=read("correct", count, "a count"),
+            history=read("history", check_history, "a list of per-epoch metrics"),
+            best_val_loss=read("best_val_loss", optional(number), "a number or null", None),
+            best_epoch=read("best_epoch", count, "a count", 0),
+            stopped_early=read("stopped_early", flag, "true or false", False),
+            data=read("data", optional(mapping), "an object or null", None),
+            classes=read("classes", optional(names), "a list of class names", None),
+            device=read("written_on", optional(_device), "a device name", None),
+            dtype=read("dtype", optional(text), "a dtype name", None),
         )
         if state.best_epoch > state.epoch or len(state.history) != state.epoch:
             raise CheckpointError(
@@ -125,69 +127,19 @@ class _Reader:
         try:
             return convert(value)
         except (GpunnError, TypeError, ValueError) as exc:
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-            raise CheckpointError(
-                f"{self.path}: malformed checkpoint header: {key!r} must be {what}, got {shown} ({exc}); "
-                "the file is damaged or not from gpunn train: start a new run"
-            ) from None
-
-
-def _count(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("not a whole number >= 0")
-    return value
-
-
-def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("not a number")
-    return value
-
-
-def _flag(value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("not a boolean")
-    return value
-
-
-def _text(value) -> str:
-    if not isinstance(value, str):
-        raise ValueError("not a string")
-    return value
-
-
-def _mapping(value) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError("not an object")
-    return value
-
-
-def _names(value) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-        raise ValueError("not a list of strings")
-    return value
-
-
-def _history(value) -> list[dict]:
-    if not isinstance(value, list) or not all(isinstance(record, dict) for record in value):
-        raise ValueError("not a list of objects")
-    return value
+            raise malformed(self.path, key, what, value, exc) from None
 
 
 def _config(value) -> TrainConfig:
-    return TrainConfig.from_dict(_mapping(value))
+    return TrainConfig.from_dict(mapping(value))
 
 
 def _device(value) -> str:
-    parse_device(_text(value))
+    parse_device(text(value))
     return value
 
 
 def _rng(value) -> np.random.Generator:
     rng = host_rng(0)
-    rng.bit_generator.state = _mapping(value)
+    rng.bit_generator.state = mapping(value)
     return rng
-
-
-def _optional(convert):
-    return lambda value: None if value is None else convert(value)

@@ -10,6 +10,7 @@ from pathlib import Path
 from gpunn.atomic import write_text
 from gpunn.checkpoint import save_checkpoint
 from gpunn.errors import Options, TrainingInterrupted, flag_name
+from gpunn.training.metrics import METRICS
 from gpunn.training.state import TrainingState
 
 CHECKPOINT = "checkpoint.npz"
@@ -33,7 +34,7 @@ class RunStore:
         if not self.writes:
             return
         save_checkpoint(self.checkpoint, self.model, state.to_header(), self.optimizer, state.arrays())
-        write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state.history))
+        write_text(self.out / METRICS, "".join(json.dumps(h) + "\n" for h in state.history))
 
     def save_best(self, state: TrainingState, record: dict) -> None:
         """The weights of the epoch `record` describes; written before checkpoint.npz, which names that epoch."""

@@ -66,7 +66,28 @@ def hidden_sizes(value) -> tuple[int, ...]:
     sizes = tuple(value)
     if not sizes or not all(_is_integer(s) and s >= 1 for s in sizes):
         raise fail(lambda n: f"{n('hidden')} needs positive integer sizes such as {example}, got {value!r}")
-    return tuple(int(s) for s in sizes)
+    sizes = tuple(int(s) for s in sizes)
+    model_size(
+        sizes, 1, 2
+    )  # the smallest data there is (1 input, 2 classes): refused before any data is read
+    return sizes
+
+
+def model_size(hidden: tuple[int, ...], in_features: int, classes: int) -> None:
+    """Refuse hidden sizes whose MLP would pass gpunn's parameter limit, before anything is allocated."""
+    from gpunn.nn.model import MAX_PARAMETERS, mlp_parameters
+
+    count = mlp_parameters([in_features, *hidden, classes])
+    if count > MAX_PARAMETERS:
+        shown = ",".join(map(str, hidden))
+        data = f"with {in_features} inputs and {classes} classes" if in_features > 1 else "with any data"
+        raise fail(
+            lambda n: (
+                f"{n('hidden')} {shown} makes a model of {'at least ' if in_features == 1 else ''}{count:,} "
+                f"parameters {data} ({count * 4 / 2**30:.1f} GiB as float32); a gpunn model holds at most "
+                f"{MAX_PARAMETERS:,}: choose smaller layers"
+            )
+        )
 
 
 def path(key: str, value):
