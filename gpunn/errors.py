@@ -134,3 +134,9 @@ class ExportError(GpunnError):
     """A model or option that the ONNX export cannot write."""
 
     exit_code = 2
+
+
+class OutputExistsError(GpunnError):
+    """A file to write is already there: a run's own file, or one the person did not ask to replace."""
+
+    exit_code = 1

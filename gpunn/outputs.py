@@ -15,17 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gpunn.atomic import atomic_writer
-from gpunn.errors import GpunnError, Options
+from gpunn.errors import Options, OutputExistsError
 
 # written by `gpunn train` into its run folder; checkpoint.npz or metrics.jsonl mean a run that saved a position
 RUN_FILES = ("config.json", "checkpoint.npz", "metrics.jsonl", "best.npz")
 SAVED_RUN_FILES = ("checkpoint.npz", "metrics.jsonl")
-
-
-class OutputExistsError(GpunnError):
-    """A file to write is already there: a run's own file, or one the person did not ask to replace."""
-
-    exit_code = 1
 
 
 def holds_run(folder: Path) -> bool:
