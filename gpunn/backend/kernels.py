@@ -21,10 +21,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Call:
     """One kind of call CupyBackend makes to a kernel, its arguments as CuPy's ElementwiseKernel.__call__
-    receives them: an array is (dtype, shape) or (dtype, shape, strides in bytes) when not C-contiguous; a
-    host scalar is its type ('int', 'float', 'bool' for Python's, a NumPy dtype name for NumPy's); 'T' is the
-    backend dtype. size: the size= keyword, when given. The shapes are a typical run's (only what CuPy's code
-    generation sees matters: dimensions, contiguity, and sizes past 2 GiB, where CuPy indexes with 64 bits).
+    receives them: an array is (dtype, shape) or (dtype, shape, strides in bytes) when not C-contiguous, or
+    (dtype, shape, strides or None, bytes of the allocation it views) for a view, whose 32/64-bit indexing
+    CuPy takes from its allocation (core.pyx _ndarray_base._init, _view); a host scalar is its type ('int',
+    'float', 'bool' for Python's, a NumPy dtype name for NumPy's); 'T' is the backend dtype. size: the size=
+    keyword, when given. The shapes are a typical run's (only what CuPy's code generation sees matters:
+    dimensions, contiguity, and sizes past 2 GiB, where CuPy indexes with 64 bits).
     """
 
     args: tuple

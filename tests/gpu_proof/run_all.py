@@ -21,7 +21,7 @@ import numpy as np
 if __package__ in (None, ""):  # python tests/gpu_proof/run_all.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpu_proof import executor, gpunn_kernels, limits, planted, raw_kernels, sizes  # noqa: E402
+from gpu_proof import cupy_codegen, executor, gpunn_kernels, limits, planted, raw_kernels, sizes  # noqa: E402
 from gpunn.backend.kernels import KERNELS  # noqa: E402
 
 TOTALS = "softmax_xent_totals"
@@ -201,8 +201,23 @@ PARTS = {
 }
 
 
+def executor_calls() -> list:
+    """(kernel, dtype, kernels.Call) of every ElementwiseKernel launch the parts make."""
+    return [*gpunn_kernels.calls(), *sizes.calls()]
+
+
+def generate_sources() -> None:
+    """The CuPy source of every launch of the parts, generated in one subprocess (cupy_codegen caches them
+    for the process; elementwise.prepare asks for generated_source's default architecture, sm_80)."""
+    cupy_codegen.generate([(kernel, dtype, call, "sm_80") for kernel, dtype, call in executor_calls()])
+
+
 def check_all(parts=tuple(PARTS), stop_at_first_failure: bool = False) -> list[tuple[str, bool, str]]:
     results = []
+    try:
+        generate_sources()
+    except Exception:  # noqa: BLE001 (nothing is cached then: each part's first launch reports it as its line)
+        pass
     for part in parts:
         start = time.monotonic()
         try:
