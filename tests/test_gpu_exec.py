@@ -216,6 +216,13 @@ def test_a_deatomised_ticket_is_a_data_race():
     assert found == "data-race"
 
 
+def test_a_ticket_reset_by_a_plain_store_is_a_data_race():
+    """CUDA's atomicAdd is relaxed, and so is the TSan build's: the last thread's plain done[0] = 0 is
+    ordered after no other thread's atomicAdd (the kernel resets it with atomicExch)."""
+    found = run_all.tsan_finds(lambda seed: wrong(TOTALS, mode="tsan", edit=planted.PLAIN_RESET, seed=seed))
+    assert found == "data-race"
+
+
 def test_a_deatomised_ticket_loses_the_totals_on_the_weak_model():
     assert wrong(TOTALS, edit=planted.DEATOMISE_TICKET) != []
 

@@ -272,7 +272,8 @@ _SOURCES = (
     # 0-d arrays: one launch for loss, counts and epoch accumulation, deterministic, no atomics on floats.
     # The same thread also writes the gradient's column sums, each in row order (the output layer's bias
     # gradient: the last Dense then launches no sum of its own; pass its gradient view as column_sums).
-    # `done` is a zeroed uint32 the last thread sets back to zero (one per stream: CupyBackend._StreamTickets).
+    # `done` is a zeroed uint32 the last thread sets back to zero (one per stream: CupyBackend._StreamTickets),
+    # with an atomic: a plain store would race with the other threads' (relaxed) atomicAdds, ordered by nothing.
     # Other threads' rows are read through volatile (past a non-coherent L1), each at its element's address
     # from the CArray (its logical index, whatever the array's strides: grad is empty_like(logits)).
     ElementwiseSource(
@@ -303,7 +304,7 @@ _SOURCES = (
             batch_correct[0] = count;
             loss_sum[0] = loss_sum_in[0] + (double)loss * (double)rows;
             correct_sum[0] = correct_sum_in[0] + count;
-            done[0] = 0;
+            atomicExch(&done[0], 0u);
         }
         """,
         # the epoch's totals in and out, the batch's loss and count: 0-d arrays
