@@ -63,6 +63,17 @@ def _transposed_args(memory):
     return [memory.alloc((WIDTH, ROWS), np.float32).T, memory.alloc((ROWS, WIDTH), np.float32)]
 
 
+def _relu_right_on(args_of) -> str:
+    """relu launched on args_of(memory) filled with normal values, checked against NumPy; its source."""
+    with executor.DeviceMemory() as memory:
+        x, y = args_of(memory)
+        host = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+        x[...] = host
+        launch = elementwise.call(KERNELS["relu"], "float32", [x, y], memory=memory)
+        assert np.array_equal(y, np.maximum(host, 0))
+        return launch.source
+
+
 def _ad_hoc_calls():
     """The calls of the tests below that launch with arguments of their own."""
     calls = []
@@ -106,13 +117,8 @@ def test_each_kernel_runs_the_source_of_a_call_gpunn_makes():
 def test_the_source_run_is_cupys_for_the_arguments_given():
     """Not a rendering of our own: a non-contiguous input gets CuPy's strided 2-d CArray (no reduction to
     one dimension) and runs right through its strides."""
-    with executor.DeviceMemory() as memory:
-        x, y = _transposed_args(memory)
-        host = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
-        x[...] = host
-        launch = elementwise.call(KERNELS["relu"], "float32", [x, y], memory=memory)
-        assert "const CArray<float, 2, 0, 1> _raw_x, CArray<float, 2, 1, 1> _raw_y" in launch.source
-        assert np.array_equal(y, np.maximum(host, 0))
+    source = _relu_right_on(_transposed_args)
+    assert "const CArray<float, 2, 0, 1> _raw_x, CArray<float, 2, 1, 1> _raw_y" in source
 
 
 def test_a_wrong_kernel_is_a_mismatch():
@@ -285,13 +291,8 @@ def test_a_view_of_a_buffer_past_2_gib_is_indexed_with_64_bits():
     """CuPy takes an array's 32-bit indexing from its allocation and every view inherits it (core.pyx
     _ndarray_base._init, _view): 11,100 elements at the end of a buffer past 2 GiB are a CArray<..., 0>, the
     small output a CArray<..., 1>; the kernel runs right on them."""
-    with executor.DeviceMemory() as memory:
-        x, y = _huge_view_args(memory)
-        host = np.random.default_rng(3).standard_normal(x.shape).astype(np.float32)
-        x[...] = host
-        launch = elementwise.call(KERNELS["relu"], "float32", [x, y], memory=memory)
-        assert "const CArray<float, 1, 1, 0> _raw_x, CArray<float, 1, 1, 1> _raw_y" in launch.source
-        assert np.array_equal(y, np.maximum(host, 0))
+    source = _relu_right_on(_huge_view_args)
+    assert "const CArray<float, 1, 1, 0> _raw_x, CArray<float, 1, 1, 1> _raw_y" in source
 
 
 def test_the_arrays_past_2_gib_of_the_size_cases_get_64_bit_indexing():
