@@ -88,6 +88,43 @@ def test_images_past_2_gib_are_indexed_with_64_bits():
     assert "CIndexer<1, 1> _ind" in _signature(large)  # the loop itself is one batch: 32 bits
 
 
+def test_a_view_takes_its_32_bit_indexing_from_its_allocation():
+    """core.pyx _ndarray_base._init: 32 bits when the allocation's bytes <= 2**31; _view copies the flag to
+    every view. 100 floats (also every other one of 200) of an allocation past 2 GiB: 64 bits; of exactly
+    2 GiB, or alone: 32 bits. A view larger than its allocation is refused."""
+
+    def relu_of(x):
+        return Call((x, ("float32", (100,))))
+
+    views = [
+        ("float32", (100,), (4,), 2**31 + 4),
+        ("float32", (100,), (8,), 2**31 + 4),
+        ("float32", (100,), None, 2**31),
+        ("float32", (100,)),
+        ("float32", (100,), (4,), 396),
+    ]
+    past, past_strided, at, alone, too_small = cupy_codegen.generate(
+        [("relu", "float32", relu_of(x), "sm_80") for x in views]
+    )
+    assert "(const CArray<float, 1, 1, 0> _raw_x, CArray<float, 1, 1, 1> _raw_y" in _signature(past)
+    assert "(const CArray<float, 1, 0, 0> _raw_x, CArray<float, 1, 1, 1> _raw_y" in _signature(past_strided)
+    assert "(const CArray<float, 1, 1, 1> _raw_x" in _signature(at)
+    assert "(const CArray<float, 1, 1, 1> _raw_x" in _signature(alone)
+    assert isinstance(too_small, CupyRefused) and "does not fit in its allocation of 396" in str(too_small)
+
+
+def test_the_views_are_those_cupy_launches():
+    """After CuPy's broadcast and _reduce_dims: bias_relu's C-contiguous output collapsed to one dimension
+    (its raw bias and scalar width as given); softmax_xent's (m, 1) statistics broadcast with a zero stride,
+    every operand kept 2-d."""
+    bias_relu = generated_source("bias_relu", "float64", KERNELS["bias_relu"].calls[0])
+    assert bias_relu.views == (((128,), (8,)), None, ((64 * 128,), (8,)))
+    assert bias_relu.loop_shape == (64 * 128,)
+    softmax = generated_source("softmax_xent", "float32", KERNELS["softmax_xent"].calls[0])
+    assert softmax.views[1] == ((64, 10), (4, 0)) and softmax.views[0] == ((64, 10), (40, 4))
+    assert softmax.views[4] is None and softmax.loop_shape == (64, 10)
+
+
 def test_options_are_cupys_for_the_architecture():
     for arch in cupy_codegen.ARCHITECTURES:
         options = generated_source("relu", "float32", KERNELS["relu"].calls[0], arch).options

@@ -1,8 +1,10 @@
 """gpunn's CUDA kernels executed on the CPU with CUDA's execution model (tests/gpu_proof), and the GPU
 bugs that model must catch, each planted as a text edit of a correct kernel (gpu_proof/planted.py).
 
-Needs g++ and CuPy 14.2's headers (.cupy-real at the repository root, or GPUNN_CUPY_REAL); skipped with the
-install command otherwise. Executables are cached outside the repository (gpu_proof/toolchain.py).
+Needs g++ and the unpacked CuPy 14.2 (.cupy-real at the repository root, or GPUNN_CUPY_REAL): its headers, and
+its code generation for the translation units (gpu_proof/cupy_codegen.py, all generated up front in one
+subprocess); skipped with the install command otherwise. Executables are cached outside the repository
+(gpu_proof/toolchain.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,17 @@ import pytest
 from gpunn.backend.kernels import KERNELS
 
 gpu_proof = pytest.importorskip("gpu_proof")
-from gpu_proof import elementwise, executor, gpunn_kernels, limits, planted, raw_kernels, run_all, sizes  # noqa: E402
+from gpu_proof import (  # noqa: E402
+    cupy_codegen,
+    elementwise,
+    executor,
+    gpunn_kernels,
+    limits,
+    planted,
+    raw_kernels,
+    run_all,
+    sizes,
+)
 from gpu_proof.toolchain import ToolchainError, cupy_include  # noqa: E402
 
 try:
@@ -26,6 +38,49 @@ except ToolchainError as exc:
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 
 TOTALS = "softmax_xent_totals"
+ROWS, WIDTH = gpunn_kernels.ROWS, gpunn_kernels.WIDTH
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cupy_sources():
+    """CuPy's source of every launch below, generated in one subprocess (and the shipped calls', for
+    comparing); skipped without the unpacked CuPy, failed in CI (GPUNN_REQUIRE_CUPY_CODEGEN=1)."""
+    cupy_codegen.require_for_tests([*run_all.executor_calls(), *_ad_hoc_calls()])
+
+
+def _zero_size_args(memory):
+    return [memory.alloc((0, 3), np.float32), memory.alloc((0, 3), np.float32)]
+
+
+def _huge_view_args(memory):
+    """relu's input: the last 300 x 37 elements of a (sparse) float32 buffer of 2^31 + 44,400 bytes."""
+    buffer = memory.alloc(2**29 + ROWS * WIDTH, np.float32)
+    return [buffer[-ROWS * WIDTH :].reshape(ROWS, WIDTH), memory.alloc((ROWS, WIDTH), np.float32)]
+
+
+def _transposed_args(memory):
+    """relu's input: a transposed (not C-contiguous) 300 x 37 array."""
+    return [memory.alloc((WIDTH, ROWS), np.float32).T, memory.alloc((ROWS, WIDTH), np.float32)]
+
+
+def _relu_right_on(args_of) -> str:
+    """relu launched on args_of(memory) filled with normal values, checked against NumPy; its source."""
+    with executor.DeviceMemory() as memory:
+        x, y = args_of(memory)
+        host = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+        x[...] = host
+        launch = elementwise.call(KERNELS["relu"], "float32", [x, y], memory=memory)
+        assert np.array_equal(y, np.maximum(host, 0))
+        return launch.source
+
+
+def _ad_hoc_calls():
+    """The calls of the tests below that launch with arguments of their own."""
+    calls = []
+    for args_of in (_zero_size_args, _huge_view_args, _transposed_args):
+        with executor.DeviceMemory() as memory:
+            calls.append((KERNELS["relu"], "float32", elementwise.describe(args_of(memory), memory=memory)))
+    return calls
 
 
 def wrong(name, dtype="float32", **options):
@@ -49,6 +104,23 @@ def test_float64_kernels_match_too(name):
     assert wrong(name, "float64") == []
 
 
+def test_each_kernel_runs_the_source_of_a_call_gpunn_makes():
+    """Each launch above, described as CuPy sees it (dtypes, shapes, strides, allocations, scalar kinds),
+    makes CuPy generate the very source of a call in the kernel's table, the calls CupyBackend makes
+    (tests/test_cupy_codegen.py): the executor runs what gpunn runs and scripts/check_kernels.py compiles."""
+    for kernel, dtype, call in gpunn_kernels.calls():
+        ours = cupy_codegen.generated_source(kernel, dtype, call).source
+        shipped = {cupy_codegen.generated_source(kernel, dtype, c).source for c in kernel.calls}
+        assert ours in shipped, f"{kernel.name} ({dtype}): {call}"
+
+
+def test_the_source_run_is_cupys_for_the_arguments_given():
+    """Not a rendering of our own: a non-contiguous input gets CuPy's strided 2-d CArray (no reduction to
+    one dimension) and runs right through its strides."""
+    source = _relu_right_on(_transposed_args)
+    assert "const CArray<float, 2, 0, 1> _raw_x, CArray<float, 2, 1, 1> _raw_y" in source
+
+
 def test_a_wrong_kernel_is_a_mismatch():
     """The comparison itself can fail: relu clamping at 0.5 instead of 0."""
     edit = planted.replace("y = x > (T)0 ? x : (T)0", "y = x > (T)0.5 ? x : (T)0")
@@ -70,15 +142,14 @@ def test_elementwise_geometry_is_linear_launch():
 def test_a_size_zero_call_launches_nothing(monkeypatch):
     monkeypatch.setattr(executor, "launch", lambda *a, **k: pytest.fail("launched"))
     with executor.DeviceMemory() as memory:
-        x, y = memory.alloc((0, 3), np.float32), memory.alloc((0, 3), np.float32)
-        assert elementwise.call(KERNELS["relu"], "float32", [x, y], memory=memory) is None
+        assert elementwise.call(KERNELS["relu"], "float32", _zero_size_args(memory), memory=memory) is None
 
 
 def test_the_grid_stride_loop_covers_what_a_small_grid_does_not():
-    """CUPY_FOR strides by blockDim.x * gridDim.x: 2 blocks of 32 threads cover 11,100 elements."""
+    """CUPY_FOR strides by blockDim.x * gridDim.x: 2 blocks of 32 threads cover 300 x 37 = 11,100 elements."""
     with executor.DeviceMemory() as memory:
-        host = np.random.default_rng(1).standard_normal(11100).astype(np.float32)
-        x, y = memory.put(host), memory.alloc(11100, np.float32)
+        host = np.random.default_rng(1).standard_normal((ROWS, WIDTH)).astype(np.float32)
+        x, y = memory.put(host), memory.alloc((ROWS, WIDTH), np.float32)
         launch = elementwise.prepare(KERNELS["relu"], "float32", [x, y], memory=memory)
         executor.launch(launch.source, "gpunn_relu", 2, 32, launch.args, memory=memory)
         assert np.array_equal(y, np.maximum(host, 0))
@@ -151,6 +222,13 @@ def test_a_deatomised_ticket_is_a_data_race():
     assert found == "data-race"
 
 
+def test_a_ticket_reset_by_a_plain_store_is_a_data_race():
+    """CUDA's atomicAdd is relaxed, and so is the TSan build's: the last thread's plain done[0] = 0 is
+    ordered after no other thread's atomicAdd (the kernel resets it with atomicExch)."""
+    found = run_all.tsan_finds(lambda seed: wrong(TOTALS, mode="tsan", edit=planted.PLAIN_RESET, seed=seed))
+    assert found == "data-race"
+
+
 def test_a_deatomised_ticket_loses_the_totals_on_the_weak_model():
     assert wrong(TOTALS, edit=planted.DEATOMISE_TICKET) != []
 
@@ -207,6 +285,30 @@ def test_index_math_is_right_past_2_31_elements(name):
 def test_32_bit_index_math_is_caught_past_2_31(name):
     found = fault(lambda: sizes.run(name, edit=sizes.planted(name)))
     assert found.kind == "invalid-address" and "bytes before buffer" in found.report
+
+
+def test_a_view_of_a_buffer_past_2_gib_is_indexed_with_64_bits():
+    """CuPy takes an array's 32-bit indexing from its allocation and every view inherits it (core.pyx
+    _ndarray_base._init, _view): 11,100 elements at the end of a buffer past 2 GiB are a CArray<..., 0>, the
+    small output a CArray<..., 1>; the kernel runs right on them."""
+    source = _relu_right_on(_huge_view_args)
+    assert "const CArray<float, 1, 1, 0> _raw_x, CArray<float, 1, 1, 1> _raw_y" in source
+
+
+def test_the_arrays_past_2_gib_of_the_size_cases_get_64_bit_indexing():
+    """Each array of sizes.py's launches: CArray<..., 0> exactly when its buffer is past 2^31 bytes, and the
+    loop's CIndexer<..., 0> exactly past 2^31 elements (cupy/_core/_carray.pyx Indexer)."""
+    flags = set()
+    for kernel, dtype, call in sizes.calls():
+        generated = cupy_codegen.generated_source(kernel, dtype, call)
+        params = executor.kernel_params(generated.source, kernel.name)
+        for arg, ctype in zip(call.args, params, strict=False):
+            if not isinstance(arg, str):
+                flags.add(arg[3] <= 2**31)
+                assert ctype.endswith(f", {int(arg[3] <= 2**31)}>"), (kernel.name, arg, ctype)
+        loop = int(np.prod(generated.loop_shape, dtype=object))
+        assert params[-1] == f"CIndexer<{len(generated.loop_shape)}, {int(loop <= 2**31)}>"
+    assert flags == {True, False}
 
 
 def test_32_bit_offset_overflow_is_undefined_behaviour_under_ubsan():
@@ -291,7 +393,7 @@ def test_parameters_are_read_from_the_kernels_signature():
 
 def test_an_argument_of_the_wrong_shape_is_refused():
     with executor.DeviceMemory() as memory:
-        x, y = memory.alloc((4, 4), np.float32), memory.alloc((4, 4), np.float32)
+        x, y = memory.alloc((ROWS, WIDTH), np.float32), memory.alloc((ROWS, WIDTH), np.float32)
         launch = elementwise.prepare(KERNELS["relu"], "float32", [x, y], memory=memory)  # 1-d views
         with pytest.raises(TypeError, match="needs a 1-d device array"):
             executor.launch(launch.source, "gpunn_relu", 1, 16, [x, y, launch.args[2]], memory=memory)

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Call:
     """One kind of call CupyBackend makes to a kernel, its arguments as CuPy's ElementwiseKernel.__call__
-    receives them: an array is (dtype, shape) or (dtype, shape, strides in bytes) when not C-contiguous; a
-    host scalar is its type ('int', 'float', 'bool' for Python's, a NumPy dtype name for NumPy's); 'T' is the
-    backend dtype. size: the size= keyword, when given. The shapes are a typical run's (only what CuPy's code
-    generation sees matters: dimensions, contiguity, and sizes past 2 GiB, where CuPy indexes with 64 bits).
+    receives them: an array is (dtype, shape) or (dtype, shape, strides in bytes) when not C-contiguous, or
+    (dtype, shape, strides or None, bytes of the allocation it views) for a view, whose 32/64-bit indexing
+    CuPy takes from its allocation (core.pyx _ndarray_base._init, _view); a host scalar is its type ('int',
+    'float', 'bool' for Python's, a NumPy dtype name for NumPy's); 'T' is the backend dtype. size: the size=
+    keyword, when given. The shapes are a typical run's (only what CuPy's code generation sees matters:
+    dimensions, contiguity, and sizes past 2 GiB, where CuPy indexes with 64 bits).
     """
 
     args: tuple
@@ -270,7 +272,8 @@ _SOURCES = (
     # 0-d arrays: one launch for loss, counts and epoch accumulation, deterministic, no atomics on floats.
     # The same thread also writes the gradient's column sums, each in row order (the output layer's bias
     # gradient: the last Dense then launches no sum of its own; pass its gradient view as column_sums).
-    # `done` is a zeroed uint32 the last thread sets back to zero (one per stream: CupyBackend._StreamTickets).
+    # `done` is a zeroed uint32 the last thread sets back to zero (one per stream: CupyBackend._StreamTickets),
+    # with an atomic: a plain store would race with the other threads' (relaxed) atomicAdds, ordered by nothing.
     # Other threads' rows are read through volatile (past a non-coherent L1), each at its element's address
     # from the CArray (its logical index, whatever the array's strides: grad is empty_like(logits)).
     ElementwiseSource(
@@ -301,7 +304,7 @@ _SOURCES = (
             batch_correct[0] = count;
             loss_sum[0] = loss_sum_in[0] + (double)loss * (double)rows;
             correct_sum[0] = correct_sum_in[0] + count;
-            done[0] = 0;
+            atomicExch(&done[0], 0u);
         }
         """,
         # the epoch's totals in and out, the batch's loss and count: 0-d arrays

@@ -57,15 +57,30 @@ class _CapturingProgram:
         raise _Handed(self.src, options)
 
 
-def _device_array(dtype, shape, strides):
+def _device_array(dtype, shape, strides=None, allocation=None):
+    """A cupy.ndarray over unowned memory that is never read. With `allocation` (bytes), a view of a
+    contiguous allocation that size: CuPy then decides its 32-bit indexing from the allocation, as for any
+    view (core.pyx _ndarray_base._init: the allocation's bytes <= 2**31; _view copies _index_32_bits)."""
     dtype = numpy.dtype(dtype)
     extent = max(1, int(numpy.prod(shape)) * dtype.itemsize)
     if strides is not None and shape:
         extent = max(
             extent, sum((n - 1) * abs(s) for n, s in zip(shape, strides, strict=True)) + dtype.itemsize
         )
-    unowned = memory.UnownedMemory(1 << 40, extent, None, device_id=0)
-    return cupy.ndarray(tuple(shape), dtype, memptr=memory.MemoryPointer(unowned, 0), strides=strides)
+    if allocation is None:
+        unowned = memory.UnownedMemory(1 << 40, extent, None, device_id=0)
+        return cupy.ndarray(tuple(shape), dtype, memptr=memory.MemoryPointer(unowned, 0), strides=strides)
+    if extent > max(allocation, 1):
+        raise ValueError(f"an array spanning {extent} bytes does not fit in its allocation of {allocation}")
+    # whole elements of any dtype, on the same side of 2**31 (a multiple of 16)
+    rounded = max(16, -(-allocation // 16) * 16)
+    unowned = memory.UnownedMemory(1 << 40, rounded, None, device_id=0)
+    whole = cupy.ndarray((rounded,), numpy.uint8, memptr=memory.MemoryPointer(unowned, 0))
+    view = whole.view(dtype)
+    if strides is None:
+        strides = tuple(int(numpy.prod(shape[k + 1 :])) * dtype.itemsize for k in range(len(shape)))
+    view._set_shape_and_strides(tuple(shape), tuple(strides), True, True)
+    return view
 
 
 def _argument(arg):
@@ -73,8 +88,8 @@ def _argument(arg):
     if isinstance(arg, str):
         value = _SCALAR_VALUES[arg] if arg in _SCALAR_VALUES else numpy.dtype(arg).type(1)
         return _scalar.CScalar(value)
-    dtype, shape, *strides = arg
-    return _device_array(dtype, shape, strides[0] if strides else None)
+    dtype, shape, strides, allocation = arg
+    return _device_array(dtype, shape, strides, allocation)
 
 
 def _reduce_dims(args, params, shape):
@@ -140,7 +155,8 @@ def _view(a, shape, strides):
 
 
 def _arginfos(kernel, args, size):
-    """ElementwiseKernel.__call__ from _preprocess_args to _get_arginfos; None where CuPy launches nothing."""
+    """ElementwiseKernel.__call__ from _preprocess_args to _get_arginfos: (arginfos, type_map, the arguments
+    as the kernel gets them, the loop shape); None where CuPy launches nothing."""
     if len(args) not in (kernel.nin, kernel.nargs):
         raise TypeError(
             f"Wrong number of arguments for {kernel.name!r}. It must be either {kernel.nin} or "
@@ -202,7 +218,7 @@ def _arginfos(kernel, args, size):
     infos.append(
         _kernel._ArgInfo(ARG_KIND_INDEXER, _carray.Indexer, None, len(shape), True, indexer_size <= 1 << 31)
     )
-    return tuple(infos), type_map
+    return tuple(infos), type_map, inout, tuple(shape)
 
 
 def _handed(kernel, arginfos, type_map, arch):
@@ -223,8 +239,8 @@ def _generate(request):
     kernel = cupy.ElementwiseKernel(*request["kernel"])
     decided = _arginfos(kernel, request["args"], request["size"])
     if decided is None:
-        return {"error": "CuPy launches no kernel for this call: its loop is empty"}
-    arginfos, type_map = decided
+        return {"error": "CuPy launches no kernel for this call: its loop is empty", "empty": True}
+    arginfos, type_map, inout, loop = decided
     code = _kernel._get_elementwise_kernel_code(
         arginfos, type_map, kernel.params, kernel.operation, kernel.name, kernel.preamble, **kernel.kwargs
     )
@@ -237,7 +253,14 @@ def _generate(request):
         source, options[arch] = handed.source, list(handed.options)
     if not source.endswith(code):
         raise AssertionError("the source CuPy hands NVRTC does not end with its generated kernel code")
-    return {"source": source, "header": source[: len(source) - len(code)], "options": options}
+    views = [[list(a.shape), list(a.strides)] if isinstance(a, cupy.ndarray) else None for a in inout]
+    return {
+        "source": source,
+        "header": source[: len(source) - len(code)],
+        "options": options,
+        "views": views,
+        "loop": list(loop),
+    }
 
 
 def _answer(request):

@@ -40,6 +40,10 @@ class CupyRefused(Exception):
     """CuPy refuses the call (argument count, types, shapes) with this message, as __call__ would raise it."""
 
 
+class CupyLaunchesNothing(CupyRefused):
+    """The call's loop is empty (a shape with a 0): ElementwiseKernel.__call__ returns before any kernel."""
+
+
 @dataclass(frozen=True)
 class GeneratedSource:
     """What CuPy hands NVRTC for one call on one architecture.
@@ -49,11 +53,16 @@ class GeneratedSource:
     and continues with `kernel_code` (_get_elementwise_kernel_code: typedefs, the __global__ function).
     options: CuPy's NVRTC options, in its order (CCCL and CuPy include paths, --std=c++17, the CUDA headers'
     include path, -ftz=true, -arch=sm_XX, --device-as-default-execution-space).
+    views: each argument as the kernel gets it, inputs then outputs (any CuPy allocates included): an array's
+    (shape, strides in bytes) after CuPy's broadcast and _reduce_dims, None for a scalar; loop_shape: the
+    shape of the CIndexer, the last argument. What a launch of the source passes (the CPU executor's).
     """
 
     source: str
     options: tuple[str, ...]
     header: str
+    views: tuple = ()
+    loop_shape: tuple = ()
 
     def __iter__(self):
         return iter((self.source, self.options))
@@ -80,9 +89,10 @@ def require_cupy() -> Path:
     return where
 
 
-def require_for_tests() -> None:
+def require_for_tests(more=()) -> None:
     """In a test: skip without the unpacked CuPy, saying how to get it; fail instead where
-    GPUNN_REQUIRE_CUPY_CODEGEN=1 (CI), so a missing install cannot pass as skipped checks."""
+    GPUNN_REQUIRE_CUPY_CODEGEN=1 (CI), so a missing install cannot pass as skipped checks.
+    more: further (kernel, dtype, call) to generate in the same subprocess (the CPU executor's launches)."""
     import pytest
 
     try:
@@ -91,7 +101,7 @@ def require_for_tests() -> None:
         generate(
             [
                 (kernel, dtype, call, arch)
-                for kernel, dtype, call in every_shipped_call()
+                for kernel, dtype, call in [*every_shipped_call(), *more]
                 for arch in ARCHITECTURES
             ]
         )
@@ -119,13 +129,15 @@ def _constructor_args(kernel: ElementwiseSource) -> list:
 
 
 def _resolved(call: Call, dtype: str) -> tuple:
-    """The call's arguments with 'T' read as `dtype`, in the worker's JSON form."""
+    """The call's arguments with 'T' read as `dtype`, in the worker's JSON form: a scalar's type, or an
+    array's [dtype, shape, strides or None, allocation bytes or None]."""
 
     def one(arg):
         if isinstance(arg, str):
             return dtype if arg == "T" else arg
-        kind, shape, *strides = arg
-        return [dtype if kind == "T" else kind, list(shape), *[list(s) for s in strides]]
+        kind, shape, strides, allocation = (*arg, None, None)[:4]
+        strides = None if strides is None else list(strides)
+        return [dtype if kind == "T" else kind, list(shape), strides, allocation]
 
     return tuple(one(a) for a in call.args)
 
@@ -197,12 +209,15 @@ def _run_worker(jobs) -> None:
         for arch in request["archs"]:
             key = _key(kernel, dtype, call, f"sm_{arch}")
             if "error" in answer:
-                _cache[key] = CupyRefused(
-                    f"{kernel.name} ({dtype}): CuPy refuses the call: {answer['error']}"
-                )
+                refusal = CupyLaunchesNothing if answer.get("empty") else CupyRefused
+                _cache[key] = refusal(f"{kernel.name} ({dtype}): CuPy refuses the call: {answer['error']}")
             else:
                 _cache[key] = GeneratedSource(
-                    answer["source"], tuple(answer["options"][arch]), answer["header"]
+                    answer["source"],
+                    tuple(answer["options"][arch]),
+                    answer["header"],
+                    tuple(None if v is None else (tuple(v[0]), tuple(v[1])) for v in answer["views"]),
+                    tuple(answer["loop"]),
                 )
 
 

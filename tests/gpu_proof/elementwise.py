@@ -1,12 +1,11 @@
 """An ElementwiseKernel call of gpunn's, launched on the executor as CuPy 14.2 would launch it.
 
-cupy/_core/_kernel.pyx ElementwiseKernel.__call__: the loop shape is the broadcast of the non-raw arrays
-(or size=, when every array is raw); a shape containing 0 launches nothing; all-C-contiguous non-raw arrays
-are reduced to one dimension (_reduced_view_core; a non-contiguous 2-d operand keeps its shape, the
-"short cut"; other non-contiguous shapes are kept too, where CuPy may merge axes); a CIndexer over the
-shape is the last argument (_carray.Indexer: 32-bit when its size <= 2^31); each array's index_32_bits is
-its allocation's size in bytes <= 2^31 (core.pyx _ndarray_base._init_fast; views inherit it); the launch is
-Function.linear_launch(indexer.size, block_max_size=block_size) (limits.elementwise_geometry).
+The translation unit is CuPy's own (cupy_codegen.py: its code generation run in a subprocess, results cached
+for the process): each argument is described as a kernels.Call (an array's dtype, shape, strides and the
+size of the allocation it views, from which CuPy takes its 32-bit indexing; a scalar's type as passed), and
+CuPy answers with the source and the views it launches (its broadcast and _reduce_dims) and the loop shape
+(the CIndexer); an empty loop launches nothing. The geometry is Function.linear_launch(indexer.size,
+block_max_size=block_size) (limits.elementwise_geometry).
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpu_proof import executor, limits, sources
-from gpunn.backend.kernels import parse_params
+from gpu_proof import cupy_codegen, executor, limits
+from gpunn.backend.kernels import Call
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,29 @@ class Launch:
     args: list
 
 
+def _scalar_kind(value) -> str:
+    """A host scalar as kernels.Call names it: Python's bool/int/float by name, a NumPy scalar by dtype."""
+    if isinstance(value, np.generic):
+        return value.dtype.name
+    for kind in (bool, int, float):  # bool first: a bool is an int
+        if isinstance(value, kind):
+            return kind.__name__
+    raise TypeError(f"{type(value).__name__} is neither a device array nor a scalar CuPy passes by value")
+
+
+def describe(args: list, *, memory: executor.DeviceMemory, size: int | None = None) -> Call:
+    """The kernels.Call of device arrays/scalars `args`: each array (dtype, shape, strides, bytes of the
+    DeviceMemory buffer it views)."""
+    described = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            allocation = memory.buffers[memory.locate(a)[0]].nbytes
+            described.append((a.dtype.name, a.shape, a.strides, allocation))
+        else:
+            described.append(_scalar_kind(a))
+    return Call(tuple(described), size)
+
+
 def prepare(
     kernel,
     dtype: str,
@@ -39,57 +61,20 @@ def prepare(
     block_size: int = 128,
 ) -> Launch | None:
     """The launch of `kernel` (an ElementwiseSource) with T = dtype on device arrays/scalars `args` (inputs
-    then outputs, all given); None when CuPy launches nothing."""
-    params = parse_params(kernel.in_params) + parse_params(kernel.out_params)
-    if len(args) != len(params):
-        raise TypeError(f"{kernel.name} takes {len(params)} arguments here, {len(args)} given")
-    nonraw = [a for a, p in zip(args, params, strict=True) if isinstance(a, np.ndarray) and not p.raw]
-    if size is not None:
-        if nonraw:
-            raise ValueError("Specified 'size' can be used only if all of the ndarray are 'raw'.")
-        shape = (size,)
-    else:
-        if not nonraw:
-            raise ValueError("Loop size is undecided.")
-        shape = np.broadcast_shapes(*[a.shape for a in nonraw])
-    n = int(np.prod(shape, dtype=object))
-    geometry = limits.elementwise_geometry(n, block_size)
-    if geometry is None:
+    then outputs, all given); None when CuPy launches nothing. CuPy's refusals raise CupyRefused."""
+    try:
+        generated = cupy_codegen.generated_source(kernel, dtype, describe(args, memory=memory, size=size))
+    except cupy_codegen.CupyLaunchesNothing:
         return None
-    views = []
-    for a, p in zip(args, params, strict=True):
-        if isinstance(a, np.ndarray) and not p.raw:
-            a = np.broadcast_to(a, shape)
-        views.append(a)
-    if len(shape) > 1 and all(
-        v.flags.c_contiguous
-        for v, p in zip(views, params, strict=True)
-        if isinstance(v, np.ndarray) and not p.raw
-    ):
-        views = [
-            v.reshape(-1) if isinstance(v, np.ndarray) and not p.raw else v
-            for v, p in zip(views, params, strict=True)
-        ]
-        shape = (n,)
-    arginfos = []
-    type_map = {"T": dtype, **kernel.types}
-    for v, p in zip(views, params, strict=True):
-        if isinstance(v, np.ndarray):
-            whole = memory.buffers[memory.locate(v)[0]].nbytes
-            arginfos.append(
-                sources.ArgInfo("ndarray", v.dtype.name, v.ndim, v.flags.c_contiguous, whole <= 2**31)
-            )
-        else:
-            resolved = type_map.get(p.type_name, p.type_name)
-            arginfos.append(sources.ArgInfo("scalar", resolved))
-    arginfos.append(sources.ArgInfo("indexer", None, len(shape), True, n <= 2**31))
-    grid, block = geometry
-    return Launch(
-        sources.kernel_source(kernel, type_map, arginfos),
-        grid,
-        block,
-        [*views, executor.Indexer(tuple(shape))],
-    )
+    if len(generated.views) != len(args):
+        raise TypeError(f"{kernel.name} takes {len(generated.views)} arguments here, {len(args)} given")
+    views = [
+        a if view is None else np.lib.stride_tricks.as_strided(a, *view)
+        for a, view in zip(args, generated.views, strict=True)
+    ]
+    loop = generated.loop_shape
+    grid, block = limits.elementwise_geometry(int(np.prod(loop, dtype=object)), block_size)
+    return Launch(generated.source, grid, block, [*views, executor.Indexer(loop)])
 
 
 def call(

@@ -2,8 +2,9 @@
 next to the answer of the generic primitive in gpunn/backend/base.py (called on a NumpyBackend).
 
 run(name, dtype) launches one kernel and returns [(output name, got, expected)]; mismatches() lists those
-not close. `edit` is a text edit of the generated translation unit (a planted bug, planted.py), the rest of
-the keyword arguments go to executor.launch (mode, seed, resident, blocks, weak).
+not close; calls() describes every case's launch, for generating their CuPy sources in one subprocess.
+`edit` is a text edit of CuPy's translation unit (a planted bug, planted.py), the rest of the keyword
+arguments go to executor.launch (mode, seed, resident, blocks, weak).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _inputs(name: str, memory, rng, dtype: str):
     if name == "bias_relu":
         z, bias = normal(ROWS, WIDTH), normal(WIDTH)
         dz = put(z)
-        return [put(bias), np.int64(WIDTH), dz], None, [("z", dz, ref.relu(z + bias))]
+        return [put(bias), WIDTH, dz], None, [("z", dz, ref.relu(z + bias))]
     if name == "relu_backward":
         grad, y = normal(ROWS, WIDTH), ref.relu(normal(ROWS, WIDTH))
         out = memory.alloc(grad.shape, dtype)
@@ -88,13 +89,13 @@ def _inputs(name: str, memory, rng, dtype: str):
         x = memory.alloc((ROWS, WIDTH), dtype)
         if name == "gather_images":
             return (
-                [put(images), put(rows), np.int64(WIDTH), x],
+                [put(images), put(rows), WIDTH, x],
                 None,
                 [("x", x, ref.gather_images(images, rows))],
             )
         batch_labels = memory.alloc(ROWS, np.int64)
         expected_x, expected_labels = ref.gather_batch(images, labels, rows)
-        args = [put(images), put(rows), put(labels), np.int64(WIDTH), x, batch_labels]
+        args = [put(images), put(rows), put(labels), WIDTH, x, batch_labels]
         return args, None, [("x", x, expected_x), ("batch_labels", batch_labels, expected_labels)]
     if name == "softmax_xent_rows":
         logits, labels = normal(ROWS, CLASSES), rng.integers(0, CLASSES, ROWS)
@@ -105,7 +106,7 @@ def _inputs(name: str, memory, rng, dtype: str):
             memory.alloc(ROWS, np.int64),
         )
         loss, expected_grad, correct = ref.softmax_cross_entropy_counted(logits, targets, labels)
-        args = [put(logits), put(targets), put(labels), np.int64(CLASSES), t(ROWS), grad, loss_rows, hits]
+        args = [put(logits), put(targets), put(labels), CLASSES, t(ROWS), grad, loss_rows, hits]
         return (
             args,
             None,
@@ -119,12 +120,12 @@ def _inputs(name: str, memory, rng, dtype: str):
         grad, y = normal(ROWS, WIDTH), ref.relu(normal(ROWS, WIDTH))
         masked, bias_grad = memory.alloc(grad.shape, dtype), memory.alloc(WIDTH, dtype)
         expected = ref.relu_backward(grad, y)
-        args = [put(grad), put(y), np.int64(ROWS), masked, bias_grad]
+        args = [put(grad), put(y), ROWS, masked, bias_grad]
         return args, None, [("masked", masked, expected), ("bias_grad", bias_grad, ref.column_sums(expected))]
     if name == "batch_totals":
         loss_rows, hits = normal(ROWS), rng.integers(0, 2, ROWS)
         loss, correct = memory.alloc((), dtype), memory.alloc((), np.int64)
-        args = [put(loss_rows), put(hits), np.int64(ROWS), loss, correct]
+        args = [put(loss_rows), put(hits), ROWS, loss, correct]
         return args, 1, [("loss", loss, loss_rows.sum()), ("correct", correct, hits.sum())]
     if name == "softmax_xent_totals":
         logits, labels = normal(ROWS, CLASSES), rng.integers(-1, CLASSES, ROWS)  # -1: a label out of range
@@ -142,7 +143,7 @@ def _inputs(name: str, memory, rng, dtype: str):
             memory.alloc(CLASSES, dtype),
         ]
         grad, _, _, done, loss, correct, new_loss_sum, new_correct_sum, column_sums = outs
-        args = [put(logits), put(labels), np.int64(CLASSES), t(ROWS), put(loss_sum), put(correct_sum), *outs]
+        args = [put(logits), put(labels), CLASSES, t(ROWS), put(loss_sum), put(correct_sum), *outs]
         checks = [
             ("grad", grad, expected[1]),
             ("batch_loss", loss, expected[0]),
@@ -171,6 +172,17 @@ def run(name: str, dtype: str = "float32", *, edit=None, data_seed: int = 0, **l
             (what, np.array(got() if callable(got) else got), np.asarray(expected))
             for what, got, expected in checks
         ]
+
+
+def calls(dtypes=("float32", "float64")) -> list:
+    """(kernel, dtype, kernels.Call) of run()'s launch of every kernel, for each dtype."""
+    described = []
+    for dtype in dtypes:
+        for name, kernel in KERNELS.items():
+            with executor.DeviceMemory() as memory:
+                args, size, _ = _inputs(name, memory, np.random.default_rng(0), dtype)
+                described.append((kernel, dtype, elementwise.describe(args, memory=memory, size=size)))
+    return described
 
 
 def mismatches(results, dtype: str) -> list[str]:

@@ -6,7 +6,8 @@ sparse files: 8 GiB of float32 costs only the pages those blocks touch), launche
 they wrote with the generic primitive of gpunn/backend/base.py on the same rows. A 32-bit index lands
 outside the buffer, in its guard (an invalid-address fault), or overflows (UBSan, in the "asan" mode).
 
-run(name) -> mismatch lines (empty when right); a fault raises executor.KernelFault.
+run(name) -> mismatch lines (empty when right); a fault raises executor.KernelFault. calls() describes
+each case's launch (for generating the CuPy sources in one subprocess).
 PLANTED[name]: the 32-bit version of that kernel's index line, as a text edit.
 """
 
@@ -65,10 +66,10 @@ def _case(name: str, memory, rng, dtype: str):
         got_x = lambda: x.reshape(-1)[first:].reshape(-1)  # noqa: E731
         checks = [("x (last elements)", got_x, expected_x.reshape(-1)[first - (count - 2) * width :])]
         if name == "gather_images":
-            return [images, rows, np.int64(width), x], None, blocks, checks
+            return [images, rows, width, x], None, blocks, checks
         batch_labels = memory.alloc(count, np.int64)
         checks.append(("batch_labels (last row)", lambda: batch_labels[count - 1 :], np.array([3])))
-        return [images, rows, labels, np.int64(width), x, batch_labels], None, blocks, checks
+        return [images, rows, labels, width, x, batch_labels], None, blocks, checks
     if name == "bias_relu":
         width, rows = 1024, BIG // 1024 + 1
         bias, z = memory.put(rng.standard_normal(width).astype(dtype)), memory.alloc((rows, width), dtype)
@@ -76,7 +77,7 @@ def _case(name: str, memory, rng, dtype: str):
         z[-2] = rng.standard_normal(width).astype(dtype)
         expected = ref.relu(np.array(z[-2:]) + np.array(bias))
         blocks = _last_blocks(rows * width, 16)
-        return [bias, np.int64(width), z], None, blocks, [("z (last 2 rows)", lambda: z[-2:], expected)]
+        return [bias, width, z], None, blocks, [("z (last 2 rows)", lambda: z[-2:], expected)]
     if name in ("softmax_xent_rows", "softmax_xent_totals"):
         classes, rows = 1024, BIG // 1024 + 128  # the last block's 128 rows start past 2^31 elements
         logits, labels = memory.alloc((rows, classes), dtype), memory.alloc(rows, np.int64)
@@ -100,14 +101,14 @@ def _case(name: str, memory, rng, dtype: str):
         if name == "softmax_xent_rows":
             targets_all = memory.alloc((rows, classes), dtype)
             targets_all[-128:] = targets
-            args = [logits, targets_all, labels, np.int64(classes), t(rows), grad, loss_rows, hits]
+            args = [logits, targets_all, labels, classes, t(rows), grad, loss_rows, hits]
             return args, None, blocks, checks
         done = memory.alloc(1, np.uint32)  # 128 tickets of `rows`: the last-thread part is not reached
         outs = [grad, loss_rows, hits, done, memory.alloc((), dtype), memory.alloc((), np.int64)]
         outs += [memory.alloc((), np.float64), memory.alloc((), np.int64), memory.alloc(classes, dtype)]
         checks.append(("done (tickets taken)", lambda: done, np.array([128], np.uint32)))
         sums = [memory.put(np.array(0.0)), memory.put(np.array(0, np.int64))]
-        return [logits, labels, np.int64(classes), t(rows), *sums, *outs], rows, blocks, checks
+        return [logits, labels, classes, t(rows), *sums, *outs], rows, blocks, checks
     if name == "relu_backward_bias":
         width, rows = 2**20, BIG // 2**20 + 1  # one thread per column, each summing 2049 rows
         grad, y = memory.alloc((rows, width), dtype), memory.alloc((rows, width), dtype)
@@ -120,8 +121,18 @@ def _case(name: str, memory, rng, dtype: str):
             ("masked (last 128 columns)", lambda: masked[:, -128:], expected),
             ("bias_grad (last 128 columns)", lambda: bias_grad[-128:], ref.column_sums(expected)),
         ]
-        return [grad, y, np.int64(rows), masked, bias_grad], None, _last_blocks(width, 1), checks
+        return [grad, y, rows, masked, bias_grad], None, _last_blocks(width, 1), checks
     raise KeyError(f"no size case for {name!r}")
+
+
+def calls(dtype: str = "float32") -> list:
+    """(kernel, dtype, kernels.Call) of run()'s launch of each kernel of KERNEL_NAMES."""
+    described = []
+    for name in KERNEL_NAMES:
+        with executor.DeviceMemory() as memory:
+            args, size, _, _ = _case(name, memory, np.random.default_rng(0), dtype)
+            described.append((KERNELS[name], dtype, elementwise.describe(args, memory=memory, size=size)))
+    return described
 
 
 def run(name: str, dtype: str = "float32", *, edit=None, mode: str = "weak", seed: int = 0) -> list[str]:

@@ -61,6 +61,7 @@ using namespace std;
 // The host runs a launch's threads one after another: a valid interleaving of the device's, in which an
 // atomic is a plain read-modify-write and every write is already visible (so a fence has nothing to do).
 template <typename T> inline T atomicAdd(T* address, T value) { T old = *address; *address = old + value; return old; }
+template <typename T> inline T atomicExch(T* address, T value) { T old = *address; *address = value; return old; }
 inline void __threadfence() {}
 // cupy/_core/include/cupy/carray.cuh (v14.2.0), the members a kernel body reaches: a raw parameter is a
 // CArray<T, ndim, c_contiguous, use_32bit_indexing> over the array itself (its pointer, shape and byte
