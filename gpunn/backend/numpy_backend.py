@@ -81,6 +81,9 @@ class NumpyBackend(Backend):
     def sparse_from_host(self, matrix):
         return sparse.csr_matrix(matrix, dtype=self.dtype)
 
+    def is_sparse(self, x) -> bool:
+        return sparse.issparse(x)
+
     def sparse_linear(self, x, weight, bias):
         self.check(weight, bias)
         out = np.asarray(x @ weight)

@@ -24,9 +24,12 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gpunn.backend import get_backend
-from gpunn.nn.layers import Param
-from gpunn.nn.step import train_step
-from gpunn.sklearn.network import HIDDEN_ACTIVATIONS, Network, Objective, glorot_bounds
+from gpunn.nn.flat import split
+from gpunn.nn.losses import WeightedTargets
+from gpunn.nn.model import Sequential
+from gpunn.nn.penalty import L2Penalty
+from gpunn.nn.step import backward, train_step
+from gpunn.sklearn.model import HIDDEN_ACTIVATIONS, build_model, output_loss
 from gpunn.sklearn.optimizers import StochasticSolver
 
 SOLVERS = ("lbfgs", "sgd", "adam")
@@ -163,11 +166,11 @@ class _GpunnMLP(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(y, layer_units, self.dtype or X.dtype.name)
-        network = self._network(trainable=True, sparse_input=sparse.issparse(X))
+        model = self._model(for_training=True)
         if self.solver in STOCHASTIC_SOLVERS:
-            self._fit_stochastic(network, X, y, sample_weight, incremental)
+            self._fit_stochastic(model, X, y, sample_weight, incremental)
         else:
-            self._fit_lbfgs(network, X, y, sample_weight)
+            self._fit_lbfgs(model, X, y, sample_weight)
         if not all(np.isfinite(w).all() for w in (*self.coefs_, *self.intercepts_)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large values and "
@@ -186,13 +189,11 @@ class _GpunnMLP(BaseEstimator):
             self.out_activation_ = "softmax"
         else:
             self.out_activation_ = "logistic"
-        self.coefs_, self.intercepts_ = [], []
-        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:], strict=True):
-            bound = glorot_bounds(fan_in, fan_out, self.activation)
-            self.coefs_.append(
-                self._random_state.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype_name)
-            )
-            self.intercepts_.append(self._random_state.uniform(-bound, bound, fan_out).astype(dtype_name))
+        # scikit-learn's Glorot uniform weights, drawn by gpunn's initialiser from random_state in its order
+        backend = get_backend(self.device, dtype_name)
+        self._set_weights(
+            build_model(layer_units, self.activation, backend, self._random_state).get_weights()
+        )
         self.__dict__.pop("_optimizer", None)
         if self.solver in STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
@@ -206,39 +207,48 @@ class _GpunnMLP(BaseEstimator):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
+    # ---- the gpunn model -------------------------------------------------------------------------------------
+    def _set_weights(self, weights: list[np.ndarray]) -> None:
+        """coefs_/intercepts_ from host weights in the model's order (each layer's weight, then its bias)."""
+        self.coefs_, self.intercepts_ = list(weights[0::2]), list(weights[1::2])
+
+    def _host_weights(self) -> list[np.ndarray]:
+        """coefs_/intercepts_ in the model's order."""
+        return [array for pair in zip(self.coefs_, self.intercepts_, strict=True) for array in pair]
+
     def _backend(self):
         return get_backend(self.device, np.dtype(self.coefs_[0].dtype).name)
 
-    def _network(self, trainable: bool = False, sparse_input: bool = False) -> Network:
-        """The current coefs_/intercepts_ on the device (from the prediction cache when it holds them);
-        trainable=True for training: a flat-buffer copy, so in-place updates never reach the cache."""
+    def _model(self, for_training: bool = False) -> Sequential:
+        """The gpunn model holding coefs_/intercepts_ on the device: the prediction model (cached while
+        coefs_, intercepts_, activation and device stay the same), or for training a fresh one, whose updates
+        reach coefs_ only through _store."""
         backend = self._backend()
-        host = [*self.coefs_, *self.intercepts_]
+        host = [np.asarray(array) for array in self._host_weights()]
         cached = self.__dict__.get("_device_cache")
         if (
-            cached is not None
-            and cached[0] is backend
-            and len(cached[1]) == len(host)
-            and all(a is b for a, b in zip(cached[1], host, strict=True))
+            not for_training
+            and cached is not None
+            and cached[:2] == (backend, self.activation)
+            and len(cached[2]) == len(host)
+            and all(a is b for a, b in zip(cached[2], self._host_weights(), strict=True))
         ):
-            values = cached[2]
-        else:
-            values = [backend.from_host(np.asarray(a)) for a in host]
-            self._device_cache = (backend, host, values)
-        params = [Param("weight" if i < len(host) // 2 else "bias", v) for i, v in enumerate(values)]
-        return Network(
-            backend, params, self.activation, self.out_activation_, self.loss, trainable, sparse_input
-        )
+            return cached[3]
+        units = [host[0].shape[0], *(weight.shape[1] for weight in host[0::2])]
+        model = build_model(units, self.activation, backend)
+        model.set_weights(host)
+        if not for_training:
+            self._device_cache = (backend, self.activation, self._host_weights(), model)
+        return model
 
-    def _store(self, network: Network, values=None) -> None:
-        """Device weights -> host coefs_/intercepts_, and remember the pair for prediction."""
-        backend = network.backend
-        values = [p.value for p in network.params] if values is None else values
-        values = [v * 1 for v in values]  # a copy: NumPy's optimizers update in place
-        host = [backend.to_host(v) for v in values]
-        n = network.n_layers
-        self.coefs_, self.intercepts_ = host[:n], host[n:]
-        self._device_cache = (backend, host, values)
+    def _store(self, model: Sequential) -> None:
+        """The trained model's weights -> host coefs_/intercepts_; the model stays as the prediction model."""
+        self._set_weights(model.get_weights())
+        self._device_cache = (model.backend, self.activation, self._host_weights(), model)
+
+    def _loss(self, model: Sequential) -> L2Penalty:
+        """scikit-learn's loss for out_activation_ (whose link it is) with alpha's L2 term on model's weights."""
+        return L2Penalty(output_loss(self.out_activation_), model, self.alpha)
 
     def _upload(self, backend, X):
         """(device X, whether it is sparse): dense data moves once, sparse stays sparse where it can."""
@@ -246,8 +256,16 @@ class _GpunnMLP(BaseEstimator):
             return backend.sparse_from_host(X), True
         return backend.from_host(np.ascontiguousarray(X)), False
 
-    def _fit_stochastic(self, network: Network, X, y, sample_weight, incremental: bool) -> None:
-        backend = network.backend
+    def _targets(self, backend, y, sample_weight) -> WeightedTargets:
+        weights = (
+            None
+            if sample_weight is None
+            else backend.from_host(np.asarray(sample_weight), backend.dtype_name)
+        )
+        return WeightedTargets(backend.from_host(np.asarray(y, dtype=backend.dtype_name)), weights)
+
+    def _fit_stochastic(self, model: Sequential, X, y, sample_weight, incremental: bool) -> None:
+        backend = model.backend
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = StochasticSolver(self)
         if self.early_stopping and incremental:
@@ -288,12 +306,9 @@ class _GpunnMLP(BaseEstimator):
             x_train, train_sparse = X_train.tocsr(), True
         else:
             x_train, train_sparse = self._upload(backend, X_train)
-        t_train = backend.from_host(np.asarray(y_train, dtype=backend.dtype_name))
-        w_train = (
-            None if sw_train is None else backend.from_host(np.asarray(sw_train, dtype=backend.dtype_name))
-        )
+        t_train, w_train = self._targets(backend, y_train, sw_train)
         sample_idx = np.arange(n_samples, dtype=int)
-        objective = Objective(network, self.alpha)
+        loss = self._loss(model)
         best = None
         self.n_iter_ = 0
         for _ in range(self.max_iter):
@@ -310,12 +325,12 @@ class _GpunnMLP(BaseEstimator):
                 y_batch = backend.take_rows(t_train, device_rows)
                 w_batch = None if w_train is None else backend.take_rows(w_train, device_rows)
                 result = train_step(
-                    network,
+                    model,
                     self._optimizer,
                     x_batch,
-                    (y_batch, w_batch),
-                    loss=objective,
-                    gradient_hook=objective.add_penalty_gradient,
+                    WeightedTargets(y_batch, w_batch),
+                    loss=loss,
+                    gradient_hook=loss.gradient_hook,
                 )
                 batch_loss = result.loss * (batch_slice.stop - batch_slice.start)
                 accumulated = batch_loss if accumulated is None else accumulated + batch_loss
@@ -326,7 +341,7 @@ class _GpunnMLP(BaseEstimator):
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
             if early_stopping:
-                out = backend.to_host(self._output(network, x_val, val_sparse, X_val.shape[0]))
+                out = backend.to_host(self._output(model, x_val, val_sparse, X_val.shape[0]))
                 score = self._score_outputs(out, y_val, sw_val)
                 self.validation_scores_.append(score)
                 if self.verbose:
@@ -337,7 +352,7 @@ class _GpunnMLP(BaseEstimator):
                     self._no_improvement_count = 0
                 if score > self.best_validation_score_:
                     self.best_validation_score_ = score
-                    best = [p.value * 1 for p in network.params]
+                    best = model.buffer.values * 1  # a copy: the optimizer updates the buffer in place
             else:
                 if self.loss_ > self.best_loss_ - self.tol:
                     self._no_improvement_count += 1
@@ -364,29 +379,30 @@ class _GpunnMLP(BaseEstimator):
                     stacklevel=3,
                 )
         if early_stopping and best is not None:
-            self._store(network, best)
-        else:
-            self._store(network)
+            model.buffer.set_values(best)
+        self._store(model)
 
-    def _fit_lbfgs(self, network: Network, X, y, sample_weight) -> None:
-        backend = network.backend
-        x, _ = self._upload(backend, X)  # the network knows whether x is sparse
-        targets = backend.from_host(np.asarray(y, dtype=backend.dtype_name))
-        weights = (
-            None
-            if sample_weight is None
-            else backend.from_host(np.asarray(sample_weight, dtype=backend.dtype_name))
-        )
-        objective = Objective(network, self.alpha)
+    def _lbfgs_objective(self, model: Sequential, X, y, sample_weight):
+        """f(packed) -> (loss, packed gradient) on the host, packed as scikit-learn packs (every layer's
+        weight, then every bias): train_step short of the update (gpunn.nn.step.backward), for SciPy."""
+        backend = model.backend
+        x, _ = self._upload(backend, X)  # the first Dense knows a sparse x
+        targets = self._targets(backend, y, sample_weight)
+        loss, shapes = self._loss(model), model.shapes()
 
-        def loss_and_grad(packed):  # packed is the flat buffer's layout: coefs, then intercepts
-            network.buffer.set_values(backend.from_host(packed))
-            loss, grad = network.loss_and_gradient(x, (targets, weights), objective)
-            return backend.to_scalar(loss), backend.to_host(grad).astype(np.float64)
+        def loss_and_grad(packed):
+            model.set_weights(_unpack(packed, shapes))
+            result = backward(model, x, targets, loss=loss)
+            loss.gradient_hook(model.buffer)
+            gradient = model.buffer.split_host(backend.to_host(model.buffer.gradient))
+            return backend.to_scalar(result.loss), _pack(gradient).astype(np.float64)
 
+        return loss_and_grad
+
+    def _fit_lbfgs(self, model: Sequential, X, y, sample_weight) -> None:
         result = scipy.optimize.minimize(
-            loss_and_grad,
-            np.concatenate([a.ravel() for a in (*self.coefs_, *self.intercepts_)]).astype(np.float64),
+            self._lbfgs_objective(model, X, y, sample_weight),
+            _pack(self._host_weights()).astype(np.float64),
             method="L-BFGS-B",
             jac=True,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
@@ -400,31 +416,20 @@ class _GpunnMLP(BaseEstimator):
             )
         self.n_iter_ = min(int(result.nit), int(self.max_iter))
         self.loss_ = float(result.fun)
-        network.buffer.set_values(backend.from_host(result.x))
-        self._store(network)
+        model.set_weights(_unpack(result.x, model.shapes()))
+        self._store(model)
 
     def _loss_grad_lbfgs(self, packed, X, y, sample_weight=None, *unused):
         """Loss and packed gradient at `packed` (coefs then intercepts), as scikit-learn's method of this name."""
-        network = self._network(trainable=True, sparse_input=sparse.issparse(X))
-        backend = network.backend
-        x, _ = self._upload(backend, X)
-        network.buffer.set_values(backend.from_host(np.asarray(packed)))
-        weights = (
-            None
-            if sample_weight is None
-            else backend.from_host(np.asarray(sample_weight, dtype=backend.dtype_name))
-        )
-        targets = backend.from_host(np.asarray(y, dtype=backend.dtype_name))
-        loss, grad = network.loss_and_gradient(x, (targets, weights), Objective(network, self.alpha))
-        return backend.to_scalar(loss), backend.to_host(grad)
+        return self._lbfgs_objective(self._model(for_training=True), X, y, sample_weight)(np.asarray(packed))
 
     # ---- prediction ------------------------------------------------------------------------------------------
-    def _output(self, network: Network, x, is_sparse: bool, n_rows: int):
+    def _output(self, model: Sequential, x, is_sparse: bool, n_rows: int):
         """Output activations in fixed blocks of PREDICT_BLOCK rows (the last one zero-padded), so a row's
         prediction never depends on which other rows share the call (the GEMM shape is always the same)."""
-        backend = network.backend
+        backend, link = model.backend, output_loss(self.out_activation_)
         if is_sparse:  # a sparse product treats each row on its own
-            return network.output(x, True)
+            return link.outputs(backend, model.forward(x))
         blocks = []
         for start in range(0, n_rows, PREDICT_BLOCK):
             stop = min(start + PREDICT_BLOCK, n_rows)
@@ -432,7 +437,7 @@ class _GpunnMLP(BaseEstimator):
             if stop - start < PREDICT_BLOCK:
                 padding = backend.zeros((PREDICT_BLOCK - (stop - start), x.shape[1]))
                 block = backend.concat([block, padding])
-            blocks.append(network.output(block)[: stop - start, ...])
+            blocks.append(link.outputs(backend, model.forward(block))[: stop - start, ...])
         if not blocks:
             return backend.zeros((0, self.n_outputs_))
         return blocks[0] if len(blocks) == 1 else backend.concat(blocks)
@@ -443,9 +448,9 @@ class _GpunnMLP(BaseEstimator):
             X = validate_data(
                 self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32)
             )
-        network = self._network()
-        x, is_sparse = self._upload(network.backend, X)
-        out = network.backend.to_host(self._output(network, x, is_sparse, X.shape[0]))
+        model = self._model()
+        x, is_sparse = self._upload(model.backend, X)
+        out = model.backend.to_host(self._output(model, x, is_sparse, X.shape[0]))
         return out.astype(X.dtype, copy=False)
 
     def _score_outputs(self, out, y, sample_weight) -> float:
@@ -463,6 +468,19 @@ class _GpunnMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _pack(weights: list[np.ndarray]) -> np.ndarray:
+    """Host weights in the model's order (weight, bias per layer) -> scikit-learn's flat layout: every
+    layer's weight, then every bias."""
+    return np.concatenate([array.ravel() for array in (*weights[0::2], *weights[1::2])])
+
+
+def _unpack(packed: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """Inverse of _pack for a model whose parameters have `shapes` (its order)."""
+    coefs, intercepts = shapes[0::2], shapes[1::2]
+    arrays = split(np.asarray(packed), [*coefs, *intercepts])
+    return [array for pair in zip(arrays[: len(coefs)], arrays[len(coefs) :], strict=True) for array in pair]
 
 
 def _sample_weights(sample_weight, n_samples: int) -> np.ndarray:
