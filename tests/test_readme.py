@@ -71,3 +71,12 @@ def test_performance_and_accuracy_numbers_come_from_committed_results():
 def test_dlpack_example_runs():
     done = subprocess.run([sys.executable, "-c", example_block("dlpack")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_sklearn_save_example_runs_and_prints_its_layers(tmp_path):
+    code = example_block("sklearn-save")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    printed = [line for line in code.splitlines() if line.startswith("# Sequential")][0].lstrip("# ")
+    assert done.stdout.strip().splitlines()[-1] == printed
+    assert (tmp_path / "digits-mlp.npz").is_file()

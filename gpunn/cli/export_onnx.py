@@ -145,13 +145,13 @@ def export_onnx(
 
     Returns the path and the input contract written into the metadata.
     """
-    from gpunn.checkpoint import class_names, load_checkpoint, model_from_checkpoint
+    from gpunn.checkpoint import class_names, classifier_from_checkpoint, load_checkpoint
 
     output = Path(output)
     if output.exists():
         raise ExportError(f"{output} already exists: choose another path or remove it first")
     checkpoint = load_checkpoint(checkpoint_path)
-    model = model_from_checkpoint(checkpoint, "cpu")
+    model = classifier_from_checkpoint(checkpoint, checkpoint_path, "cpu")
     names = list(class_names(checkpoint, model.out_features))
     contract = input_contract(model.in_features, input_dtype, input_shape)
     proto = build_onnx(model, contract, names, doc=f"gpunn model from {checkpoint_path}")

@@ -97,7 +97,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from gpunn.checkpoint import load_checkpoint, model_from_checkpoint
+    from gpunn.checkpoint import classifier_from_checkpoint, load_checkpoint
     from gpunn.data import load_dataset, provenance
     from gpunn.errors import CheckpointError
     from gpunn.training.evaluate import evaluate
@@ -107,7 +107,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     dataset_name = args.dataset or trained_on
     recorded = checkpoint.header.get("data") if dataset_name == trained_on else None
     data = load_dataset(dataset_name, "test", data_dir=provenance.data_dir_for(recorded, args.data_dir))
-    model = model_from_checkpoint(checkpoint, args.device)
+    model = classifier_from_checkpoint(checkpoint, args.checkpoint, args.device)
     if model.in_features != data.features.shape[1]:
         raise CheckpointError(
             f"{args.checkpoint}: the model takes {model.in_features} inputs but {dataset_name} "

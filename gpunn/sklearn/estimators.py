@@ -9,6 +9,7 @@ the device copy of them lives only for a fit or as a prediction cache.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import scipy.optimize
@@ -31,6 +32,7 @@ from gpunn.nn.penalty import L2Penalty
 from gpunn.nn.step import backward, train_step
 from gpunn.sklearn.model import HIDDEN_ACTIVATIONS, build_model, output_loss
 from gpunn.sklearn.optimizers import StochasticSolver
+from gpunn.sklearn.persist import load_estimator, save_estimator
 
 SOLVERS = ("lbfgs", "sgd", "adam")
 STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -457,6 +459,25 @@ class _GpunnMLP(BaseEstimator):
         if not np.isfinite(out).all():
             return np.nan
         return float(self._score_function(y, self._outputs_to_predictions(out), sample_weight=sample_weight))
+
+    # ---- the same model as every other face -----------------------------------------------------------------
+    @property
+    def model_(self) -> Sequential:
+        """The fitted gpunn.nn.Sequential on `device` (Dense layers and the hidden activation; its output is
+        the output layer's pre-activation, which out_activation_ turns into predictions)."""
+        check_is_fitted(self)
+        return self._model()
+
+    def save(self, path) -> Path:
+        """Write this fitted estimator as a gpunn checkpoint (.npz) that `gpunn evaluate / predict / export /
+        serve` take (a classifier's) and `load` restores; atomic."""
+        check_is_fitted(self)
+        return save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path, device: str | None = None):
+        """The fitted estimator saved in `path` by `save`; device: where it predicts (default: as saved)."""
+        return load_estimator(cls, path, device)
 
     def __getstate__(self):
         """Host arrays only: the device cache stays behind (it is rebuilt on first use)."""
