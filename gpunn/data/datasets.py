@@ -35,10 +35,11 @@ CLASS_NAMES_FILE = "classes.txt"
 class Dataset:
     name: str
     split: str
-    images: np.ndarray  # (N, rows, cols) uint8
+    images: np.ndarray  # (N, rows, cols) uint8 (floats for your own arrays: see gpunn/data/arrays.py)
     labels: np.ndarray  # (N,) int64
     class_names: tuple[str, ...]
     files: dict[str, dict] = field(default_factory=dict)  # kind -> {"path", "sha256"}: where it came from
+    fingerprint: str | None = None  # SHA-256 of arrays given in memory (they have no files)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -49,7 +50,7 @@ class Dataset:
 
     @property
     def features(self) -> np.ndarray:
-        """(N, rows * cols) uint8: a view, no copy."""
+        """(N, rows * cols) uint8 (or floats): a view, no copy."""
         return self.images.reshape(len(self.images), -1)
 
 
@@ -195,7 +196,9 @@ def _class_names(folder: Path, first: int, count: int) -> tuple[str, ...]:
     try:
         names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); it should be UTF-8 text, one class name per line") from None
+        raise DataError(
+            f"{path}: unreadable ({exc}); it should be UTF-8 text, one class name per line"
+        ) from None
     if len(names) != count:
         raise DataError(
             f"{path}: {len(names)} names for {count} classes (labels {first}..{first + count - 1}): "

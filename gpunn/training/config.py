@@ -111,7 +111,10 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         """Settings as saved in a checkpoint or config.json (a recipe's old name becomes its new one)."""
         known = {f.name for f in fields(cls)}
-        values = {**values, "recipe": RENAMED_RECIPES.get(values.get("recipe"), values.get("recipe", "default"))}
+        values = {
+            **values,
+            "recipe": RENAMED_RECIPES.get(values.get("recipe"), values.get("recipe", "default")),
+        }
         config = cls(**{k: v for k, v in values.items() if k in known})
         config.validate()
         return config
@@ -135,10 +138,11 @@ class TrainConfig:
 
 def _dataset(value) -> str:
     """A dataset name, or a folder of IDX files (kept absolute, so a resume from elsewhere finds it)."""
+    from gpunn.data.arrays import ARRAYS
     from gpunn.data.datasets import is_folder_dataset
     from gpunn.training.validate import fail
 
-    if value in DATASET_NAMES:
+    if value in DATASET_NAMES or value == ARRAYS:  # ARRAYS: gpunn.train(data=(X, y), ...)
         return value
     if isinstance(value, (str, Path)) and is_folder_dataset(value):
         return str(Path(value).resolve())
