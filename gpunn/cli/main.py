@@ -385,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.run in (_cmd_train, _cmd_sweep):  # the command owns its process: tune its allocator
+            from gpunn.backend.numpy_backend import tune_host_allocator
+
+            tune_host_allocator()
         return args.run(args)
     except GpunnError as exc:
         if not exc.told_elsewhere:  # under MPI, rank 0 alone reports an error all ranks share

@@ -23,6 +23,9 @@ def _limit_blas_threads(threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")  # kept for the worker's lifetime
+    from gpunn.backend.numpy_backend import tune_host_allocator
+
+    tune_host_allocator()  # a worker of the sweep command: its allocator is the command's to tune
 
 
 def run_parallel(runs: list, jobs: int, common: dict) -> list:

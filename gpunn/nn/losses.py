@@ -199,6 +199,11 @@ class LinkedLoss:
         self._link.bind(backend)
         return self._link.forward(z)
 
+    def log_outputs(self, backend, z):
+        """log(outputs(z)), in log space where the link saturates (a probability's log is finite where the
+        probability rounds to 0 or 1)."""
+        return backend.xp.log(self.outputs(backend, z))
+
     def __call__(self, backend, z, targets):
         y, weights, total = targets_and_weights(backend, targets)
         out = self.outputs(backend, z)
@@ -243,6 +248,12 @@ class LogLoss(LinkedLoss):
 
     link = Softmax
 
+    def log_outputs(self, backend, z):
+        """log softmax: z - max - log(sum(exp(z - max)))."""
+        xp = backend.xp
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
     def value(self, backend, y, out, weights, total):
         per = _xlogy(backend, y, _clipped(backend, out))
         return -backend.xp.sum(_weighted_mean_rows(backend, per, weights, total))
@@ -253,6 +264,11 @@ class BinaryLogLoss(LinkedLoss):
     scikit-learn's binary_log_loss (binary and multilabel classifiers)."""
 
     link = Sigmoid
+
+    def log_outputs(self, backend, z):
+        """log sigmoid(z) = -softplus(-z) = -(max(-z, 0) + log(1 + exp(-|z|)))."""
+        xp = backend.xp
+        return -(xp.maximum(-z, xp.zeros_like(z)) + xp.log1p(xp.exp(-xp.abs(z))))
 
     def value(self, backend, y, out, weights, total):
         p = _clipped(backend, out)

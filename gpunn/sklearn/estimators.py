@@ -140,7 +140,9 @@ class _GpunnMLP(BaseEstimator):
             if not (isinstance(value, (int, float, np.number)) and 0 < value < np.inf):
                 raise ValueError(f"{name} must be a number > 0, got {value!r}")
         if self.dtype not in (None, "float32", "float64"):
-            raise ValueError(f"dtype must be None (the input's), 'float32' or 'float64', got {self.dtype!r}")
+            raise ValueError(
+                f"dtype must be None (the input's; float32 on a GPU), 'float32' or 'float64', got {self.dtype!r}"
+            )
         return [int(s) for s in sizes]
 
     # ---- fitting ---------------------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ class _GpunnMLP(BaseEstimator):
         layer_units = [X.shape[1], *hidden_sizes, self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
         if first_pass:
-            self._initialize(y, layer_units, self.dtype or X.dtype.name)
+            self._initialize(y, layer_units, self.dtype or self._default_dtype(X))
         model = self._model(for_training=True)
         if self.solver in STOCHASTIC_SOLVERS:
             self._fit_stochastic(model, X, y, sample_weight, incremental)
@@ -208,6 +210,11 @@ class _GpunnMLP(BaseEstimator):
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
+
+    def _default_dtype(self, X) -> str:
+        """dtype=None: the input's precision, as scikit-learn trains, on the host; float32 on a GPU, where
+        float64 runs at a fraction of float32's speed (dtype="float64" asks for it)."""
+        return "float32" if get_backend(self.device, "float32").device.startswith("cuda") else X.dtype.name
 
     # ---- the gpunn model -------------------------------------------------------------------------------------
     def _set_weights(self, weights: list[np.ndarray]) -> None:
@@ -426,12 +433,14 @@ class _GpunnMLP(BaseEstimator):
         return self._lbfgs_objective(self._model(for_training=True), X, y, sample_weight)(np.asarray(packed))
 
     # ---- prediction ------------------------------------------------------------------------------------------
-    def _output(self, model: Sequential, x, is_sparse: bool, n_rows: int):
+    def _output(self, model: Sequential, x, is_sparse: bool, n_rows: int, head=None):
         """Output activations in fixed blocks of PREDICT_BLOCK rows (the last one zero-padded), so a row's
-        prediction never depends on which other rows share the call (the GEMM shape is always the same)."""
-        backend, link = model.backend, output_loss(self.out_activation_)
+        prediction never depends on which other rows share the call (the GEMM shape is always the same).
+        head(backend, z): what to make of the output layer's pre-activation z (default: the link)."""
+        backend = model.backend
+        head = head or output_loss(self.out_activation_).outputs
         if is_sparse:  # a sparse product treats each row on its own
-            return link.outputs(backend, model.forward(x))
+            return head(backend, model.forward(x))
         blocks = []
         for start in range(0, n_rows, PREDICT_BLOCK):
             stop = min(start + PREDICT_BLOCK, n_rows)
@@ -439,20 +448,21 @@ class _GpunnMLP(BaseEstimator):
             if stop - start < PREDICT_BLOCK:
                 padding = backend.zeros((PREDICT_BLOCK - (stop - start), x.shape[1]))
                 block = backend.concat([block, padding])
-            blocks.append(link.outputs(backend, model.forward(block))[: stop - start, ...])
+            blocks.append(head(backend, model.forward(block))[: stop - start, ...])
         if not blocks:
             return backend.zeros((0, self.n_outputs_))
         return blocks[0] if len(blocks) == 1 else backend.concat(blocks)
 
-    def _forward_pass_fast(self, X, check_input: bool = True) -> np.ndarray:
-        """Output activations for X as a host array of X's dtype (scikit-learn keeps the input's precision)."""
+    def _forward_pass_fast(self, X, check_input: bool = True, head=None) -> np.ndarray:
+        """Output activations (or head's, see _output) for X as a host array of X's dtype (scikit-learn keeps
+        the input's precision)."""
         if check_input:
             X = validate_data(
                 self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32)
             )
         model = self._model()
         x, is_sparse = self._upload(model.backend, X)
-        out = model.backend.to_host(self._output(model, x, is_sparse, X.shape[0]))
+        out = model.backend.to_host(self._output(model, x, is_sparse, X.shape[0], head))
         return out.astype(X.dtype, copy=False)
 
     def _score_outputs(self, out, y, sample_weight) -> float:
@@ -522,7 +532,12 @@ def _choose(name: str, value, options) -> None:
 
 
 class MLPClassifier(ClassifierMixin, _GpunnMLP):
-    """scikit-learn's MLPClassifier (softmax, or logistic outputs for binary and multilabel) on gpunn."""
+    """scikit-learn's MLPClassifier (softmax, or logistic outputs for binary and multilabel) on gpunn.
+
+    Its parameters are scikit-learn's plus `device` (cpu, cuda, cuda:N, auto, strict) and `dtype`: None
+    trains in the input's precision on the host (scikit-learn's behaviour) and in float32 on a GPU unless
+    dtype="float64" is asked for; "float32" or "float64" force one everywhere.
+    """
 
     def __init__(
         self,
@@ -637,8 +652,16 @@ class MLPClassifier(ClassifierMixin, _GpunnMLP):
         return out
 
     def predict_log_proba(self, X):
-        probabilities = self.predict_proba(X)
-        return np.log(probabilities, out=probabilities)
+        """log(predict_proba(X)), computed in log space by the loss's link (log softmax, log sigmoid): finite
+        where a probability rounds to 0 or 1."""
+        check_is_fitted(self)
+        log_outputs = output_loss(self.out_activation_).log_outputs
+        if self.n_outputs_ != 1:
+            return self._forward_pass_fast(X, head=log_outputs)
+        signs = np.array([[-1.0, 1.0]])  # one logistic output z: (log sigmoid(-z), log sigmoid(z))
+        return self._forward_pass_fast(
+            X, head=lambda backend, z: log_outputs(backend, z * backend.from_host(signs))
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -664,7 +687,11 @@ def _first_partial_fit(estimator, classes) -> bool:
 
 
 class MLPRegressor(RegressorMixin, _GpunnMLP):
-    """scikit-learn's MLPRegressor (identity output with half squared error, or exp output with Poisson)."""
+    """scikit-learn's MLPRegressor (identity output with half squared error, or exp output with Poisson).
+
+    `device` and `dtype` as MLPClassifier's: dtype=None is the input's precision on the host, float32 on a
+    GPU unless dtype="float64" is asked for.
+    """
 
     def __init__(
         self,
