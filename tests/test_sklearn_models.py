@@ -146,6 +146,13 @@ def test_the_cli_evaluates_predicts_and_exports_a_saved_classifier(tmp_path, dig
         "export", str(path), "--onnx", str(onnx_path), "--input-dtype", "float32", "--input-shape", "flat"
     )
     assert exported.returncode == 0, exported.stderr
+    import onnx
+
+    import gpunn
+
+    proto = onnx.load(str(onnx_path))
+    assert proto.producer_version == gpunn.__version__ and all(node.name for node in proto.graph.node)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"  # the batch axis is named
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rows = (test_set.features[:20] / 255.0).astype(np.float32)
     outputs = session.run(None, {session.get_inputs()[0].name: rows})

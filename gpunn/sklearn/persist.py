@@ -54,17 +54,25 @@ def _kind(estimator_or_class) -> str:
     return "classifier" if is_classifier(instance) else "regressor"
 
 
-def save_estimator(estimator, path) -> Path:
-    """Write a fitted estimator to `path` (a .npz checkpoint), atomically."""
+def portable_model(estimator):
+    """(the estimator's Sequential on the host, what its outputs are: "softmax" for logits, else the
+    out_activation_ to apply), a binary classifier's one logit z made the two softmax logits (0, z)."""
     weights = [np.array(w) for w in estimator._host_weights()]
     binary = is_classifier(estimator) and estimator._label_binarizer.y_type_ == "binary"
-    if binary:  # one logistic output z -> two softmax logits (0, z)
+    if binary:
         weights[-2] = np.concatenate([np.zeros_like(weights[-2]), weights[-2]], axis=1)
         weights[-1] = np.concatenate([np.zeros_like(weights[-1]), weights[-1]])
     units = [weights[0].shape[0], *(w.shape[1] for w in weights[0::2])]
     model = build_model(units, estimator.activation, get_backend("cpu", weights[0].dtype.name))
     model.set_weights(weights)
-    multiclass = is_classifier(estimator) and estimator.out_activation_ == "softmax"
+    softmax = binary or (is_classifier(estimator) and estimator.out_activation_ == "softmax")
+    return model, "softmax" if softmax else estimator.out_activation_
+
+
+def save_estimator(estimator, path) -> Path:
+    """Write a fitted estimator to `path` (a .npz checkpoint), atomically."""
+    model, outputs = portable_model(estimator)
+    binary = is_classifier(estimator) and estimator._label_binarizer.y_type_ == "binary"
     section = {
         "kind": _kind(estimator),
         "scikit_learn_version": sklearn.__version__,
@@ -73,7 +81,7 @@ def save_estimator(estimator, path) -> Path:
         "binary_as_two_logits": binary,
         "feature_names_in": _plain(getattr(estimator, "feature_names_in_", None)),
     }
-    header = {"outputs": "softmax" if binary or multiclass else estimator.out_activation_}
+    header = {"outputs": outputs}
     header["input_width"] = int(estimator.n_features_in_)
     if is_classifier(estimator):
         header["classes"] = [str(c) for c in estimator.classes_]
