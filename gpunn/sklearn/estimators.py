@@ -30,6 +30,7 @@ from gpunn.nn.losses import WeightedTargets
 from gpunn.nn.model import Sequential
 from gpunn.nn.penalty import L2Penalty
 from gpunn.nn.step import backward, train_step
+from gpunn.sklearn.array_api import in_input_namespace, numpy_inside
 from gpunn.sklearn.model import HIDDEN_ACTIVATIONS, build_model, output_loss
 from gpunn.sklearn.optimizers import StochasticSolver
 from gpunn.sklearn.persist import load_estimator, save_estimator
@@ -146,6 +147,7 @@ class _GpunnMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     # ---- fitting ---------------------------------------------------------------------------------------------
+    @numpy_inside
     def fit(self, X, y, sample_weight=None):
         """Train (from scratch, or from the current weights with warm_start=True) for up to max_iter epochs."""
         return self._fit(X, y, sample_weight, incremental=False)
@@ -629,6 +631,7 @@ class MLPClassifier(ClassifierMixin, _GpunnMLP):
         return X, self._label_binarizer.transform(y).astype(bool)
 
     @available_if(lambda est: est._check_solver())
+    @numpy_inside
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y) from the current weights; `classes` is required on the first call."""
         if _first_partial_fit(self, classes):
@@ -639,10 +642,12 @@ class MLPClassifier(ClassifierMixin, _GpunnMLP):
     def _outputs_to_predictions(self, out):
         return self._label_binarizer.inverse_transform(out.ravel() if self.n_outputs_ == 1 else out)
 
+    @in_input_namespace
     def predict(self, X):
         check_is_fitted(self)
         return self._outputs_to_predictions(self._forward_pass_fast(X))
 
+    @in_input_namespace
     def predict_proba(self, X):
         check_is_fitted(self)
         out = self._forward_pass_fast(X)
@@ -651,6 +656,7 @@ class MLPClassifier(ClassifierMixin, _GpunnMLP):
             return np.vstack([1 - out, out]).T
         return out
 
+    @in_input_namespace
     def predict_log_proba(self, X):
         """log(predict_proba(X)), computed in log space by the loss's link (log softmax, log sigmoid): finite
         where a probability rounds to 0 or 1."""
@@ -774,6 +780,7 @@ class MLPRegressor(RegressorMixin, _GpunnMLP):
         return X, y
 
     @available_if(lambda est: est._check_solver())
+    @numpy_inside
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y) from the current weights."""
         return self._fit(X, y, sample_weight, incremental=True)
@@ -781,6 +788,7 @@ class MLPRegressor(RegressorMixin, _GpunnMLP):
     def _outputs_to_predictions(self, out):
         return out.ravel() if out.shape[1] == 1 else out
 
+    @in_input_namespace
     def predict(self, X):
         check_is_fitted(self)
         return self._outputs_to_predictions(self._forward_pass_fast(X))
