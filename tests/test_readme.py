@@ -90,6 +90,7 @@ def test_own_arrays_and_custom_loop_examples_train(tmp_path):
     first, resumed = done.stdout.strip().splitlines()
     assert float(first.split()[-1].rstrip("%")) > 80 and resumed.startswith("after 15 epochs")
     assert (tmp_path / "runs" / "my-arrays" / "checkpoint.npz").is_file()
-    done = subprocess.run([sys.executable, "-c", example_block("custom-loop")], capture_output=True, text=True)
+    code = example_block("custom-loop")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split("train accuracy ")[1].rstrip("%\n")) > 95
