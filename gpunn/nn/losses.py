@@ -200,8 +200,17 @@ class LinkedLoss:
         return self._link.forward(z)
 
     def log_outputs(self, backend, z):
-        """log(outputs(z)), in log space where the link saturates (a probability's log is finite where the
-        probability rounds to 0 or 1)."""
+        """log(outputs(z)): the log of each output where it is positive (so it agrees with the outputs, ties
+        and all), and the link's log computed in log space where the output underflowed to 0 (finite there,
+        where log(outputs) would be -inf)."""
+        xp = backend.xp
+        out = self.outputs(backend, z)
+        positive = out > 0
+        return xp.where(
+            positive, xp.log(xp.where(positive, out, xp.ones_like(out))), self._log_space(backend, z)
+        )
+
+    def _log_space(self, backend, z):
         return backend.xp.log(self.outputs(backend, z))
 
     def __call__(self, backend, z, targets):
@@ -248,7 +257,7 @@ class LogLoss(LinkedLoss):
 
     link = Softmax
 
-    def log_outputs(self, backend, z):
+    def _log_space(self, backend, z):
         """log softmax: z - max - log(sum(exp(z - max)))."""
         xp = backend.xp
         shifted = z - xp.max(z, axis=1, keepdims=True)
@@ -265,7 +274,12 @@ class BinaryLogLoss(LinkedLoss):
 
     link = Sigmoid
 
-    def log_outputs(self, backend, z):
+    def outputs(self, backend, z):
+        """sigmoid(z) as exp(log sigmoid(z)): a tiny probability stays positive where the Sigmoid layer's
+        tanh form (1 + tanh(z/2) cancels to 0 below z = -38) would round it to 0, as scipy's expit does."""
+        return backend.xp.exp(self._log_space(backend, z))
+
+    def _log_space(self, backend, z):
         """log sigmoid(z) = -softplus(-z) = -(max(-z, 0) + log(1 + exp(-|z|)))."""
         xp = backend.xp
         return -(xp.maximum(-z, xp.zeros_like(z)) + xp.log1p(xp.exp(-xp.abs(z))))
