@@ -327,6 +327,21 @@ def model_from_checkpoint(checkpoint: Checkpoint, device=None, dtype: str | None
     return model
 
 
+def classifier_from_checkpoint(checkpoint: Checkpoint, path, device=None):
+    """model_from_checkpoint for the faces that read its outputs as softmax class scores (evaluate, predict,
+    export, serve): a checkpoint whose header says its outputs are something else (a scikit-learn
+    regressor's values, a multilabel classifier's logistic outputs) is refused, naming what loads it."""
+    outputs = checkpoint.header.get("outputs", "softmax")
+    if outputs != "softmax":
+        kind = checkpoint.header.get("sklearn", {}).get("kind", "model")
+        loader = "MLPRegressor" if kind == "regressor" else "MLPClassifier"
+        raise CheckpointError(
+            f"{path}: this scikit-learn {kind}'s outputs are {outputs}, not class probabilities: "
+            f"load it with gpunn.sklearn.{loader}.load"
+        )
+    return model_from_checkpoint(checkpoint, device)
+
+
 def load_model(path: str | Path, device=None, dtype: str | None = None):
     """Rebuild the model of any gpunn checkpoint (a file or a run folder) on any device."""
     return model_from_checkpoint(load_checkpoint(path), device, dtype)

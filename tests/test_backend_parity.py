@@ -167,6 +167,8 @@ def test_sparse_overrides_match_the_dense_reference(device, dtype, rtol):
     w, b, grad = rng.standard_normal((12, 7)), rng.standard_normal(7), rng.standard_normal((16, 7))
     w, b, grad = (backend.from_host(a) for a in (w, b, grad))
     fast_x, reference_x = backend.sparse_from_host(x), Backend.sparse_from_host(backend, x)
+    # a Dense takes the sparse path for exactly what sparse_from_host kept sparse (strict densifies)
+    assert backend.is_sparse(fast_x) is (device != "strict") and not backend.is_sparse(reference_x)
     pairs = [
         (backend.sparse_linear(fast_x, w, b), Backend.sparse_linear(backend, reference_x, w, b)),
         (backend.sparse_weight_grad(fast_x, grad), Backend.sparse_weight_grad(backend, reference_x, grad)),
@@ -176,7 +178,10 @@ def test_sparse_overrides_match_the_dense_reference(device, dtype, rtol):
 
 
 # Overrides that are plumbing (creating, converting, device bookkeeping), not arithmetic with a reference.
-PLUMBING = {"zeros", "arange", "astype", "concat", "is_integral", "synchronize", "memory_info", "allreduce"}
+PLUMBING = {
+    *("zeros", "arange", "astype", "concat", "is_integral", "is_sparse", "synchronize", "memory_info"),
+    "allreduce",
+}
 
 
 def own_overrides(cls) -> set[str]:

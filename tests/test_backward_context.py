@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpunn.nn import SGD, Param, mlp
+from gpunn.nn import SGD, mlp
 from gpunn.nn.layers import ACTIVATIONS
 from gpunn.nn.step import train_step
-from gpunn.sklearn.network import Network
 
 SIZES = [6, 9, 7, 4]
 
@@ -66,25 +65,3 @@ def test_no_layer_keeps_a_batch_after_inference_or_a_training_step(backend, acti
     }
     assert not any(kept.values()), kept
     assert not arrays_with_rows(model, rows)
-
-
-def test_the_estimators_network_keeps_each_pass_in_its_backprop(backend64):
-    """The scikit-learn estimators' Network follows the same contract through train_step."""
-    b, rng = backend64, np.random.default_rng(5)
-    shapes = [(SIZES[0], 9), (9, SIZES[-1]), (9,), (SIZES[-1],)]
-    host = [rng.standard_normal(shape) for shape in shapes]
-
-    def network():
-        params = [Param("weight" if i < 2 else "bias", b.from_host(value)) for i, value in enumerate(host)]
-        return Network(b, params, "tanh", "identity", "squared_error", trainable=True)
-
-    rows = 13
-    (x1, g1), (x2, _) = batch(b, 1, rows), batch(b, 2, rows)
-    interleaved, lone = network(), network()
-    _, first = interleaved.begin_update(x1)
-    interleaved.begin_update(x2)
-    first(g1)
-    lone.begin_update(x1)[1](g1)
-    for got, want in zip(interleaved.params, lone.params, strict=True):
-        np.testing.assert_array_equal(b.to_host(got.grad), b.to_host(want.grad))
-    assert not arrays_with_rows(interleaved, rows)

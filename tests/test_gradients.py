@@ -10,9 +10,15 @@ from gpunn.nn import (
     MSE,
     BinaryCrossEntropy,
     BinaryCrossEntropyWithLogits,
+    BinaryLogLoss,
     CategoricalCrossEntropy,
     Dense,
+    Exp,
+    HalfSquaredError,
+    Identity,
     LeakyReLU,
+    LogLoss,
+    PoissonLoss,
     ReLU,
     Sigmoid,
     Softmax,
@@ -20,6 +26,10 @@ from gpunn.nn import (
     Tanh,
     mlp,
 )
+from gpunn.nn.flat import split
+from gpunn.nn.losses import WeightedTargets
+from gpunn.nn.penalty import L2Penalty
+from gpunn.nn.step import backward
 
 EPS = 1e-6
 
@@ -46,7 +56,9 @@ def away_from_kinks(rng, shape):
     return np.where(np.abs(x) < 0.05, 0.3, x)  # ReLU-like layers are not differentiable at 0
 
 
-@pytest.mark.parametrize("make_layer", [ReLU, lambda: LeakyReLU(0.1), Sigmoid, Tanh, GELU, Softmax], ids=str)
+@pytest.mark.parametrize(
+    "make_layer", [ReLU, lambda: LeakyReLU(0.1), Sigmoid, Tanh, GELU, Softmax, Identity, Exp], ids=str
+)
 def test_activation_input_gradient(backend64, make_layer):
     b = backend64
     rng = np.random.default_rng(0)
@@ -114,6 +126,26 @@ LOSS_CASES = [
         lambda rng: rng.standard_normal((4, 3)) * 2,
         lambda rng: np.eye(3)[rng.integers(0, 3, 4)],
     ),
+    # scikit-learn's losses, on the output layer's pre-activation (their link applied inside)
+    (
+        "half_squared",  # one output: see HalfSquaredError on scikit-learn's gradient for several
+        HalfSquaredError,
+        lambda rng: rng.standard_normal((4, 1)),
+        lambda rng: rng.standard_normal((4, 1)),
+    ),
+    ("poisson", PoissonLoss, lambda rng: rng.standard_normal((4, 2)), lambda rng: rng.poisson(2.0, (4, 2))),
+    (
+        "log_loss",
+        LogLoss,
+        lambda rng: rng.standard_normal((4, 3)) * 2,
+        lambda rng: np.eye(3)[rng.integers(0, 3, 4)],
+    ),
+    (
+        "binary_log_loss",
+        BinaryLogLoss,
+        lambda rng: rng.standard_normal((4, 2)) * 2,
+        lambda rng: rng.integers(0, 2, (4, 2)),
+    ),
 ]
 
 
@@ -129,6 +161,59 @@ def test_loss_gradients(backend64, name, loss_cls, make_input, make_target):
     analytic = b.to_host(loss(b, b.from_host(x), target)[1])
     numeric = numeric_gradient(lambda v: b.to_scalar(loss(b, b.from_host(v), target)[0]), x.copy())
     assert relative_error(analytic, numeric) < 1e-6
+
+
+@pytest.mark.parametrize("loss_cls", [HalfSquaredError, PoissonLoss, LogLoss, BinaryLogLoss], ids=str)
+def test_weighted_linked_losses_average_over_the_weight_sum(backend64, loss_cls):
+    """Row weights: the loss is the weighted mean (a row of weight 2 counts as that row twice), and its
+    gradient is the finite difference of that mean."""
+    b, rng = backend64, np.random.default_rng(4)
+    z = rng.standard_normal((3, 1 if loss_cls is HalfSquaredError else 3))
+    y = (
+        rng.standard_normal((3, 1))
+        if loss_cls is HalfSquaredError
+        else np.eye(3)[[0, 2, 1]]
+        if loss_cls is LogLoss
+        else rng.integers(0, 2, (3, 3)).astype(np.float64)
+    )
+    weights = np.array([2.0, 1.0, 0.5])
+    targets = WeightedTargets(b.from_host(y), b.from_host(weights))
+    loss = loss_cls()
+    analytic = b.to_host(loss(b, b.from_host(z), targets)[1])
+    numeric = numeric_gradient(lambda v: b.to_scalar(loss(b, b.from_host(v), targets)[0]), z.copy())
+    assert relative_error(analytic, numeric) < 1e-6
+    repeated = WeightedTargets(b.from_host(y[[0, 0, 1, 2]]), b.from_host(np.array([1.0, 1.0, 1.0, 0.5])))
+    twice = b.to_scalar(loss(b, b.from_host(z[[0, 0, 1, 2]]), repeated)[0])
+    assert b.to_scalar(loss(b, b.from_host(z), targets)[0]) == pytest.approx(twice, rel=1e-12)
+
+
+def test_l2_penalty_adds_alpha_on_weights_only_over_the_weight_sum(backend64):
+    """L2Penalty's loss and its hook's gradient (weights, not biases) against finite differences."""
+    b, rng = backend64, np.random.default_rng(6)
+    model = mlp([3, 4, 1], activation="tanh", backend=b, seed=1)
+    x = b.from_host(rng.standard_normal((5, 3)))
+    targets = WeightedTargets(b.from_host(rng.standard_normal((5, 1))), b.from_host(rng.uniform(0.5, 2, 5)))
+    loss = L2Penalty(HalfSquaredError(), model, alpha=0.7)
+    host = [rng.standard_normal(w.shape) for w in model.get_weights()]  # biases too: not zero
+    model.set_weights(host)
+
+    def loss_at(flat):
+        model.set_weights(split(flat, [w.shape for w in host]))
+        return b.to_scalar(backward(model, x, targets, loss=loss).loss)
+
+    flat = np.concatenate([w.ravel() for w in host])
+    numeric = numeric_gradient(loss_at, flat.copy())
+    model.set_weights(host)
+    backward(model, x, targets, loss=loss)
+    loss.gradient_hook(model.buffer)
+    analytic = b.to_host(model.buffer.gradient)
+    assert relative_error(analytic, numeric) < 1e-6
+    plain = L2Penalty(HalfSquaredError(), model, alpha=0.0)
+    backward(model, x, targets, loss=plain)
+    without = b.to_host(model.buffer.gradient)
+    biases = np.concatenate([np.full(w.size, w.ndim == 1) for w in host])
+    np.testing.assert_array_equal(analytic[biases], without[biases])  # biases are not penalised
+    assert not np.allclose(analytic[~biases], without[~biases])
 
 
 def test_whole_three_layer_model_gradients(backend64):

@@ -71,3 +71,26 @@ def test_performance_and_accuracy_numbers_come_from_committed_results():
 def test_dlpack_example_runs():
     done = subprocess.run([sys.executable, "-c", example_block("dlpack")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_sklearn_save_example_runs_and_prints_its_layers(tmp_path):
+    code = example_block("sklearn-save")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    printed = [line for line in code.splitlines() if line.startswith("# Sequential")][0].lstrip("# ")
+    assert done.stdout.strip().splitlines()[-1] == printed
+    assert (tmp_path / "digits-mlp.npz").is_file()
+
+
+def test_own_arrays_and_custom_loop_examples_train(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", example_block("own-arrays")], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    first, resumed = done.stdout.strip().splitlines()
+    assert float(first.split()[-1].rstrip("%")) > 80 and resumed.startswith("after 15 epochs")
+    assert (tmp_path / "runs" / "my-arrays" / "checkpoint.npz").is_file()
+    code = example_block("custom-loop")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.split("train accuracy ")[1].rstrip("%\n")) > 95

@@ -129,6 +129,10 @@ class Backend:
         """A scipy.sparse matrix onto the device; this reference densifies it, NumPy and CuPy keep it sparse."""
         return self.from_host(matrix.toarray())
 
+    def is_sparse(self, x) -> bool:
+        """Whether x is a sparse matrix from sparse_from_host (this reference densifies, so never)."""
+        return False
+
     def sparse_linear(self, x, weight, bias):
         """x @ weight + bias for an x from sparse_from_host (a sparse product where the device has one)."""
         return self.linear(x, weight, bias)

@@ -69,6 +69,15 @@ class CupyBackend(Backend):
         with self._cuda:
             return device_sparse.csr_matrix(host)
 
+    def is_sparse(self, x) -> bool:
+        """A cupyx.scipy.sparse matrix (what sparse_from_host makes); checked by module, so a dense CuPy
+        array never imports cupyx."""
+        if not type(x).__module__.startswith("cupyx.scipy.sparse"):
+            return False
+        from cupyx.scipy import sparse as device_sparse
+
+        return device_sparse.issparse(x)
+
     def sparse_linear(self, x, weight, bias):
         self.check(weight, bias)
         with self._cuda:

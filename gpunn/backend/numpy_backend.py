@@ -26,7 +26,9 @@ def tune_host_allocator() -> bool:
     A training step frees and re-allocates the same few 0.1-0.5 MB arrays hundreds of times a second; by
     default each one is a fresh mmap that page-faults on first touch. On the 2-core CI machine that made a
     (128x784) GEMM output 2x slower and a Nesterov update of the 784x128 weight 7x slower (measured with
-    and without, in micro-benchmarks of those operations). Set GPUNN_MALLOC_TUNING=0 to opt out.
+    and without, in micro-benchmarks of those operations). The allocator is the whole process's, so the
+    library never calls this (a fit would keep 400 MiB its user freed resident): the `gpunn` command does,
+    and a program of your own may opt in by calling it. Set GPUNN_MALLOC_TUNING=0 to opt the command out.
     """
     global _allocator_tuned
     if (
@@ -52,8 +54,7 @@ class NumpyBackend(Backend):
 
     def __init__(self, dtype_name: str = "float32"):
         super().__init__(np, dtype_name)
-        self.dtype = np.dtype(dtype_name)
-        tune_host_allocator()
+        self.dtype = np.dtype(dtype_name)  # the allocator is the process's: only the CLI tunes it
 
     def _upload(self, array, copy):
         return array.copy() if copy else array
@@ -80,6 +81,9 @@ class NumpyBackend(Backend):
     # ---- sparse input: SciPy's CSR products, never densified ----------------------------------------------
     def sparse_from_host(self, matrix):
         return sparse.csr_matrix(matrix, dtype=self.dtype)
+
+    def is_sparse(self, x) -> bool:
+        return sparse.issparse(x)
 
     def sparse_linear(self, x, weight, bias):
         self.check(weight, bias)

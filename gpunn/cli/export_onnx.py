@@ -53,6 +53,41 @@ def input_contract(features: int, input_dtype: str = "uint8", input_shape: str |
     return {"dtype": input_dtype, "shape": shape, "values": scale}
 
 
+def layer_nodes(model, x: str, node, const, weights_dtype) -> str:
+    """The nodes of `model`'s layers after the input named x; returns the output's name. The one home of
+    the layers' ONNX spelling, for `gpunn export` and the skl2onnx converter (gpunn/sklearn/to_onnx.py):
+    node(op, inputs, **attributes) adds a node and names its output, const(name, array) an initializer."""
+
+    def scalar(value: float) -> str:
+        return const("scalar", np.array(value, weights_dtype))
+
+    weights = iter(model.get_weights())
+    for index, layer in enumerate(model.describe()):
+        kind = layer["type"]
+        if kind == "Dense":
+            w, b = next(weights), next(weights)
+            x = node("MatMul", [x, const(f"dense{index}.weight", w.astype(weights_dtype))])
+            x = node("Add", [x, const(f"dense{index}.bias", b.astype(weights_dtype))])
+        elif kind in SIMPLE_NODES:
+            x = node(SIMPLE_NODES[kind], [x])
+        elif kind == "LeakyReLU":
+            x = node("LeakyRelu", [x], alpha=float(layer["alpha"]))
+        elif kind == "GELU":  # 0.5 x (1 + tanh(k (x + c x^3))), gpunn's tanh form
+            cube = node("Mul", [node("Mul", [x, x]), x])
+            inner = node("Add", [x, node("Mul", [cube, scalar(0.044715)])])
+            t = node("Tanh", [node("Mul", [inner, scalar(math.sqrt(2.0 / math.pi))])])
+            x = node("Mul", [node("Mul", [x, scalar(0.5)]), node("Add", [t, scalar(1.0)])])
+        elif kind == "Softmax":
+            x = node("Softmax", [x], axis=1)
+        elif kind != "Dropout":  # Dropout is identity at inference
+            raise ExportError(f"layer {kind} has no ONNX export")
+    return x
+
+
+# gpunn layers whose ONNX operator takes no attribute
+SIMPLE_NODES = {"ReLU": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "Identity": "Identity", "Exp": "Exp"}
+
+
 def build_onnx(model, contract: dict, class_names: list[str], doc: str = ""):
     """An onnx.ModelProto computing softmax probabilities (and the argmax label) of `model`."""
     onnx = _import_onnx()
@@ -63,6 +98,8 @@ def build_onnx(model, contract: dict, class_names: list[str], doc: str = ""):
     nodes, inits = [], []
 
     def const(name: str, value) -> str:
+        if name == "scalar":
+            name = f"scalar_{len(inits)}"
         inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
@@ -71,7 +108,7 @@ def build_onnx(model, contract: dict, class_names: list[str], doc: str = ""):
 
     def node(op: str, inputs: list[str], **attrs) -> str:
         out = f"{op.lower()}_{len(nodes)}"
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
     x = "input"
@@ -82,48 +119,26 @@ def build_onnx(model, contract: dict, class_names: list[str], doc: str = ""):
         x = node("Div", [x, scalar(255.0)])
     if len(contract["shape"]) == 3:
         x = node("Reshape", [x, const("flat_shape", np.array([-1, model.in_features], np.int64))])
-    weights = iter(model.get_weights())
-    for index, layer in enumerate(model.describe()):
-        kind = layer["type"]
-        if kind == "Dense":
-            w, b = next(weights), next(weights)
-            x = node("MatMul", [x, const(f"dense{index}.weight", w.astype(weights_dtype))])
-            x = node("Add", [x, const(f"dense{index}.bias", b.astype(weights_dtype))])
-        elif kind == "ReLU":
-            x = node("Relu", [x])
-        elif kind == "LeakyReLU":
-            x = node("LeakyRelu", [x], alpha=float(layer["alpha"]))
-        elif kind == "Sigmoid":
-            x = node("Sigmoid", [x])
-        elif kind == "Tanh":
-            x = node("Tanh", [x])
-        elif kind == "GELU":  # 0.5 x (1 + tanh(k (x + c x^3))), gpunn's tanh form
-            cube = node("Mul", [node("Mul", [x, x]), x])
-            inner = node("Add", [x, node("Mul", [cube, scalar(0.044715)])])
-            t = node("Tanh", [node("Mul", [inner, scalar(math.sqrt(2.0 / math.pi))])])
-            x = node("Mul", [node("Mul", [x, scalar(0.5)]), node("Add", [t, scalar(1.0)])])
-        elif kind == "Softmax":
-            x = node("Softmax", [x], axis=1)
-        elif kind != "Dropout":  # Dropout is identity at inference
-            raise ExportError(f"layer {kind} has no ONNX export")
+    x = layer_nodes(model, x, node, const, weights_dtype)
     logits = x
-    nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], axis=1))
-    nodes.append(helper.make_node("ArgMax", [logits], ["label"], axis=1, keepdims=0))
-    dims = [None if d == "N" else d for d in contract["shape"]]
+    nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], name="probabilities", axis=1))
+    nodes.append(helper.make_node("ArgMax", [logits], ["label"], name="label", axis=1, keepdims=0))
+    dims = list(contract["shape"])  # the batch axis keeps its name, N
     classes = model.describe()[-1]["out"] if model.describe()[-1]["type"] == "Dense" else None
     graph = helper.make_graph(
         nodes,
         "gpunn_mlp",
         [helper.make_tensor_value_info("input", in_type, dims)],
         [
-            helper.make_tensor_value_info("probabilities", elem, [None, classes]),
-            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", elem, ["N", classes]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
         ],
         inits,
     )
     proto = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="gpunn", doc_string=doc
     )
+    proto.producer_version = gpunn.__version__
     proto.ir_version = min(proto.ir_version, 9)  # readable by onnxruntime releases of the last two years
     metadata = {
         "gpunn_version": gpunn.__version__,
@@ -146,11 +161,11 @@ def export_onnx(
 
     Returns the path and the input contract written into the metadata.
     """
-    from gpunn.checkpoint import class_names, load_checkpoint, model_from_checkpoint
+    from gpunn.checkpoint import class_names, classifier_from_checkpoint, load_checkpoint
 
     output = check_output(output, force)
     checkpoint = load_checkpoint(checkpoint_path)
-    model = model_from_checkpoint(checkpoint, "cpu")
+    model = classifier_from_checkpoint(checkpoint, checkpoint_path, "cpu")
     names = list(class_names(checkpoint, model.out_features))
     contract = input_contract(model.in_features, input_dtype, input_shape)
     proto = build_onnx(model, contract, names, doc=f"gpunn model from {checkpoint_path}")

@@ -97,7 +97,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from gpunn.checkpoint import load_checkpoint, model_from_checkpoint, trained_on
+    from gpunn.checkpoint import classifier_from_checkpoint, load_checkpoint, trained_on
     from gpunn.data import load_dataset, provenance
     from gpunn.errors import CheckpointError
     from gpunn.training.evaluate import evaluate
@@ -112,7 +112,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         recorded = checkpoint.header.get("data")
         dataset_name, data_dir = provenance.where_to_load(dataset_name, recorded, data_dir, args.checkpoint)
     data = load_dataset(dataset_name, "test", data_dir=data_dir)
-    model = model_from_checkpoint(checkpoint, args.device)
+    model = classifier_from_checkpoint(checkpoint, args.checkpoint, args.device)
     if model.in_features != data.features.shape[1]:
         raise CheckpointError(
             f"{args.checkpoint}: the model takes {model.in_features} inputs but {dataset_name} "
@@ -409,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.run in (_cmd_train, _cmd_sweep):  # the command owns its process: tune its allocator
+            from gpunn.backend.numpy_backend import tune_host_allocator
+
+            tune_host_allocator()
         return args.run(args)
     except GpunnError as exc:
         if not exc.told_elsewhere:  # under MPI, rank 0 alone reports an error all ranks share

@@ -129,10 +129,10 @@ def read_inputs(path: str | Path, features: int, invert: bool = False) -> np.nda
 
 def load_predictor(checkpoint_path: str | Path, device: str | None = None):
     """(model on `device`, class names) of a checkpoint or run folder."""
-    from gpunn.checkpoint import class_names, load_checkpoint, model_from_checkpoint
+    from gpunn.checkpoint import class_names, classifier_from_checkpoint, load_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_path)
-    model = model_from_checkpoint(checkpoint, device)
+    model = classifier_from_checkpoint(checkpoint, checkpoint_path, device)
     return model, class_names(checkpoint, model.out_features)
 
 

@@ -82,6 +82,9 @@ def main() -> int:
         return 1
     threading.Thread(target=_watch_the_sweep, daemon=True).start()
     limit_blas_threads(threads)
+    from gpunn.backend.numpy_backend import tune_host_allocator
+
+    tune_host_allocator()  # a worker of the sweep command: its allocator is the command's to tune
     pickle.dump(outcome(run, common), results)
     results.close()
     return 0

@@ -35,10 +35,11 @@ CLASS_NAMES_FILE = "classes.txt"
 class Dataset:
     name: str
     split: str
-    images: np.ndarray  # (N, rows, cols) uint8
+    images: np.ndarray  # (N, rows, cols) uint8 (floats for your own arrays: see gpunn/data/arrays.py)
     labels: np.ndarray  # (N,) int64
     class_names: tuple[str, ...]
     files: dict[str, dict] = field(default_factory=dict)  # kind -> {"path", "sha256"}: where it came from
+    fingerprint: str | None = None  # SHA-256 of arrays given in memory (they have no files)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -49,7 +50,7 @@ class Dataset:
 
     @property
     def features(self) -> np.ndarray:
-        """(N, rows * cols) uint8: a view, no copy."""
+        """(N, rows * cols) uint8 (or floats): a view, no copy."""
         return self.images.reshape(len(self.images), -1)
 
 

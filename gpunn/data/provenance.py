@@ -13,7 +13,11 @@ from gpunn.errors import DataError, Options
 
 
 def record(*datasets) -> dict:
-    """{"dir": folder of the files, "files": {file name: sha256}}; {} for built-in data (digits)."""
+    """{"dir": folder of the files, "files": {file name: sha256}}; {"arrays": {split: fingerprint}} for arrays
+    given in memory; {} for built-in data (digits)."""
+    arrays = {d.split: d.fingerprint for d in datasets if getattr(d, "fingerprint", None)}
+    if arrays:
+        return {"arrays": arrays}
     files = {Path(f["path"]).name: f["sha256"] for d in datasets for f in d.files.values()}
     if not files:
         return {}
@@ -58,7 +62,15 @@ def _moved(folder, run) -> DataError:
 
 
 def check_unchanged(saved: dict | None, run, *datasets) -> None:
-    """Refuse data whose files differ from the ones the run recorded."""
+    """Refuse data whose files (or in-memory arrays) differ from the ones the run recorded."""
+    for dataset in datasets:
+        expected = (saved or {}).get("arrays", {}).get(dataset.split)
+        given = getattr(dataset, "fingerprint", None)
+        if expected is not None and given != expected:
+            raise DataError(
+                f"the {dataset.split} arrays are not the ones run {run} was trained on (fingerprint "
+                f"{(given or 'none')[:12]}..., recorded {expected[:12]}...): resume it with the same arrays"
+            )
     if not saved or not saved.get("files"):
         return
     for dataset in datasets:

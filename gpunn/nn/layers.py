@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from gpunn.nn.init import get_initializer
+from gpunn.nn.init import get_initializer, initial_bias
 
 
 class Param:
@@ -75,12 +75,18 @@ class Layer:
 def _positive_int(description: dict, key: str) -> int:
     value = description.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"a {description.get('type')} layer needs a positive integer {key!r}, got {description}")
+        raise ValueError(
+            f"a {description.get('type')} layer needs a positive integer {key!r}, got {description}"
+        )
     return value
 
 
 class Dense(Layer):
-    """y = x @ W + b, with W of shape (in_features, out_features)."""
+    """y = x @ W + b, with W of shape (in_features, out_features).
+
+    x may be a sparse matrix from backend.sparse_from_host (text features): the product stays sparse
+    (backend.sparse_linear), and so does the weight gradient (backend.sparse_weight_grad).
+    """
 
     def __init__(self, in_features: int, out_features: int, init: str = "he"):
         self.in_features, self.out_features, self.init = int(in_features), int(out_features), init
@@ -96,8 +102,9 @@ class Dense(Layer):
         if self.weight is None:
             rng = rng if rng is not None else np.random.default_rng(0)
             weight = get_initializer(self.init)(rng, self.in_features, self.out_features)
+            bias = initial_bias(self.init, rng, self.in_features, self.out_features)
             self.weight = Param("weight", backend.from_host(weight))
-            self.bias = Param("bias", backend.zeros((self.out_features,)))
+            self.bias = Param("bias", backend.from_host(bias))
         elif backend is not self.backend:
             for p in self.params:
                 p.value = backend.from_host(self.backend.to_host(p.value))
@@ -105,20 +112,40 @@ class Dense(Layer):
         self.backend = backend
 
     def forward(self, x):
+        if self.backend.is_sparse(x):
+            return self.backend.sparse_linear(x, self.weight.value, self.bias.value)
         return self.backend.linear(x, self.weight.value, self.bias.value)
 
     def begin_update(self, x, step=None, first_row=0):
+        if self.backend.is_sparse(x):
+            return self.forward(x), self._sparse_backprop(x)
         return self.forward(x), self._backprop(x, self.backend.linear_backward)
 
     def forward_relu(self, x):
         """forward(x) then a ReLU in one backend call (a GPU fuses the bias add into the ReLU)."""
+        if self.backend.is_sparse(x):
+            return self.backend.relu(self.forward(x))
         return self.backend.linear_relu(x, self.weight.value, self.bias.value)
 
     def begin_update_relu(self, x):
         """begin_update for this layer and a ReLU after it: one backend call each way (on the way back a GPU
         masks and sums the bias at once)."""
         y = self.forward_relu(x)
+        if self.backend.is_sparse(x):
+            backprop = self._sparse_backprop(x)
+            return y, lambda grad: backprop(self.backend.relu_backward(grad, y))
         return y, self._backprop(x, self.backend.relu_linear_backward, y)
+
+    def _sparse_backprop(self, x):
+        """The backward closure for a sparse input x: its weight gradient is a sparse product too."""
+
+        def backprop(grad, bias_grad=None):
+            backend, weight, bias = self.backend, self.weight, self.bias
+            weight.grad = backend.sparse_weight_grad(x, grad)
+            bias.grad = backend.column_sums(grad) if bias_grad is None else bias_grad
+            return backend.xp.matmul(grad, weight.value.T) if self.need_input_grad else None
+
+        return backprop
 
     def _backprop(self, x, backend_backward, *relu_output):
         """The closure that writes this layer's gradients (into the flat buffer where the backend writes in
@@ -130,7 +157,13 @@ class Dense(Layer):
             weight, bias = self.weight, self.bias
             given = {} if bias_grad is None else {"bias_grad": bias_grad}
             grad_x, weight.grad, bias.grad = backend_backward(
-                x, weight.value, grad, *relu_output, self.need_input_grad, out=(weight.grad, bias.grad), **given
+                x,
+                weight.value,
+                grad,
+                *relu_output,
+                self.need_input_grad,
+                out=(weight.grad, bias.grad),
+                **given,
             )
             return grad_x
 
@@ -157,6 +190,21 @@ class Dense(Layer):
 
     def summary_tag(self):
         return None
+
+
+class Identity(Layer):
+    """y = x: scikit-learn's "identity" activation, and a regressor's output."""
+
+    def begin_update(self, x, step=None, first_row=0):
+        return x, lambda grad: grad
+
+
+class Exp(Layer):
+    """y = exp(x): the output of a Poisson regressor (the log link's inverse)."""
+
+    def begin_update(self, x, step=None, first_row=0):
+        y = self.backend.xp.exp(x)
+        return y, lambda grad: grad * y
 
 
 class ReLU(Layer):
@@ -255,10 +303,14 @@ ACTIVATIONS = {
     "sigmoid": Sigmoid,
     "tanh": Tanh,
     "gelu": GELU,
+    "identity": Identity,
     "softmax": Softmax,
 }
 
-LAYER_TYPES = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Dropout)}
+LAYER_TYPES = {
+    cls.__name__: cls
+    for cls in (Dense, Identity, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Exp, Dropout)
+}
 
 
 def activation(name: str) -> Layer:

@@ -6,7 +6,12 @@ Means: MSE and BCE average over every element; the cross-entropies average over 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
+
 from gpunn.errors import ShapeError
+from gpunn.nn.layers import Exp, Identity, Sigmoid, Softmax
 
 CLIP_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before log, as the seed does
 
@@ -147,3 +152,139 @@ def loss_and_correct(loss, backend, outputs, targets, labels):
     value, grad = loss(backend, outputs, targets)
     return value, grad, backend.count_correct(outputs, labels)
 
+
+# ---- losses on the output layer's pre-activation, with their output activation as the link -------------------
+class WeightedTargets(NamedTuple):
+    """Targets with a weight per row (None: all 1): a weighted loss averages over the sum of the weights."""
+
+    values: object
+    weights: object = None
+
+
+def targets_and_weights(backend, targets):
+    """(target values, row weights or None, the sum of the weights: the rows' count without weights)."""
+    values, weights = targets if isinstance(targets, WeightedTargets) else (targets, None)
+    return values, weights, (values.shape[0] if weights is None else backend.xp.sum(weights))
+
+
+def _weighted_mean_rows(backend, per_row, weights, total):
+    """sum over rows of per_row * w / sum(w) (the plain mean without weights): numpy.average along axis 0."""
+    if weights is not None:
+        per_row = per_row * backend.xp.reshape(weights, (-1, 1))
+    return backend.xp.sum(per_row, axis=0) / total
+
+
+def _xlogy(backend, x, y):
+    """x log y, and 0 where x is 0 (scipy.special.xlogy)."""
+    xp = backend.xp
+    safe = xp.where(x == 0, xp.ones_like(y), y)
+    return xp.where(x == 0, xp.zeros_like(x), x * xp.log(safe))
+
+
+class LinkedLoss:
+    """A loss on the output layer's pre-activation z, its output activation (`link`, a Layer) being the
+    loss's canonical link, as scikit-learn's MLPs pair them: the gradient with respect to z is
+    (link(z) - y) times each row's weight, over the sum of the weights.
+
+    targets: float rows of the backend's dtype, or WeightedTargets of them (one-hot rows for LogLoss).
+    `outputs(backend, z)` is the prediction (the link applied).
+    """
+
+    link: type = Identity
+
+    def __init__(self):
+        self._link = self.link()
+
+    def outputs(self, backend, z):
+        self._link.bind(backend)
+        return self._link.forward(z)
+
+    def log_outputs(self, backend, z):
+        """log(outputs(z)): the log of each output where it is positive (so it agrees with the outputs, ties
+        and all), and the link's log computed in log space where the output underflowed to 0 (finite there,
+        where log(outputs) would be -inf)."""
+        xp = backend.xp
+        out = self.outputs(backend, z)
+        positive = out > 0
+        return xp.where(
+            positive, xp.log(xp.where(positive, out, xp.ones_like(out))), self._log_space(backend, z)
+        )
+
+    def _log_space(self, backend, z):
+        return backend.xp.log(self.outputs(backend, z))
+
+    def __call__(self, backend, z, targets):
+        y, weights, total = targets_and_weights(backend, targets)
+        out = self.outputs(backend, z)
+        delta = out - y
+        if weights is not None:
+            delta = delta * backend.xp.reshape(weights, (-1, 1))
+        return self.value(backend, y, out, weights, total), delta / total
+
+    def value(self, backend, y, out, weights, total):
+        raise NotImplementedError
+
+
+class HalfSquaredError(LinkedLoss):
+    """0.5 * the mean squared error over outputs (of the weighted mean over rows): scikit-learn's
+    squared_error; identity link. The gradient is scikit-learn's delta, (z - y) over the rows' weight: the
+    loss's own gradient for one output, k times it for k outputs (scikit-learn divides the value alone by k)."""
+
+    link = Identity
+
+    def value(self, backend, y, out, weights, total):
+        diff = y - out
+        return 0.5 * backend.xp.mean(_weighted_mean_rows(backend, diff * diff, weights, total))
+
+
+class PoissonLoss(LinkedLoss):
+    """sum over outputs of the mean of y log(y / mu) - y + mu, mu = exp(z): scikit-learn's poisson."""
+
+    link = Exp
+
+    def value(self, backend, y, out, weights, total):
+        per = _xlogy(backend, y, y / out) - y + out
+        return backend.xp.sum(_weighted_mean_rows(backend, per, weights, total))
+
+
+def _clipped(backend, probabilities):
+    eps = float(np.finfo(backend.dtype_name).eps)  # scikit-learn clips to its dtype's eps
+    return backend.xp.clip(probabilities, eps, 1.0 - eps)
+
+
+class LogLoss(LinkedLoss):
+    """-sum y log p over classes (mean over rows), p = softmax(z) clipped: scikit-learn's log_loss."""
+
+    link = Softmax
+
+    def _log_space(self, backend, z):
+        """log softmax: z - max - log(sum(exp(z - max)))."""
+        xp = backend.xp
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+    def value(self, backend, y, out, weights, total):
+        per = _xlogy(backend, y, _clipped(backend, out))
+        return -backend.xp.sum(_weighted_mean_rows(backend, per, weights, total))
+
+
+class BinaryLogLoss(LinkedLoss):
+    """-sum of y log p + (1 - y) log(1 - p) per output (mean over rows), p = sigmoid(z) clipped:
+    scikit-learn's binary_log_loss (binary and multilabel classifiers)."""
+
+    link = Sigmoid
+
+    def outputs(self, backend, z):
+        """sigmoid(z) as exp(log sigmoid(z)): a tiny probability stays positive where the Sigmoid layer's
+        tanh form (1 + tanh(z/2) cancels to 0 below z = -38) would round it to 0, as scipy's expit does."""
+        return backend.xp.exp(self._log_space(backend, z))
+
+    def _log_space(self, backend, z):
+        """log sigmoid(z) = -softplus(-z) = -(max(-z, 0) + log(1 + exp(-|z|)))."""
+        xp = backend.xp
+        return -(xp.maximum(-z, xp.zeros_like(z)) + xp.log1p(xp.exp(-xp.abs(z))))
+
+    def value(self, backend, y, out, weights, total):
+        p = _clipped(backend, out)
+        per = _xlogy(backend, y, p) + _xlogy(backend, 1.0 - y, 1.0 - p)
+        return -backend.xp.sum(_weighted_mean_rows(backend, per, weights, total))

@@ -30,7 +30,11 @@ def check_parameter_count(count: int, what: str = "the model") -> None:
 
 
 class Sequential:
-    """Layers applied in order. Weights are drawn from a host Generator(seed), then moved to the backend."""
+    """Layers applied in order. Weights are drawn from a host Generator(seed), then moved to the backend.
+
+    rng: a host generator to draw them from instead (a Generator or a RandomState: scikit-learn's
+    estimators pass their `random_state`'s, so the same seed gives scikit-learn's weights).
+    """
 
     def __init__(
         self,
@@ -38,13 +42,14 @@ class Sequential:
         backend: Backend | str | None = None,
         seed: int | None = 0,
         dtype: str | None = None,
+        rng=None,
     ):
         self.layers = list(layers)
         check_parameter_count(  # before any allocation: a typo'd size is one line, not a MemoryError
             sum(int(np.prod(shape)) for layer in self.layers for _, shape in layer.parameter_shapes())
         )
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, dtype)
-        rng = host_rng(seed)
+        rng = host_rng(seed) if rng is None else rng
         for layer in self.layers:
             layer.bind(self.backend, rng)
         self.buffer = ParameterBuffer(self.backend, self.parameters())
@@ -103,8 +108,11 @@ class Sequential:
         return last.bias.grad if isinstance(last, Dense) else None
 
     def _check_input(self, x) -> None:
-        self.backend.check(x)
-        self.backend.check_dtype(x)
+        if not self.backend.is_sparse(
+            x
+        ):  # a sparse matrix from backend.sparse_from_host is the first Dense's
+            self.backend.check(x)
+            self.backend.check_dtype(x)
         if x.ndim != 2 or (self.in_features is not None and x.shape[1] != self.in_features):
             raise self._wrong_shape(x.shape)
 

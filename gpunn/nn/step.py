@@ -47,6 +47,18 @@ def train_step(
     with Dropout layers drops only when it is given); first_row: where x starts in the global batch (a
     rank's shard), so each rank's rows get their rows of the whole batch's masks.
     """
+    result = backward(model, x, targets, loss=loss, labels=labels, step=step, first_row=first_row)
+    if gradient_hook is not None and gradient_hook(model.buffer):
+        return None
+    optimizer.step(model.buffer)
+    return result
+
+
+def backward(
+    model, x, targets, *, loss: Callable = softmax_cross_entropy, labels=None, step=None, first_row: int = 0
+) -> StepResult:
+    """train_step short of the hook and the update: forward, loss, backward, the gradient collected in
+    `model.buffer.gradient`. L-BFGS calls it alone (SciPy makes its update on the host)."""
     backend = model.backend
     outputs, backprop = model.begin_update(x, step=step, first_row=first_row)
     if labels is None:
@@ -56,7 +68,4 @@ def train_step(
     column_sums = getattr(loss, "column_sums", None)
     backprop(grad) if column_sums is None else backprop(grad, output_bias_grad=column_sums)
     model.buffer.collect_gradient()
-    if gradient_hook is not None and gradient_hook(model.buffer):
-        return None
-    optimizer.step(model.buffer)
     return StepResult(loss_value, correct)

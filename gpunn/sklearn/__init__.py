@@ -8,6 +8,13 @@ arrays only, so a model fitted on cuda unpickles anywhere; to predict on another
 set_params(device=...): gpunn never moves work from a GPU to the CPU on its own.
 """
 
+import importlib.util
+
 from gpunn.sklearn.estimators import MLPClassifier, MLPRegressor
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
+
+if importlib.util.find_spec("skl2onnx") is not None:  # skl2onnx.to_onnx converts them (the onnx extra)
+    from gpunn.sklearn.to_onnx import register
+
+    register()

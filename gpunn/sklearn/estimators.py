@@ -9,6 +9,7 @@ the device copy of them lives only for a fit or as a prediction cache.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import scipy.optimize
@@ -24,10 +25,15 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gpunn.backend import get_backend
-from gpunn.nn.layers import Param
-from gpunn.nn.step import train_step
-from gpunn.sklearn.network import HIDDEN_ACTIVATIONS, Network, Objective, glorot_bounds
+from gpunn.nn.flat import split
+from gpunn.nn.losses import WeightedTargets
+from gpunn.nn.model import Sequential
+from gpunn.nn.penalty import L2Penalty
+from gpunn.nn.step import backward, train_step
+from gpunn.sklearn.array_api import in_input_namespace, numpy_inside
+from gpunn.sklearn.model import HIDDEN_ACTIVATIONS, build_model, output_loss
 from gpunn.sklearn.optimizers import StochasticSolver
+from gpunn.sklearn.persist import load_estimator, save_estimator
 
 SOLVERS = ("lbfgs", "sgd", "adam")
 STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -135,10 +141,13 @@ class _GpunnMLP(BaseEstimator):
             if not (isinstance(value, (int, float, np.number)) and 0 < value < np.inf):
                 raise ValueError(f"{name} must be a number > 0, got {value!r}")
         if self.dtype not in (None, "float32", "float64"):
-            raise ValueError(f"dtype must be None (the input's), 'float32' or 'float64', got {self.dtype!r}")
+            raise ValueError(
+                f"dtype must be None (the input's; float32 on a GPU), 'float32' or 'float64', got {self.dtype!r}"
+            )
         return [int(s) for s in sizes]
 
     # ---- fitting ---------------------------------------------------------------------------------------------
+    @numpy_inside
     def fit(self, X, y, sample_weight=None):
         """Train (from scratch, or from the current weights with warm_start=True) for up to max_iter epochs."""
         return self._fit(X, y, sample_weight, incremental=False)
@@ -164,12 +173,12 @@ class _GpunnMLP(BaseEstimator):
         layer_units = [X.shape[1], *hidden_sizes, self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
         if first_pass:
-            self._initialize(y, layer_units, self.dtype or X.dtype.name)
-        network = self._network(trainable=True, sparse_input=sparse.issparse(X))
+            self._initialize(y, layer_units, self.dtype or self._default_dtype(X))
+        model = self._model(for_training=True)
         if self.solver in STOCHASTIC_SOLVERS:
-            self._fit_stochastic(network, X, y, sample_weight, incremental)
+            self._fit_stochastic(model, X, y, sample_weight, incremental)
         else:
-            self._fit_lbfgs(network, X, y, sample_weight)
+            self._fit_lbfgs(model, X, y, sample_weight)
         if not all(np.isfinite(w).all() for w in (*self.coefs_, *self.intercepts_)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large values and "
@@ -200,13 +209,11 @@ class _GpunnMLP(BaseEstimator):
             self.out_activation_ = "softmax"
         else:
             self.out_activation_ = "logistic"
-        self.coefs_, self.intercepts_ = [], []
-        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:], strict=True):
-            bound = glorot_bounds(fan_in, fan_out, self.activation)
-            self.coefs_.append(
-                self._random_state.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype_name)
-            )
-            self.intercepts_.append(self._random_state.uniform(-bound, bound, fan_out).astype(dtype_name))
+        # scikit-learn's Glorot uniform weights, drawn by gpunn's initialiser from random_state in its order
+        backend = get_backend(self.device, dtype_name)
+        self._set_weights(
+            build_model(layer_units, self.activation, backend, self._random_state).get_weights()
+        )
         self.__dict__.pop("_optimizer", None)
         if self.solver in STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
@@ -220,39 +227,53 @@ class _GpunnMLP(BaseEstimator):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
+    def _default_dtype(self, X) -> str:
+        """dtype=None: the input's precision, as scikit-learn trains, on the host; float32 on a GPU, where
+        float64 runs at a fraction of float32's speed (dtype="float64" asks for it)."""
+        return "float32" if get_backend(self.device, "float32").device.startswith("cuda") else X.dtype.name
+
+    # ---- the gpunn model -------------------------------------------------------------------------------------
+    def _set_weights(self, weights: list[np.ndarray]) -> None:
+        """coefs_/intercepts_ from host weights in the model's order (each layer's weight, then its bias)."""
+        self.coefs_, self.intercepts_ = list(weights[0::2]), list(weights[1::2])
+
+    def _host_weights(self) -> list[np.ndarray]:
+        """coefs_/intercepts_ in the model's order."""
+        return [array for pair in zip(self.coefs_, self.intercepts_, strict=True) for array in pair]
+
     def _backend(self):
         return get_backend(self.device, np.dtype(self.coefs_[0].dtype).name)
 
-    def _network(self, trainable: bool = False, sparse_input: bool = False) -> Network:
-        """The current coefs_/intercepts_ on the device (from the prediction cache when it holds them);
-        trainable=True for training: a flat-buffer copy, so in-place updates never reach the cache."""
+    def _model(self, for_training: bool = False) -> Sequential:
+        """The gpunn model holding coefs_/intercepts_ on the device: the prediction model (cached while
+        coefs_, intercepts_, activation and device stay the same), or for training a fresh one, whose updates
+        reach coefs_ only through _store."""
         backend = self._backend()
-        host = [*self.coefs_, *self.intercepts_]
+        host = [np.asarray(array) for array in self._host_weights()]
         cached = self.__dict__.get("_device_cache")
         if (
-            cached is not None
-            and cached[0] is backend
-            and len(cached[1]) == len(host)
-            and all(a is b for a, b in zip(cached[1], host, strict=True))
+            not for_training
+            and cached is not None
+            and cached[:2] == (backend, self.activation)
+            and len(cached[2]) == len(host)
+            and all(a is b for a, b in zip(cached[2], self._host_weights(), strict=True))
         ):
-            values = cached[2]
-        else:
-            values = [backend.from_host(np.asarray(a)) for a in host]
-            self._device_cache = (backend, host, values)
-        params = [Param("weight" if i < len(host) // 2 else "bias", v) for i, v in enumerate(values)]
-        return Network(
-            backend, params, self.activation, self.out_activation_, self.loss, trainable, sparse_input
-        )
+            return cached[3]
+        units = [host[0].shape[0], *(weight.shape[1] for weight in host[0::2])]
+        model = build_model(units, self.activation, backend)
+        model.set_weights(host)
+        if not for_training:
+            self._device_cache = (backend, self.activation, self._host_weights(), model)
+        return model
 
-    def _store(self, network: Network, values=None) -> None:
-        """Device weights -> host coefs_/intercepts_, and remember the pair for prediction."""
-        backend = network.backend
-        values = [p.value for p in network.params] if values is None else values
-        values = [v * 1 for v in values]  # a copy: NumPy's optimizers update in place
-        host = [backend.to_host(v) for v in values]
-        n = network.n_layers
-        self.coefs_, self.intercepts_ = host[:n], host[n:]
-        self._device_cache = (backend, host, values)
+    def _store(self, model: Sequential) -> None:
+        """The trained model's weights -> host coefs_/intercepts_; the model stays as the prediction model."""
+        self._set_weights(model.get_weights())
+        self._device_cache = (model.backend, self.activation, self._host_weights(), model)
+
+    def _loss(self, model: Sequential) -> L2Penalty:
+        """scikit-learn's loss for out_activation_ (whose link it is) with alpha's L2 term on model's weights."""
+        return L2Penalty(output_loss(self.out_activation_), model, self.alpha)
 
     def _upload(self, backend, X):
         """(device X, whether it is sparse): dense data moves once, sparse stays sparse where it can."""
@@ -260,8 +281,16 @@ class _GpunnMLP(BaseEstimator):
             return backend.sparse_from_host(X), True
         return backend.from_host(np.ascontiguousarray(X)), False
 
-    def _fit_stochastic(self, network: Network, X, y, sample_weight, incremental: bool) -> None:
-        backend = network.backend
+    def _targets(self, backend, y, sample_weight) -> WeightedTargets:
+        weights = (
+            None
+            if sample_weight is None
+            else backend.from_host(np.asarray(sample_weight), backend.dtype_name)
+        )
+        return WeightedTargets(backend.from_host(np.asarray(y, dtype=backend.dtype_name)), weights)
+
+    def _fit_stochastic(self, model: Sequential, X, y, sample_weight, incremental: bool) -> None:
+        backend = model.backend
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = StochasticSolver(self)
         if self.early_stopping and incremental:
@@ -302,12 +331,9 @@ class _GpunnMLP(BaseEstimator):
             x_train, train_sparse = X_train.tocsr(), True
         else:
             x_train, train_sparse = self._upload(backend, X_train)
-        t_train = backend.from_host(np.asarray(y_train, dtype=backend.dtype_name))
-        w_train = (
-            None if sw_train is None else backend.from_host(np.asarray(sw_train, dtype=backend.dtype_name))
-        )
+        t_train, w_train = self._targets(backend, y_train, sw_train)
         sample_idx = np.arange(n_samples, dtype=int)
-        objective = Objective(network, self.alpha)
+        loss = self._loss(model)
         best = None
         self.n_iter_ = 0
         for _ in range(self.max_iter):
@@ -324,12 +350,12 @@ class _GpunnMLP(BaseEstimator):
                 y_batch = backend.take_rows(t_train, device_rows)
                 w_batch = None if w_train is None else backend.take_rows(w_train, device_rows)
                 result = train_step(
-                    network,
+                    model,
                     self._optimizer,
                     x_batch,
-                    (y_batch, w_batch),
-                    loss=objective,
-                    gradient_hook=objective.add_penalty_gradient,
+                    WeightedTargets(y_batch, w_batch),
+                    loss=loss,
+                    gradient_hook=loss.gradient_hook,
                 )
                 batch_loss = result.loss * (batch_slice.stop - batch_slice.start)
                 accumulated = batch_loss if accumulated is None else accumulated + batch_loss
@@ -340,7 +366,7 @@ class _GpunnMLP(BaseEstimator):
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
             if early_stopping:
-                out = backend.to_host(self._output(network, x_val, val_sparse, X_val.shape[0]))
+                out = backend.to_host(self._output(model, x_val, val_sparse, X_val.shape[0]))
                 score = self._score_outputs(out, y_val, sw_val)
                 self.validation_scores_.append(score)
                 if self.verbose:
@@ -351,7 +377,7 @@ class _GpunnMLP(BaseEstimator):
                     self._no_improvement_count = 0
                 if score > self.best_validation_score_:
                     self.best_validation_score_ = score
-                    best = [p.value * 1 for p in network.params]
+                    best = model.buffer.values * 1  # a copy: the optimizer updates the buffer in place
             else:
                 if self.loss_ > self.best_loss_ - self.tol:
                     self._no_improvement_count += 1
@@ -378,29 +404,30 @@ class _GpunnMLP(BaseEstimator):
                     stacklevel=3,
                 )
         if early_stopping and best is not None:
-            self._store(network, best)
-        else:
-            self._store(network)
+            model.buffer.set_values(best)
+        self._store(model)
 
-    def _fit_lbfgs(self, network: Network, X, y, sample_weight) -> None:
-        backend = network.backend
-        x, _ = self._upload(backend, X)  # the network knows whether x is sparse
-        targets = backend.from_host(np.asarray(y, dtype=backend.dtype_name))
-        weights = (
-            None
-            if sample_weight is None
-            else backend.from_host(np.asarray(sample_weight, dtype=backend.dtype_name))
-        )
-        objective = Objective(network, self.alpha)
+    def _lbfgs_objective(self, model: Sequential, X, y, sample_weight):
+        """f(packed) -> (loss, packed gradient) on the host, packed as scikit-learn packs (every layer's
+        weight, then every bias): train_step short of the update (gpunn.nn.step.backward), for SciPy."""
+        backend = model.backend
+        x, _ = self._upload(backend, X)  # the first Dense knows a sparse x
+        targets = self._targets(backend, y, sample_weight)
+        loss, shapes = self._loss(model), model.shapes()
 
-        def loss_and_grad(packed):  # packed is the flat buffer's layout: coefs, then intercepts
-            network.buffer.set_values(backend.from_host(packed))
-            loss, grad = network.loss_and_gradient(x, (targets, weights), objective)
-            return backend.to_scalar(loss), backend.to_host(grad).astype(np.float64)
+        def loss_and_grad(packed):
+            model.set_weights(_unpack(packed, shapes))
+            result = backward(model, x, targets, loss=loss)
+            loss.gradient_hook(model.buffer)
+            gradient = model.buffer.split_host(backend.to_host(model.buffer.gradient))
+            return backend.to_scalar(result.loss), _pack(gradient).astype(np.float64)
 
+        return loss_and_grad
+
+    def _fit_lbfgs(self, model: Sequential, X, y, sample_weight) -> None:
         result = scipy.optimize.minimize(
-            loss_and_grad,
-            np.concatenate([a.ravel() for a in (*self.coefs_, *self.intercepts_)]).astype(np.float64),
+            self._lbfgs_objective(model, X, y, sample_weight),
+            _pack(self._host_weights()).astype(np.float64),
             method="L-BFGS-B",
             jac=True,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
@@ -414,31 +441,22 @@ class _GpunnMLP(BaseEstimator):
             )
         self.n_iter_ = min(int(result.nit), int(self.max_iter))
         self.loss_ = float(result.fun)
-        network.buffer.set_values(backend.from_host(result.x))
-        self._store(network)
+        model.set_weights(_unpack(result.x, model.shapes()))
+        self._store(model)
 
     def _loss_grad_lbfgs(self, packed, X, y, sample_weight=None, *unused):
         """Loss and packed gradient at `packed` (coefs then intercepts), as scikit-learn's method of this name."""
-        network = self._network(trainable=True, sparse_input=sparse.issparse(X))
-        backend = network.backend
-        x, _ = self._upload(backend, X)
-        network.buffer.set_values(backend.from_host(np.asarray(packed)))
-        weights = (
-            None
-            if sample_weight is None
-            else backend.from_host(np.asarray(sample_weight, dtype=backend.dtype_name))
-        )
-        targets = backend.from_host(np.asarray(y, dtype=backend.dtype_name))
-        loss, grad = network.loss_and_gradient(x, (targets, weights), Objective(network, self.alpha))
-        return backend.to_scalar(loss), backend.to_host(grad)
+        return self._lbfgs_objective(self._model(for_training=True), X, y, sample_weight)(np.asarray(packed))
 
     # ---- prediction ------------------------------------------------------------------------------------------
-    def _output(self, network: Network, x, is_sparse: bool, n_rows: int):
+    def _output(self, model: Sequential, x, is_sparse: bool, n_rows: int, head=None):
         """Output activations in fixed blocks of PREDICT_BLOCK rows (the last one zero-padded), so a row's
-        prediction never depends on which other rows share the call (the GEMM shape is always the same)."""
-        backend = network.backend
+        prediction never depends on which other rows share the call (the GEMM shape is always the same).
+        head(backend, z): what to make of the output layer's pre-activation z (default: the link)."""
+        backend = model.backend
+        head = head or output_loss(self.out_activation_).outputs
         if is_sparse:  # a sparse product treats each row on its own
-            return network.output(x, True)
+            return head(backend, model.forward(x))
         blocks = []
         for start in range(0, n_rows, PREDICT_BLOCK):
             stop = min(start + PREDICT_BLOCK, n_rows)
@@ -446,26 +464,46 @@ class _GpunnMLP(BaseEstimator):
             if stop - start < PREDICT_BLOCK:
                 padding = backend.zeros((PREDICT_BLOCK - (stop - start), x.shape[1]))
                 block = backend.concat([block, padding])
-            blocks.append(network.output(block)[: stop - start, ...])
+            blocks.append(head(backend, model.forward(block))[: stop - start, ...])
         if not blocks:
             return backend.zeros((0, self.n_outputs_))
         return blocks[0] if len(blocks) == 1 else backend.concat(blocks)
 
-    def _forward_pass_fast(self, X, check_input: bool = True) -> np.ndarray:
-        """Output activations for X as a host array of X's dtype (scikit-learn keeps the input's precision)."""
+    def _forward_pass_fast(self, X, check_input: bool = True, head=None) -> np.ndarray:
+        """Output activations (or head's, see _output) for X as a host array of X's dtype (scikit-learn keeps
+        the input's precision)."""
         if check_input:
             X = validate_data(
                 self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32)
             )
-        network = self._network()
-        x, is_sparse = self._upload(network.backend, X)
-        out = network.backend.to_host(self._output(network, x, is_sparse, X.shape[0]))
+        model = self._model()
+        x, is_sparse = self._upload(model.backend, X)
+        out = model.backend.to_host(self._output(model, x, is_sparse, X.shape[0], head))
         return out.astype(X.dtype, copy=False)
 
     def _score_outputs(self, out, y, sample_weight) -> float:
         if not np.isfinite(out).all():
             return np.nan
         return float(self._score_function(y, self._outputs_to_predictions(out), sample_weight=sample_weight))
+
+    # ---- the same model as every other face -----------------------------------------------------------------
+    @property
+    def model_(self) -> Sequential:
+        """The fitted gpunn.nn.Sequential on `device` (Dense layers and the hidden activation; its output is
+        the output layer's pre-activation, which out_activation_ turns into predictions)."""
+        check_is_fitted(self)
+        return self._model()
+
+    def save(self, path) -> Path:
+        """Write this fitted estimator as a gpunn checkpoint (.npz) that `gpunn evaluate / predict / export /
+        serve` take (a classifier's) and `load` restores; atomic."""
+        check_is_fitted(self)
+        return save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path, device: str | None = None):
+        """The fitted estimator saved in `path` by `save`; device: where it predicts (default: as saved)."""
+        return load_estimator(cls, path, device)
 
     def __getstate__(self):
         """Host arrays only: the device cache stays behind (it is rebuilt on first use)."""
@@ -477,6 +515,19 @@ class _GpunnMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _pack(weights: list[np.ndarray]) -> np.ndarray:
+    """Host weights in the model's order (weight, bias per layer) -> scikit-learn's flat layout: every
+    layer's weight, then every bias."""
+    return np.concatenate([array.ravel() for array in (*weights[0::2], *weights[1::2])])
+
+
+def _unpack(packed: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """Inverse of _pack for a model whose parameters have `shapes` (its order)."""
+    coefs, intercepts = shapes[0::2], shapes[1::2]
+    arrays = split(np.asarray(packed), [*coefs, *intercepts])
+    return [array for pair in zip(arrays[: len(coefs)], arrays[len(coefs) :], strict=True) for array in pair]
 
 
 def _sample_weights(sample_weight, n_samples: int) -> np.ndarray:
@@ -497,7 +548,12 @@ def _choose(name: str, value, options) -> None:
 
 
 class MLPClassifier(ClassifierMixin, _GpunnMLP):
-    """scikit-learn's MLPClassifier (softmax, or logistic outputs for binary and multilabel) on gpunn."""
+    """scikit-learn's MLPClassifier (softmax, or logistic outputs for binary and multilabel) on gpunn.
+
+    Its parameters are scikit-learn's plus `device` (cpu, cuda, cuda:N, auto, strict) and `dtype`: None
+    trains in the input's precision on the host (scikit-learn's behaviour) and in float32 on a GPU unless
+    dtype="float64" is asked for; "float32" or "float64" force one everywhere.
+    """
 
     def __init__(
         self,
@@ -589,6 +645,7 @@ class MLPClassifier(ClassifierMixin, _GpunnMLP):
         return X, self._label_binarizer.transform(y).astype(bool)
 
     @available_if(lambda est: est._check_solver())
+    @numpy_inside
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y) from the current weights; `classes` is required on the first call."""
         if _first_partial_fit(self, classes):
@@ -599,10 +656,12 @@ class MLPClassifier(ClassifierMixin, _GpunnMLP):
     def _outputs_to_predictions(self, out):
         return self._label_binarizer.inverse_transform(out.ravel() if self.n_outputs_ == 1 else out)
 
+    @in_input_namespace
     def predict(self, X):
         check_is_fitted(self)
         return self._outputs_to_predictions(self._forward_pass_fast(X))
 
+    @in_input_namespace
     def predict_proba(self, X):
         check_is_fitted(self)
         out = self._forward_pass_fast(X)
@@ -611,9 +670,18 @@ class MLPClassifier(ClassifierMixin, _GpunnMLP):
             return np.vstack([1 - out, out]).T
         return out
 
+    @in_input_namespace
     def predict_log_proba(self, X):
-        probabilities = self.predict_proba(X)
-        return np.log(probabilities, out=probabilities)
+        """log(predict_proba(X)), computed in log space by the loss's link (log softmax, log sigmoid): finite
+        where a probability rounds to 0 or 1."""
+        check_is_fitted(self)
+        log_outputs = output_loss(self.out_activation_).log_outputs
+        if self.n_outputs_ != 1:
+            return self._forward_pass_fast(X, head=log_outputs)
+        signs = np.array([[-1.0, 1.0]])  # one logistic output z: (log sigmoid(-z), log sigmoid(z))
+        return self._forward_pass_fast(
+            X, head=lambda backend, z: log_outputs(backend, z * backend.from_host(signs))
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -639,7 +707,11 @@ def _first_partial_fit(estimator, classes) -> bool:
 
 
 class MLPRegressor(RegressorMixin, _GpunnMLP):
-    """scikit-learn's MLPRegressor (identity output with half squared error, or exp output with Poisson)."""
+    """scikit-learn's MLPRegressor (identity output with half squared error, or exp output with Poisson).
+
+    `device` and `dtype` as MLPClassifier's: dtype=None is the input's precision on the host, float32 on a
+    GPU unless dtype="float64" is asked for.
+    """
 
     def __init__(
         self,
@@ -722,6 +794,7 @@ class MLPRegressor(RegressorMixin, _GpunnMLP):
         return X, y
 
     @available_if(lambda est: est._check_solver())
+    @numpy_inside
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y) from the current weights."""
         return self._fit(X, y, sample_weight, incremental=True)
@@ -729,6 +802,7 @@ class MLPRegressor(RegressorMixin, _GpunnMLP):
     def _outputs_to_predictions(self, out):
         return out.ravel() if out.shape[1] == 1 else out
 
+    @in_input_namespace
     def predict(self, X):
         check_is_fitted(self)
         return self._outputs_to_predictions(self._forward_pass_fast(X))

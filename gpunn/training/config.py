@@ -145,10 +145,11 @@ class TrainConfig:
 
 def _dataset(value, saved: bool = False) -> str:
     """A dataset name, or a folder of IDX files (kept absolute, so a resume from elsewhere finds it)."""
+    from gpunn.data.arrays import ARRAYS
     from gpunn.data.datasets import is_folder_dataset
     from gpunn.training.validate import fail
 
-    if value in DATASET_NAMES:
+    if value in DATASET_NAMES or value == ARRAYS:  # ARRAYS: gpunn.train(data=(X, y), ...)
         return value
     if isinstance(value, (str, Path)) and is_folder_dataset(value):
         return str(Path(value).resolve())

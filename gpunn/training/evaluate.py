@@ -11,13 +11,18 @@ import numpy as np
 EVAL_BATCH = 2048
 
 
+def model_inputs(backend, batch):
+    """A batch as the model takes it: uint8 pixels scaled, float features (your own arrays') as they are."""
+    return backend.scale_images(batch) if batch.dtype == backend.xp.uint8 else batch
+
+
 def device_predictions(model, images_u8, batch_size: int = EVAL_BATCH):
     """Argmax predictions for device-resident uint8 features, batch by batch, staying on the device."""
     backend = model.backend
     out = []
     n = images_u8.shape[0]
     for start in range(0, n, batch_size):
-        logits = model.forward(backend.scale_images(images_u8[start : min(start + batch_size, n), ...]))
+        logits = model.forward(model_inputs(backend, images_u8[start : min(start + batch_size, n), ...]))
         out.append(backend.xp.argmax(logits, axis=1))
     return backend.concat(out) if out else backend.zeros((0,), dtype=backend.xp.int64)
 
@@ -74,7 +79,7 @@ def loss_and_correct(model, images_u8, labels, classes: int | None = None, batch
     n = images_u8.shape[0]
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        logits = model.forward(backend.scale_images(images_u8[start:stop, ...]))
+        logits = model.forward(model_inputs(backend, images_u8[start:stop, ...]))
         batch_labels = labels[start:stop]
         loss, _ = backend.softmax_cross_entropy(logits, backend.one_hot(batch_labels, classes))
         total = total + backend.astype(loss, xp.float64) * (stop - start)

@@ -60,7 +60,10 @@ class TrainingBatches:
         self.n = len(train_set)
 
     def batch(self, rows):
-        """(scaled images, integer labels) of `rows`, gathered on the device in one pass."""
+        """(scaled images, integer labels) of `rows`, gathered on the device in one pass (float features,
+        your own arrays', are gathered as they are)."""
+        if self.images.dtype != self.backend.xp.uint8:
+            return self.backend.take_rows(self.images, rows), self.backend.take_rows(self.labels, rows)
         return self.backend.gather_batch(self.images, self.labels, rows)
 
 

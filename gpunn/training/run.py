@@ -13,6 +13,7 @@ from gpunn.atomic import write_text
 from gpunn.backend import parse_device, requested_device, requested_dtype, select, select_for_local_rank
 from gpunn.checkpoint import architecture_summary, load_checkpoint
 from gpunn.data import load_dataset, provenance
+from gpunn.data.arrays import ARRAYS, datasets_from_arrays
 from gpunn.errors import (
     CheckpointError,
     DataError,
@@ -91,15 +92,21 @@ def train(
     data_dir=None,
     verbose: bool = True,
     distributed: bool = False,
+    data=None,
+    test=None,
     **overrides,
 ) -> TrainResult:
     """Train an MLP and return the model with its history. See `gpunn train --help` for every setting.
+
+    `data=(X, y), test=(X_test, y_test)` trains on your own arrays instead of a dataset (see
+    gpunn/data/arrays.py for what they may be); a resume of such a run takes the same arrays again.
 
     `resume=OUT` continues the run saved in OUT (its settings and, unless `device` is given, its device;
     only `epochs` may be raised).
     `distributed=True` runs data-parallel under mpiexec (see gpunn/training/distributed.py).
     """
     kwargs = dict(out=out, resume=resume, device=device, dtype=dtype, data_dir=data_dir, verbose=verbose)
+    kwargs.update(data=data, test=test)
     if not distributed:
         return _train(config, job=None, **kwargs, **overrides)
     from gpunn.training import distributed as mpi
@@ -163,6 +170,7 @@ class _Request:
     data_dir: Path | None
     overrides: dict
     named: bool  # the caller named the folder (else gpunn made a fresh default one)
+    arrays: tuple | None = None  # (train, test) Datasets of the caller's own arrays
 
 
 def _train(config, *, job, verbose, **asked) -> TrainResult:
@@ -178,13 +186,24 @@ def _train(config, *, job, verbose, **asked) -> TrainResult:
         raise out_of_memory(exc) from None
 
 
-def _request(config, job, *, out, resume, device, dtype, data_dir, **overrides) -> _Request:
+def _request(config, job, *, out, resume, device, dtype, data_dir, data, test, **overrides) -> _Request:
     """The settings and run folder asked for, checked before any folder is made or data is read."""
     out, resume, data_dir = (
         validate.path(k, v) for k, v in (("out", out), ("resume", resume), ("data_dir", data_dir))
     )
     if resume is not None and Path(resume).is_file():
         resume = _run_folder_of(resume)
+    arrays = None
+    if data is not None or test is not None:
+        if data is None or test is None:
+            raise ConfigError("your own arrays need both data=(X, y) and test=(X_test, y_test)")
+        if overrides.get("dataset") not in (None, ARRAYS) or (
+            config is not None and config.dataset != ARRAYS
+        ):
+            raise ConfigError("pass either data=(X, y) and test=(...) or a dataset, not both")
+        arrays = datasets_from_arrays(data, test)
+        if resume is None and config is None:
+            overrides["dataset"] = ARRAYS
     if resume is not None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise ConfigError(
@@ -206,7 +225,7 @@ def _request(config, job, *, out, resume, device, dtype, data_dir, **overrides) 
         out = default_run_folder(Path(config.dataset).name) if job is None or job.rank == 0 else None
         if job is not None:  # every rank names the same folder
             out = job.comm.bcast(out, root=0)
-    return _Request(config, Path(out), resume, device, dtype, data_dir, overrides, named)
+    return _Request(config, Path(out), resume, device, dtype, data_dir, overrides, named, arrays)
 
 
 def _check_device_settings(device, dtype) -> None:
@@ -309,11 +328,14 @@ def _load_data(config: TrainConfig, request: _Request, saved: TrainingState | No
     if dist is not None and not root:  # rank 0 fetches (or downloads) the data first; no download races
         dist.data_barrier()
     saved_data = saved.data if saved is not None else None
-    dataset, data_dir = config.dataset, request.data_dir
-    if saved is not None:
-        dataset, data_dir = provenance.where_to_load(dataset, saved_data, data_dir, f"run {request.out}")
-    train_set = load_dataset(dataset, "train", data_dir=data_dir)
-    test_set = load_dataset(dataset, "test", data_dir=data_dir)
+    if config.dataset == ARRAYS or request.arrays is not None:
+        train_set, test_set = _arrays(config, request, saved)
+    else:
+        dataset, data_dir = config.dataset, request.data_dir
+        if saved is not None:
+            dataset, data_dir = provenance.where_to_load(dataset, saved_data, data_dir, f"run {request.out}")
+        train_set = load_dataset(dataset, "train", data_dir=data_dir)
+        test_set = load_dataset(dataset, "test", data_dir=data_dir)
     check_against_data(config, train_set)
     val_set = None
     if config.val_size:
@@ -334,6 +356,24 @@ def _load_data(config: TrainConfig, request: _Request, saved: TrainingState | No
             f"{', '.join(saved.classes)}: point the dataset at the original files"
         )
     return train_set, test_set, val_set
+
+
+def _arrays(config: TrainConfig, request: _Request, saved: TrainingState | None):
+    """The caller's (train, test) arrays, for a run that trains (or trained) on arrays."""
+    if request.arrays is None:
+        if saved is not None:
+            raise ConfigError(
+                f"run {request.out} trained on arrays given in memory: resume it with the same "
+                "data=(X, y) and test=(X_test, y_test)"
+            )
+        raise ConfigError(
+            f"dataset {ARRAYS!r} is your own arrays: pass data=(X, y) and test=(X_test, y_test)"
+        )
+    if config.dataset != ARRAYS:
+        raise ConfigError(
+            f"run {request.out} trained on {config.dataset}, not on arrays: resume it without data="
+        )
+    return request.arrays
 
 
 def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:

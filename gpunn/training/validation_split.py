@@ -39,4 +39,6 @@ def split_validation(train_set: Dataset, val_size: int, seed: int) -> tuple[Data
 
 
 def _rows(data: Dataset, rows: np.ndarray, split: str) -> Dataset:
-    return Dataset(data.name, split, data.images[rows], data.labels[rows], data.class_names, data.files)
+    return Dataset(
+        data.name, split, data.images[rows], data.labels[rows], data.class_names, data.files, data.fingerprint
+    )
