@@ -111,3 +111,24 @@ def test_bad_arrays_are_one_clear_error_before_any_folder(tmp_path, data, test, 
     with pytest.raises(DataError, match=message):
         gpunn.train(out=tmp_path / "run", data=data, test=test, **SETTINGS)
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_of_a_run_on_arrays_asks_for_a_dataset_and_then_uses_it(tmp_path, digits, capsys):
+    from gpunn.cli import main as cli
+
+    train_set, test_set = digits
+    run = tmp_path / "arrays"
+    gpunn.train(
+        out=run,
+        data=(train_set.images, train_set.labels),
+        test=(test_set.images, test_set.labels),
+        **SETTINGS,
+    )
+    assert cli.main(["evaluate", str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and "trained on arrays given to gpunn.train(data=...)" in err[0]
+        and "--dataset" in err[0]
+    )
+    assert cli.main(["evaluate", str(run), "--dataset", "digits"]) == 0

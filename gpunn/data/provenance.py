@@ -33,6 +33,17 @@ def where_to_load(dataset: str, saved: dict | None, given, run) -> tuple[str, st
     from gpunn.data.datasets import cache_dir
     from gpunn.data.sources import DATASET_NAMES
 
+    from gpunn.data.arrays import ARRAYS
+
+    if dataset == ARRAYS:  # no file to read again: the arrays lived in the Python process that trained
+        raise DataError(
+            Options(
+                lambda n: (
+                    f"{run} was trained on arrays given to gpunn.train(data=...): there is no file to read "
+                    f"its test data from; name one with {n('dataset')} (a dataset or a folder of IDX files)"
+                )
+            )
+        )
     recorded = saved.get("dir") if saved else None
     if dataset not in DATASET_NAMES:  # a folder of IDX files: the folder is the dataset
         if given is not None:
