@@ -91,6 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe=args.recipe,
         verbose=not args.quiet,
         distributed=args.distributed,
+        stall_check=not args.no_stall_check,
         **_train_settings(args),
     )
     return 0
@@ -302,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="OUT", help="continue the run saved in OUT (on its device)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument(
+        "--no-stall-check",
+        action="store_true",
+        help="train on when the loss sits at chance level (by default a run with dead units stops)",
+    )
+    train.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel over MPI: mpiexec -n K gpunn train --distributed ...",
@@ -321,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--top", type=int, default=3, help="how many classes to show (1..the number of classes)")
+    predict.add_argument(
+        "--top", type=int, default=3, help="how many classes to show (1..the number of classes)"
+    )
     predict.add_argument(
         "--invert", action="store_true", help="flip dark-on-light images to MNIST's white digit on black"
     )

@@ -79,6 +79,7 @@ def train(
     data_dir=None,
     verbose: bool = True,
     distributed: bool = False,
+    stall_check: bool = True,
     **overrides,
 ) -> TrainResult:
     """Train an MLP and return the model with its history. See `gpunn train --help` for every setting.
@@ -86,16 +87,23 @@ def train(
     `resume=OUT` continues the run saved in OUT (its settings and, unless `device` is given, its device;
     only `epochs` may be raised).
     `distributed=True` runs data-parallel under mpiexec (see gpunn/training/distributed.py).
+    `stall_check=False` trains on when the loss sits at chance level (gpunn/training/stall.py).
     """
+    if not isinstance(stall_check, bool):
+        raise ConfigError(f"stall_check= must be True or False, got {stall_check!r}")
     kwargs = dict(out=out, resume=resume, device=device, dtype=dtype, data_dir=data_dir, verbose=verbose)
+    kwargs["stall_check"] = stall_check
     if not distributed:
         return _train(config, job=None, **kwargs, **overrides)
     from gpunn.training import distributed as mpi
+
     job = mpi.start()
     try:
         return _train(config, job=job, **kwargs, **overrides)
     except (TrainingInterrupted, TrainingDivergedError, TrainingStalledError, ConfigError) as exc:
-        exc.told_elsewhere = job.rank != 0  # every rank raised the same error at the same point: rank 0 reports it
+        exc.told_elsewhere = (
+            job.rank != 0
+        )  # every rank raised the same error at the same point: rank 0 reports it
         raise
     except Exception as exc:  # this rank alone failed, or lost a peer: nobody may be left waiting
         job.fail(exc, getattr(exc, "exit_code", 1))
@@ -116,12 +124,12 @@ class _Request:
     named: bool  # the caller named the folder (else gpunn made a fresh default one)
 
 
-def _train(config, *, job, verbose, **asked) -> TrainResult:
+def _train(config, *, job, verbose, stall_check, **asked) -> TrainResult:
     root = job is None or job.rank == 0
     request = _request(config, job, **asked)
     claimed = claim(request.out, request.resume is not None, created=not request.named)
     with claimed if root else contextlib.nullcontext(request.out):
-        return _train_claimed(request, job, Reporter(verbose and root))
+        return _train_claimed(request, job, Reporter(verbose and root), stall_check)
 
 
 def _request(config, job, *, out, resume, device, dtype, data_dir, **overrides) -> _Request:
@@ -155,7 +163,9 @@ def _request(config, job, *, out, resume, device, dtype, data_dir, **overrides) 
 
 def _resumed_config(out: Path, saved: TrainingState, overrides: dict) -> TrainConfig:
     """The saved settings with the allowed changes (epochs, raised); a finished run is not resumed."""
-    changed = {k for k, v in overrides.items() if v is not None and getattr(saved.config, k, v) != _normal(k, v)}
+    changed = {
+        k for k, v in overrides.items() if v is not None and getattr(saved.config, k, v) != _normal(k, v)
+    }
     if changed - RESUME_MAY_CHANGE:
         raise ConfigError(
             f"cannot change {', '.join(sorted(changed - RESUME_MAY_CHANGE))} when resuming {out}"
@@ -241,7 +251,7 @@ def _load_data(config: TrainConfig, request: _Request, saved: TrainingState | No
     return train_set, test_set, val_set
 
 
-def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
+def _train_claimed(request: _Request, job, reporter: Reporter, stall_check: bool = True) -> TrainResult:
     checkpoint, saved = _saved_run(request)
     config = saved.config if saved is not None else request.config
     selection = _select_backend(request, saved, job)
@@ -269,7 +279,9 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
     if ranks.is_root:
         remove_stale_temp_files(request.out)
         _write_config_json(request.out, state)
-    counts = f"{len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test"
+    counts = (
+        f"{len(train_set)} train, {f'{len(val_set)} validation, ' if val_set else ''}{len(test_set)} test"
+    )
     reporter.line(_start_line(selection, job, dist, model, state, request.out, counts, saved is not None))
 
     loop = Loop(
@@ -280,6 +292,7 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
         Evaluator(model, ranks, test_set, val_set),
         RunStore(request.out, model, optimizer, writes=ranks.is_root),
         reporter,
+        stall_check,
     )
     loop.run(state)
     return TrainResult(model, state.history, config, request.out, state.best_epoch)
@@ -297,9 +310,12 @@ def _saved_run(request: _Request):
     return checkpoint, saved
 
 
-def _start_line(selection, job, dist, model, state: TrainingState, out: Path, counts: str, resumed: bool) -> str:
+def _start_line(
+    selection, job, dist, model, state: TrainingState, out: Path, counts: str, resumed: bool
+) -> str:
     """The run's first line: device (and ranks), dtype, data, model, recipe, folder."""
     config, backend = state.config, selection.backend
+    chosen = f" ({'; '.join(config.chosen)})" if config.chosen else ""  # what gpunn chose for the caller
     ranks = ""
     if dist is not None:  # the pids let a launcher's "process N died" be read as a rank
         pids = ", ".join(f"{rank}={pid}" for rank, (_, pid) in enumerate(job.peers))
@@ -308,7 +324,7 @@ def _start_line(selection, job, dist, model, state: TrainingState, out: Path, co
     return (
         f"gpunn: device {selection.describe()}{ranks} | {backend.dtype_name} | {config.dataset} "
         f"({counts}) | model {architecture_summary(model.describe())} | "
-        f"{model.num_parameters():,} parameters | recipe {config.recipe} | run {out}"
+        f"{model.num_parameters():,} parameters | recipe {config.recipe}{chosen} | run {out}"
         + (f" | resuming at epoch {state.epoch + 1}" if resumed else "")
     )
 
