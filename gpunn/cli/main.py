@@ -98,15 +98,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from gpunn.checkpoint import load_checkpoint, model_from_checkpoint
+    from gpunn.checkpoint import load_checkpoint, model_from_checkpoint, trained_on
     from gpunn.data import load_dataset, provenance
+    from gpunn.data.sources import DATASET_NAMES
     from gpunn.errors import CheckpointError
     from gpunn.training.evaluate import evaluate
 
     checkpoint = load_checkpoint(args.checkpoint)
-    trained_on = checkpoint.header.get("config", {}).get("dataset", "mnist")
-    dataset_name = args.dataset or trained_on
-    recorded = checkpoint.header.get("data") if dataset_name == trained_on else None
+    dataset_name = args.dataset or trained_on(checkpoint)
+    if dataset_name is None:
+        raise CheckpointError(
+            f"{args.checkpoint} holds weights only and does not say what they were trained on (a model built "
+            f"by hand, or saved by an older gpunn): name the test data with --dataset "
+            f"({', '.join(DATASET_NAMES)} or a folder of IDX files)"
+        )
+    recorded = checkpoint.header.get("data") if dataset_name == trained_on(checkpoint) else None
     data = load_dataset(dataset_name, "test", data_dir=provenance.data_dir_for(recorded, args.data_dir))
     model = model_from_checkpoint(checkpoint, args.device)
     if model.in_features != data.features.shape[1]:

@@ -22,6 +22,8 @@ class Sequential:
         dtype: str | None = None,
     ):
         self.layers = list(layers)
+        # what gpunn.train() trained it on ({"dataset", "classes", "data"}), recorded by save(); None: unknown
+        self.trained_on: dict | None = None
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, dtype)
         rng = host_rng(seed)
         for layer in self.layers:
@@ -157,10 +159,11 @@ class Sequential:
         return cls([layer_from_description(d) for d in description], backend, seed=0, dtype=dtype)
 
     def save(self, path) -> None:
-        """Weights and architecture only (no optimizer state), atomically, as a checkpoint .npz."""
+        """Weights and architecture (and the dataset it was trained on, when known; no optimizer state),
+        atomically, as a checkpoint .npz."""
         from gpunn.checkpoint import save_checkpoint
 
-        save_checkpoint(path, self)
+        save_checkpoint(path, self, header=self.trained_on)
 
     @classmethod
     def load(cls, path, device=None, dtype: str | None = None) -> Sequential:

@@ -276,6 +276,11 @@ def _train_claimed(request: _Request, job, reporter: Reporter, stall_check: bool
     state.data = provenance.record(train_set, test_set)
     state.classes = list(train_set.class_names)
     state.device, state.dtype = backend.device, backend.dtype_name
+    model.trained_on = {
+        "dataset": config.dataset,
+        "classes": state.classes,
+        "data": state.data,
+    }  # Model.save()
     if ranks.is_root:
         remove_stale_temp_files(request.out)
         _write_config_json(request.out, state)
