@@ -368,7 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")
     plot.add_argument("runs", nargs="+", metavar="OUT")
-    plot.add_argument("--output", help="PNG path (default: OUT/curves.png, OUT/weights.png)")
+    plot.add_argument(
+        "--output",
+        help="PNG path (default: OUT/curves.png for one run, comparison.png beside several; OUT/weights.png)",
+    )
     plot.add_argument("--weights", action="store_true", help="the first layer's weights, one tile per unit")
     plot.set_defaults(run=_cmd_plot)
 
