@@ -36,7 +36,7 @@ def onecycle(base_lr: float, t: float) -> float:
 
 
 EXPONENTIAL_WARMUP_EPOCHS = 1.0  # linear rise from lr/25 over the first epoch, as onecycle starts
-EXPONENTIAL_DECAY = 0.6  # lr factor per epoch after the warm-up (chosen on a validation split: README)
+EXPONENTIAL_DECAY = 0.8  # lr factor per epoch after the warm-up (chosen on a validation split: README)
 
 
 def exponential(base_lr: float, epochs_done: float) -> float:
