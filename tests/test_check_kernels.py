@@ -25,6 +25,7 @@ def check_kernels():
     return module
 
 
+@pytest.mark.slow  # NVRTC compiles every kernel twice
 def test_every_shipped_kernel_compiles_for_sm80_and_sm90(check_kernels, capsys):
     # in-process, so a mutation tool sees which kernel-source code this test runs
     assert check_kernels.main() == 0, capsys.readouterr().err

@@ -14,6 +14,8 @@ from idx_files import idx_bytes
 from gpunn.data import load_dataset
 from gpunn.training.run import train
 
+pytestmark = pytest.mark.subprocess  # gpunn evaluate/predict/sweep/plot as processes
+
 
 def cli(*args):
     return subprocess.run(

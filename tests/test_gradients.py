@@ -46,7 +46,11 @@ def away_from_kinks(rng, shape):
     return np.where(np.abs(x) < 0.05, 0.3, x)  # ReLU-like layers are not differentiable at 0
 
 
-@pytest.mark.parametrize("make_layer", [ReLU, lambda: LeakyReLU(0.1), Sigmoid, Tanh, GELU, Softmax], ids=str)
+@pytest.mark.parametrize(
+    "make_layer",
+    [ReLU, lambda: LeakyReLU(0.1), Sigmoid, Tanh, GELU, Softmax],
+    ids=["ReLU", "LeakyReLU(0.1)", "Sigmoid", "Tanh", "GELU", "Softmax"],  # the same in every xdist worker
+)
 def test_activation_input_gradient(backend64, make_layer):
     b = backend64
     rng = np.random.default_rng(0)

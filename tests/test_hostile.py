@@ -27,6 +27,8 @@ from idx_files import idx_bytes
 from gpunn.cli.main import main
 from gpunn.errors import GpunnError
 
+pytestmark = pytest.mark.subprocess  # the CLI battery: one gpunn process per case
+
 TINY = ["--dataset", "digits", "--hidden", "16", "--batch-size", "64", "--quiet"]
 
 
@@ -190,7 +192,9 @@ def test_resume_of_a_cuda_run_where_cuda_is_unusable_names_the_way_out(env, caps
     rewrite_header(here / "r" / "checkpoint.npz", lambda header: header.update(written_on="cuda:0"))
     before = snapshot(here / "r")
     argv = ["train", "--resume", here / "r", "--epochs", "3", "--quiet"]
-    one_line_error(capsys, argv, 1, "was trained on cuda:0, which cannot run here", "resume with --device cpu")
+    one_line_error(
+        capsys, argv, 1, "was trained on cuda:0, which cannot run here", "resume with --device cpu"
+    )
     assert snapshot(here / "r") == before  # nothing trained on another device behind the user's back
 
 
@@ -344,7 +348,7 @@ INPUTS = {
         lambda d: _png(d / "in.png", np.pad(np.zeros((4, 4), np.uint8), 2, constant_values=255)),
         "pass --invert",
     ),
-    "big-png": (lambda d: _png(d / "in.png", np.zeros((100, 120), np.uint8)), "is 120x100 pixels"),
+    "big-png": (lambda d: _png(d / "in.png", np.zeros((100, 120), np.uint8)), "is 120x100, expected"),
     "not-a-png": (lambda d: _text(d / "in.png"), "not a readable image"),
     "not-idx": (lambda d: _text(d / "in.idx"), "in.idx"),
     "missing": (lambda d: d / "nothing.npy", "file not found"),

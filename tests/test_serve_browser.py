@@ -19,9 +19,13 @@ from gpunn.nn.model import mlp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from page_driver import browser_installed, canvas_channel, chromium, draw_stroke, served  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not browser_installed(), reason="no browser: apt-get install chromium chromium-driver (as .ci/run does)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not browser_installed(),
+        reason="no browser: apt-get install chromium chromium-driver (as .ci/run does)",
+    ),
+]
 
 
 def test_drawn_stroke_gets_the_same_top3_as_gpunn_predict(tmp_path):
