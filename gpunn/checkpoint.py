@@ -324,6 +324,10 @@ def model_from_checkpoint(checkpoint: Checkpoint, device=None, dtype: str | None
 
     model = Sequential.from_description(checkpoint.architecture, device, dtype or checkpoint.header["dtype"])
     model.set_weights(checkpoint.weights)
+    dataset = trained_on(checkpoint)
+    if dataset is not None:  # so that model.save() records it again
+        header = checkpoint.header
+        model.trained_on = {"dataset": dataset, "classes": header.get("classes"), "data": header.get("data")}
     return model
 
 
@@ -342,6 +346,13 @@ def classifier_from_checkpoint(checkpoint: Checkpoint, path, device=None):
     return model_from_checkpoint(checkpoint, device)
 
 
+def trained_on(checkpoint: Checkpoint) -> str | None:
+    """The dataset a model was trained on: its run's settings, or what Model.save() recorded; None: unknown."""
+    config = checkpoint.header.get("config")
+    name = config.get("dataset") if isinstance(config, dict) else checkpoint.header.get("dataset")
+    return name if isinstance(name, str) else None
+
+
 def load_model(path: str | Path, device=None, dtype: str | None = None):
     """Rebuild the model of any gpunn checkpoint (a file or a run folder) on any device."""
     return model_from_checkpoint(load_checkpoint(path), device, dtype)
@@ -354,15 +365,10 @@ def class_names(checkpoint: Checkpoint, classes: int) -> tuple[str, ...]:
     recorded = checkpoint.header.get("classes")
     if isinstance(recorded, list) and len(recorded) == classes and all(isinstance(n, str) for n in recorded):
         return tuple(recorded)
-    source = SOURCES.get(trained_on(checkpoint))
+    source = SOURCES.get(trained_on(checkpoint) or "mnist")
     if source is not None and len(source.class_names) == classes:
         return source.class_names
     return tuple(str(i) for i in range(classes))
-
-
-def trained_on(checkpoint: Checkpoint) -> str:
-    """The dataset the checkpoint's run trained on (a name or a folder; mnist when it says nothing)."""
-    return checkpoint.header.get("config", {}).get("dataset", "mnist")
 
 
 def architecture_summary(architecture: list[dict]) -> str:

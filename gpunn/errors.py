@@ -43,7 +43,7 @@ class CheckpointError(GpunnError, ValueError):
 
 
 class TrainingDivergedError(GpunnError, RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or blew up far above chance level."""
 
 
 class Options:

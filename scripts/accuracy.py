@@ -2,6 +2,7 @@
 
 python scripts/accuracy.py --data-dir DIR [--seeds 0 1 2] [--out FILE]
 python scripts/accuracy.py --data-dir DIR --val-size 5000 [--early-stopping 3]   # validation-chosen
+python scripts/accuracy.py --data-dir DIR --recipes default --val-size 5000 --early-stopping 3 --epochs 30
 
 With --val-size, each run holds out a stratified validation set; the reported test accuracy is that of
 the epoch with the lowest validation loss (best.npz), so the test set takes no part in any choice.
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--val-size", type=int, default=0, help="validation images held out (0: none)")
     parser.add_argument("--early-stopping", type=int, default=0, help="patience on validation loss (0: off)")
+    parser.add_argument("--epochs", type=int, help="epoch budget (default: each recipe's own)")
     parser.add_argument("--out")
     args = parser.parse_args()
     results = {
@@ -42,6 +44,7 @@ def main() -> int:
         "dataset": args.dataset,
         "val_size": args.val_size,
         "early_stopping": args.early_stopping,
+        "epochs": args.epochs,
         "recipes": {},
     }
     for recipe in args.recipes:
@@ -56,6 +59,7 @@ def main() -> int:
                     data_dir=args.data_dir,
                     val_size=args.val_size,
                     early_stopping=args.early_stopping,
+                    epochs=args.epochs,
                     verbose=False,
                 )
             run = {

@@ -51,13 +51,19 @@ def served(checkpoint: str | Path):
 
 
 @contextlib.contextmanager
-def chromium(profile_dir: Path, window: tuple[int, int] = (1200, 800)):
-    """A headless Chromium with a fresh profile in `profile_dir`, no network besides the page."""
+def chromium(profile_dir: Path, window: tuple[int, int] = (1200, 800), phone: tuple[int, int] | None = None):
+    """A headless Chromium with a fresh profile in `profile_dir`, no network besides the page; `phone`
+    (width, height) emulates a phone's screen, where the page's viewport meta tag decides the layout width.
+    The browser's console log (driver.get_log("browser")) records failed loads such as a favicon's 404."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if phone is not None:
+        metrics = {"width": phone[0], "height": phone[1], "pixelRatio": 3.0, "touch": True}
+        options.add_experimental_option("mobileEmulation", {"deviceMetrics": metrics})
     for flag in [*FLAGS, f"--window-size={window[0]},{window[1]}", f"--user-data-dir={profile_dir}"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

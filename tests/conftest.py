@@ -93,6 +93,14 @@ def backend64(device):
     return get_backend(device, "float64")
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that reads the real MNIST files (the data_root fixture) is marked real_data: `pytest` leaves it
+    out by default (pyproject's addopts), CI runs it."""
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The folder with mnist/ and fashion-mnist/ (.ci/run sets GPUNN_TEST_DATA to ../shared/data)."""

@@ -34,6 +34,7 @@ def _with_body(name: str, old: str, new: str) -> dict:
     return {name: dataclasses.replace(kernel, operation=kernel.operation.replace(old, new))}
 
 
+@pytest.mark.slow  # NVRTC compiles every kernel call twice
 def test_every_shipped_kernel_call_compiles_for_sm80_and_sm90(check_kernels, capsys):
     # in-process, so a mutation tool sees which kernel-source code this test runs
     assert check_kernels.main() == 0, capsys.readouterr().err

@@ -14,6 +14,8 @@ from idx_files import idx_bytes
 from gpunn.data import load_dataset
 from gpunn.training.run import train
 
+pytestmark = pytest.mark.subprocess  # gpunn evaluate/predict/sweep/plot as processes
+
 
 def cli(*args):
     return subprocess.run(
@@ -125,3 +127,18 @@ def test_plot_writes_a_png_or_names_the_extra(digits_run, tmp_path):
 def test_plot_of_a_folder_without_metrics(tmp_path):
     run = cli("plot", str(tmp_path))
     assert run.returncode == 1 and "no metrics.jsonl" in run.stderr
+
+
+def test_a_png_of_another_size_names_both_sizes(tmp_path):
+    Image = pytest.importorskip("PIL.Image", reason="Pillow (the image extra) is not installed")
+    from gpunn.cli.predict_inputs import read_inputs
+    from gpunn.errors import DataError
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(path)
+    with pytest.raises(DataError) as refused:
+        read_inputs(path, 784)
+    assert (
+        str(refused.value)
+        == f"{path}: the image is 64x64, expected 28x28 (the model's 784 inputs): resize it first"
+    )

@@ -105,6 +105,7 @@ def test_scaling_to_unit_interval_happens_in_the_backend(backend):
     assert scaled.dtype == np.dtype(get_backend("cpu", backend.dtype_name).dtype)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "case",
     [

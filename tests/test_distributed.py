@@ -19,9 +19,10 @@ from gpunn.training.run import train
 
 pytest.importorskip("mpi4py", reason='mpi4py is not installed (pip install "gpunn[mpi]")')
 MPIEXEC = shutil.which("mpiexec")
-pytestmark = pytest.mark.skipif(
-    MPIEXEC is None, reason="mpiexec not found (the mpich wheel of gpunn[mpi] brings it)"
-)
+pytestmark = [
+    pytest.mark.subprocess,  # mpiexec jobs
+    pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not found (the mpich wheel of gpunn[mpi] brings it)"),
+]
 
 DIGITS = [
     "--dataset",

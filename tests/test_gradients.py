@@ -57,7 +57,18 @@ def away_from_kinks(rng, shape):
 
 
 @pytest.mark.parametrize(
-    "make_layer", [ReLU, lambda: LeakyReLU(0.1), Sigmoid, Tanh, GELU, Softmax, Identity, Exp], ids=str
+    "make_layer",
+    [ReLU, lambda: LeakyReLU(0.1), Sigmoid, Tanh, GELU, Softmax, Identity, Exp],
+    ids=[
+        "ReLU",
+        "LeakyReLU(0.1)",
+        "Sigmoid",
+        "Tanh",
+        "GELU",
+        "Softmax",
+        "Identity",
+        "Exp",
+    ],  # the same in every xdist worker
 )
 def test_activation_input_gradient(backend64, make_layer):
     b = backend64

@@ -27,6 +27,8 @@ from idx_files import idx_bytes
 from gpunn.cli.main import main
 from gpunn.errors import GpunnError
 
+pytestmark = pytest.mark.subprocess  # the CLI battery: one gpunn process per case
+
 TINY = ["--dataset", "digits", "--hidden", "16", "--batch-size", "64", "--quiet"]
 
 
@@ -346,7 +348,7 @@ INPUTS = {
         lambda d: _png(d / "in.png", np.pad(np.zeros((4, 4), np.uint8), 2, constant_values=255)),
         "pass --invert",
     ),
-    "big-png": (lambda d: _png(d / "in.png", np.zeros((100, 120), np.uint8)), "is 120x100 pixels"),
+    "big-png": (lambda d: _png(d / "in.png", np.zeros((100, 120), np.uint8)), "is 120x100, expected"),
     "not-a-png": (lambda d: _text(d / "in.png"), "not a readable image"),
     "not-idx": (lambda d: _text(d / "in.idx"), "in.idx"),
     "missing": (lambda d: d / "nothing.npy", "file not found"),

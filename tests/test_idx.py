@@ -140,6 +140,7 @@ def _mutate(seed_index: int, gz: bool, edits: list, cut: int | None):
 FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes_only_raise_data_error(blob):
@@ -148,6 +149,7 @@ def test_fuzz_random_bytes_only_raise_data_error(blob):
         assert result.nbytes <= len(blob)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.integers(0, 1),

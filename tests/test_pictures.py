@@ -20,6 +20,8 @@ from gpunn.cli.pictures import (  # noqa: E402
 )
 from gpunn.training.run import train  # noqa: E402
 
+pytestmark = pytest.mark.subprocess  # gpunn evaluate --plot / plot --weights as processes
+
 
 def cli(*args):
     return subprocess.run(

@@ -7,9 +7,65 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gpunn.training.config import RENAMED_RECIPES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+# A python block may be preceded by `<!-- example: NAME (tests/test_readme.py runs this block) -->`; one that
+# cannot run here says why instead: `<!-- example: NAME (skipped by tests/test_readme.py: needs a GPU) -->`.
+BLOCK = re.compile(
+    r"(?:<!-- example: (?P<name>[\w-]+) (?P<note>[^\n]*?)-->\n)?```python\n(?P<code>.*?)```", re.S
+)
+SKIPPED = re.compile(r"skipped by tests/test_readme\.py: (?P<reason>[^)]+)")
+# blocks whose own test below also checks what they print or write
+CHECKED_BY_THEIR_OWN_TEST = {"api", "two-two-one"}
+
+
+def python_blocks(text: str | None = None) -> list:
+    """Every python block of the README as a pytest param: its name (or line), code and skip mark."""
+    text = README.read_text() if text is None else text
+    blocks = []
+    for match in BLOCK.finditer(text):
+        name = match["name"] or f"line-{text.count(chr(10), 0, match.start()) + 1}"
+        skipped = SKIPPED.search(match["note"] or "")
+        marks = [pytest.mark.skip(reason=f"README block {name}: {skipped['reason']}")] if skipped else []
+        blocks.append(pytest.param(name, match["code"], marks=marks, id=name))
+    return blocks
+
+
+def printed_as_commented(code: str, stdout: str) -> None:
+    """Each `print(...)  # TEXT` line, in order, printed exactly TEXT."""
+    expected = [m.group(1) for m in re.finditer(r"^print\(.*\)  # (.+)$", code, re.M)]
+    if expected:
+        assert stdout.splitlines()[: len(expected)] == expected
+
+
+def test_the_readme_has_python_blocks_and_every_one_is_found():
+    assert README.read_text().count("```python") == len(python_blocks()) >= 4
+
+
+def test_a_block_marked_as_skipped_is_skipped_with_its_reason_and_an_unnamed_one_runs():
+    text = (
+        "<!-- example: on-gpu (skipped by tests/test_readme.py: needs a GPU) -->\n```python\nimport cupy\n```\n"
+        "text\n```python\nprint(1)  # 1\n```\n"
+    )
+    gpu, plain = python_blocks(text)
+    assert gpu.id == "on-gpu" and gpu.marks[0].kwargs == {"reason": "README block on-gpu: needs a GPU"}
+    assert plain.id == "line-6" and plain.marks == [] and plain.values[1] == "print(1)  # 1\n"
+
+
+@pytest.mark.parametrize(
+    "name, code", [b for b in python_blocks() if b.values[0] not in CHECKED_BY_THEIR_OWN_TEST]
+)
+def test_every_other_readme_python_block_runs(name, code, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    printed_as_commented(code, done.stdout)
 
 
 def example_block(name: str) -> str:
@@ -58,9 +114,13 @@ def test_performance_and_accuracy_numbers_come_from_committed_results():
         row = next(line for line in text.splitlines() if line.startswith(f"| {label}"))
         assert f"| {bench['rows'][key]['epoch_s']:.3f} |" in row, (label, row)
     assert f"| {bench['roofline_epoch_s']:.3f} |" in text
-    accuracy_name = re.search(r"`(benchmarks/results/accuracy-[\w.-]+\.json)`", text).group(1)
+    accuracy_name = re.search(r"the numbers above are\s+`(benchmarks/results/accuracy-[\w.-]+\.json)`", text)[
+        1
+    ]
     saved = json.loads((README.parent / accuracy_name).read_text())["recipes"]
-    recipes = {RENAMED_RECIPES.get(name, name): result for name, result in saved.items()}  # results of old runs
+    recipes = {
+        RENAMED_RECIPES.get(name, name): result for name, result in saved.items()
+    }  # results of old runs
     for recipe in ("default", "long", "classic"):
         mean = recipes[recipe]["mean"]
         assert f"{mean:.2%} mean" in text, recipe
@@ -94,3 +154,21 @@ def test_own_arrays_and_custom_loop_examples_train(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split("train accuracy ")[1].rstrip("%\n")) > 95
+
+
+def test_the_early_stopping_example_beats_the_default_by_the_committed_numbers():
+    import json
+
+    text = " ".join(README.read_text().split())
+    name = re.search(r"`(benchmarks/results/accuracy-early-stopping-[\w.-]+\.json)`", text)[1]
+    saved = json.loads((README.parent / name).read_text())
+    assert (saved["val_size"], saved["early_stopping"], saved["epochs"]) == (5000, 3, 30)
+    result = saved["recipes"]["default"]
+    assert result["config"]["schedule"] == "exponential" and result["reported"] == "chosen_test_accuracy"
+    chosen = ", ".join(f"{100 * run['chosen_test_accuracy']:.2f}" for run in result["runs"])
+    assert f"{result['mean']:.2%} mean test accuracy for `best.npz` ({chosen};" in text
+    last = sum(run["test_accuracy"] for run in result["runs"]) / len(result["runs"])
+    default_name = re.search(r"`(benchmarks/results/accuracy-default-[\w.-]+\.json)`", text)[1]
+    default = json.loads((README.parent / default_name).read_text())["recipes"]["default"]
+    assert f"and {last:.2%} for the last epoch, against {default['mean']:.2%} for plain `gpunn train`" in text
+    assert min(result["mean"], last) > default["mean"]

@@ -11,6 +11,8 @@ import pytest
 
 from gpunn.backend.cuda_probe import cuda_status
 
+pytestmark = pytest.mark.subprocess  # runs scripts/ as processes (gpu-check, bench, accuracy)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

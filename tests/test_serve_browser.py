@@ -19,9 +19,13 @@ from gpunn.nn.model import mlp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from page_driver import browser_installed, canvas_channel, chromium, draw_stroke, served  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not browser_installed(), reason="no browser: apt-get install chromium chromium-driver (as .ci/run does)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not browser_installed(),
+        reason="no browser: apt-get install chromium chromium-driver (as .ci/run does)",
+    ),
+]
 
 
 def test_drawn_stroke_gets_the_same_top3_as_gpunn_predict(tmp_path):
@@ -49,3 +53,52 @@ def test_drawn_stroke_gets_the_same_top3_as_gpunn_predict(tmp_path):
     )
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.strip() == f"{tmp_path / 'seen.npy'}: " + ", ".join(shown)
+
+
+def guesses(browser) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#top li")]
+
+
+def test_a_blank_canvas_shows_no_guess_but_a_hint_before_drawing_and_after_clear(tmp_path):
+    pytest.importorskip("selenium", reason="Selenium (the test extra) is not installed")
+    from selenium.webdriver.common.by import By
+
+    mlp([784, 32, 10], seed=3).save(tmp_path / "model.npz")
+    with served(tmp_path / "model.npz") as url, chromium(tmp_path / "profile") as browser:
+        browser.get(url)
+        hint = browser.find_element(By.ID, "hint")
+        assert guesses(browser) == [] and hint.is_displayed() and "Draw a digit" in hint.text
+        assert browser.find_elements(By.CSS_SELECTOR, "#bars .bar") == []
+        draw_stroke(browser, [(150, 40), (160, 80), (150, 140), (120, 200), (110, 240)])
+        assert len(guesses(browser)) == 3 and not hint.is_displayed()
+        browser.find_element(By.ID, "clear").click()
+        assert guesses(browser) == [] and hint.is_displayed()
+        assert browser.find_elements(By.CSS_SELECTOR, "#bars .bar") == []
+        assert not canvas_channel(browser, "seen").any() and not canvas_channel(browser, "pad").any()
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "ready"
+
+
+def test_on_a_phone_the_page_is_laid_out_at_the_screen_width_and_the_canvas_fits(tmp_path):
+    pytest.importorskip("selenium", reason="Selenium (the test extra) is not installed")
+
+    mlp([784, 32, 10], seed=3).save(tmp_path / "model.npz")
+    with served(tmp_path / "model.npz") as url, chromium(tmp_path / "profile", phone=(360, 640)) as browser:
+        browser.get(url)
+        # without a viewport meta tag a phone lays the page out 980 px wide and shrinks it to a third
+        width, right = browser.execute_script(
+            "return [window.innerWidth, document.getElementById('pad').getBoundingClientRect().right];"
+        )
+        assert width == 360 and right <= 360
+
+
+def test_the_page_loads_without_a_failed_request(tmp_path):
+    pytest.importorskip("selenium", reason="Selenium (the test extra) is not installed")
+
+    mlp([784, 32, 10], seed=3).save(tmp_path / "model.npz")
+    with served(tmp_path / "model.npz") as url, chromium(tmp_path / "profile") as browser:
+        browser.get(url)
+        draw_stroke(browser, [(150, 40), (160, 80), (150, 140)])
+        failed = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert failed == []  # a browser asks for /favicon.ico unless the page names its icon: that was a 404

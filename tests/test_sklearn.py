@@ -36,6 +36,7 @@ def _expected_failures(estimator):
     return FLOAT32_SAMPLE_WEIGHTS if estimator.dtype == "float32" else {}
 
 
+@pytest.mark.slow  # every check of check_estimator for several dtypes and devices: minutes
 @parametrize_with_checks(
     [
         *(
@@ -105,6 +106,7 @@ def test_text_pipelines(device, corpus, probes):
     assert probabilities.shape == (2, 2) and np.allclose(probabilities.sum(axis=1), 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", "strict"])
 def test_grid_search_over_learning_rates_on_digits(device):
     X, y = load_digits(return_X_y=True)

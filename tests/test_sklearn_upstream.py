@@ -15,6 +15,8 @@ import sklearn.neural_network.tests.test_mlp as _installed
 
 from gpunn.sklearn import MLPClassifier, MLPRegressor
 
+pytestmark = pytest.mark.slow  # scikit-learn's own test_mlp.py, on the host and on strict
+
 UPSTREAM_PATH = _installed.__file__
 STRICT_TOO_SLOW = {
     # 3000 epochs at array-api-strict's per-operation overhead take ~5 minutes; the same stopping code runs

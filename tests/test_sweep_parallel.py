@@ -22,6 +22,8 @@ from gpunn.cli.sweep import run_sweep
 from gpunn.cli.sweep_parallel import cores
 from gpunn.training.config import ConfigError
 
+pytestmark = pytest.mark.subprocess  # sweeps in worker processes
+
 GRID = {"dataset": ["digits"], "epochs": [2], "lr": [0.05, 0.2], "activation": ["relu", "tanh"]}
 TIMING = ("seconds", "samples_per_second")
 

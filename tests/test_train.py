@@ -160,6 +160,7 @@ def test_a_pickled_npz_is_refused(tmp_path):
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     from gpunn.training import loop as train_loop
+
     real_step = train_loop.Loop._step
     calls = {"n": 0}
 
@@ -226,6 +227,7 @@ def wait_for_epochs(process, count: int):
         assert line, process.stderr.read()
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_mid_epoch_and_resume_is_exact(tmp_path, signum, code):
     process = start_long_run(tmp_path / "r")
@@ -253,6 +255,7 @@ def test_signal_saves_mid_epoch_and_resume_is_exact(tmp_path, signum, code):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.subprocess
 def test_kill_9_loses_at_most_one_epoch(tmp_path):
     process = start_long_run(tmp_path / "r")
     wait_for_epochs(process, 3)

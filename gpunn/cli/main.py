@@ -91,6 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe=args.recipe,
         verbose=not args.quiet,
         distributed=args.distributed,
+        stall_check=not args.no_stall_check,
         **_train_settings(args),
     )
     return 0
@@ -99,6 +100,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gpunn.checkpoint import classifier_from_checkpoint, load_checkpoint, trained_on
     from gpunn.data import load_dataset, provenance
+    from gpunn.data.sources import DATASET_NAMES
     from gpunn.errors import CheckpointError
     from gpunn.training.evaluate import evaluate
 
@@ -108,6 +110,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         evaluation_pictures(args.checkpoint, args.force)
     checkpoint = load_checkpoint(args.checkpoint)
     dataset_name, data_dir = args.dataset or trained_on(checkpoint), args.data_dir
+    if dataset_name is None:
+        raise CheckpointError(
+            f"{args.checkpoint} holds weights only and does not say what they were trained on (a model built "
+            f"by hand, or saved by an older gpunn): name the test data with --dataset "
+            f"({', '.join(DATASET_NAMES)} or a folder of IDX files)"
+        )
     if dataset_name == trained_on(checkpoint):  # the run's own data: from where it recorded, or --data-dir
         recorded = checkpoint.header.get("data")
         dataset_name, data_dir = provenance.where_to_load(dataset_name, recorded, data_dir, args.checkpoint)
@@ -322,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="OUT", help="continue the run saved in OUT (on its device)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument(
+        "--no-stall-check",
+        action="store_true",
+        help="train on when the loss sits at chance level (by default a run with dead units stops)",
+    )
+    train.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel over MPI: mpiexec -n K gpunn train --distributed ...",
@@ -376,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")
     plot.add_argument("runs", nargs="+", metavar="OUT")
-    plot.add_argument("--output", help="PNG path (default: OUT/curves.png, OUT/weights.png)")
+    plot.add_argument(
+        "--output",
+        help="PNG path (default: OUT/curves.png for one run, comparison.png beside several; OUT/weights.png)",
+    )
     plot.add_argument("--weights", action="store_true", help="the first layer's weights, one tile per unit")
     _force_flag(plot, "the PNG")
     plot.set_defaults(run=_cmd_plot)

@@ -30,14 +30,14 @@ def _png(path: Path, features: int) -> np.ndarray:
     try:
         with Image.open(path) as image:  # reads the header only: the size is known before any decoding
             width, height = image.size
-            if width * height != features:
-                raise DataError(
-                    f"{path}: the image is {width}x{height} pixels but the model takes {features} "
-                    f"({_side(features)}); resize it first"
-                )
-            return composited(image)[None]
+            if width * height == features:
+                return composited(image)[None]
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
+    raise DataError(
+        f"{path}: the image is {width}x{height}, expected {_side(features)} (the model's {features} inputs): "
+        "resize it first"
+    )
 
 
 def composited(image) -> np.ndarray:

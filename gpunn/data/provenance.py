@@ -30,10 +30,9 @@ def where_to_load(dataset: str, saved: dict | None, given, run) -> tuple[str, st
     first, else the folder the run recorded. A recorded folder that is gone is an error saying so and
     naming --data-dir (given its new place, the files' checksums still have to match), never a quiet
     read of other files; only the cache, which a download refills, may be gone."""
+    from gpunn.data.arrays import ARRAYS
     from gpunn.data.datasets import cache_dir
     from gpunn.data.sources import DATASET_NAMES
-
-    from gpunn.data.arrays import ARRAYS
 
     if dataset == ARRAYS:  # no file to read again: the arrays lived in the Python process that trained
         raise DataError(

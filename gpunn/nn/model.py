@@ -48,6 +48,8 @@ class Sequential:
         check_parameter_count(  # before any allocation: a typo'd size is one line, not a MemoryError
             sum(int(np.prod(shape)) for layer in self.layers for _, shape in layer.parameter_shapes())
         )
+        # what gpunn.train() trained it on ({"dataset", "classes", "data"}), recorded by save(); None: unknown
+        self.trained_on: dict | None = None
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, dtype)
         rng = host_rng(seed) if rng is None else rng
         for layer in self.layers:
@@ -186,10 +188,11 @@ class Sequential:
         return cls([layer_from_description(d) for d in description], backend, seed=0, dtype=dtype)
 
     def save(self, path) -> None:
-        """Weights and architecture only (no optimizer state), atomically, as a checkpoint .npz."""
+        """Weights and architecture (and the dataset it was trained on, when known; no optimizer state),
+        atomically, as a checkpoint .npz."""
         from gpunn.checkpoint import save_checkpoint
 
-        save_checkpoint(path, self)
+        save_checkpoint(path, self, header=self.trained_on)
 
     @classmethod
     def load(cls, path, device=None, dtype: str | None = None) -> Sequential:

@@ -11,7 +11,7 @@ from gpunn.errors import ConfigError, Options
 from gpunn.nn.init import INITIALIZERS
 from gpunn.nn.layers import ACTIVATIONS
 from gpunn.nn.optim import OPTIMIZERS
-from gpunn.training.schedules import SCHEDULES
+from gpunn.training.schedules import SCHEDULES, WITHOUT_BUDGET
 
 # Chosen on a validation split, never on the test set (scripts/tune_recipe.py; README "Results on MNIST"):
 # "default" has the lowest validation loss among the candidates that train within 3 PyTorch-epoch times;
@@ -82,6 +82,8 @@ class TrainConfig:
     early_stopping: int = 0  # patience in epochs on validation loss; 0: off
     dropout: float = 0.0  # inverted dropout after each hidden activation; 0: none
 
+    chosen = ()  # not a setting: what from_recipe chose for the caller (a scaled lr, a schedule), as text
+
     @classmethod
     def from_recipe(cls, recipe: str = "default", **overrides) -> TrainConfig:
         """The recipe's settings with every non-None override applied, validated."""
@@ -105,10 +107,26 @@ class TrainConfig:
             "recipe": recipe,
             **{k: v for k, v in overrides.items() if v is not None},
         }
+        chosen = []  # what gpunn chose for the caller, said in the run's first line
         if overrides.get("lr") is None and scaled_lr(recipe, overrides.get("batch_size")) is not None:
             values["lr"] = scaled_lr(recipe, overrides["batch_size"])
+            chosen.append(
+                f"lr {values['lr']:g}: the recipe's {RECIPES[recipe]['lr']:g} scaled to batch {overrides['batch_size']}"
+            )
+        if (
+            overrides.get("schedule") is None
+            and values.get("early_stopping")
+            and values["schedule"] in WITHOUT_BUDGET
+        ):
+            budget_free = WITHOUT_BUDGET[values["schedule"]]
+            chosen.append(
+                f"schedule {budget_free}, not {values['schedule']}, which is stretched over all the epochs "
+                "that early stopping may cut short"
+            )
+            values["schedule"] = budget_free
         config = cls(**values)
         config.validate()
+        config.chosen = tuple(chosen)
         return config
 
     @classmethod

@@ -7,6 +7,7 @@ SIGINT/SIGTERM mid-epoch (with the epoch's order and position, so a resume is ex
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -22,9 +23,13 @@ from gpunn.training.evaluator import Evaluator
 from gpunn.training.ranks import Ranks
 from gpunn.training.report import Reporter
 from gpunn.training.schedules import lr_at
-from gpunn.training.stall import chance_level_message
+from gpunn.training.stall import SAMPLE_ROWS, constant_unit_fractions, stall_message
 from gpunn.training.state import TrainingState
 from gpunn.training.store import RunStore
+
+# An epoch's mean loss this many times chance level (ln of the classes; a network starts near it) has
+# blown up, finite or not: lr 1.0 at batch 128 gives 1.2e9 after one MNIST epoch, and 11% accuracy.
+BLOW_UP = 10
 
 
 class SignalCatcher:
@@ -66,6 +71,11 @@ class TrainingBatches:
             return self.backend.take_rows(self.images, rows), self.backend.take_rows(self.labels, rows)
         return self.backend.gather_batch(self.images, self.labels, rows)
 
+    def sample(self, count: int):
+        """The first `count` training images, scaled, on the device."""
+        rows = self.backend.from_host(np.arange(min(count, self.n), dtype=np.int64))
+        return self.batch(rows)[0]
+
 
 @dataclass
 class Loop:
@@ -78,6 +88,7 @@ class Loop:
     evaluator: Evaluator
     store: RunStore
     reporter: Reporter
+    stall_check: bool = True  # stop a run stuck at chance level (gpunn/training/stall.py)
 
     @property
     def backend(self):
@@ -106,12 +117,21 @@ class Loop:
                     f"early stopping: no lower validation loss for {config.early_stopping} epochs after "
                     f"epoch {state.best_epoch}"
                 )
-            stalled = chance_level_message(state.history, config, self.store.out, self.batches.classes)
-            if stalled is not None:
-                raise TrainingStalledError(stalled)
+            if self.stall_check:
+                self._check_stall(state)
         samples = self.batches.n * len(state.history)
         params = self.model.num_parameters()
         self.reporter.summary(state.history, state.best_epoch, params, samples, train_seconds, self.store)
+
+    def _check_stall(self, state: TrainingState) -> None:
+        def unit_fractions():
+            return constant_unit_fractions(self.model, self.batches.sample(SAMPLE_ROWS))
+
+        stalled = stall_message(
+            state.history, state.config, self.store.out, self.batches.classes, unit_fractions
+        )
+        if stalled is not None:
+            raise TrainingStalledError(stalled)
 
     def steps_per_epoch(self, config) -> int:
         return -(-self.batches.n // config.batch_size)
@@ -129,12 +149,13 @@ class Loop:
         loss_sum = backend.from_host(np.array(state.loss_sum), dtype="float64")
         correct = backend.from_host(np.array(state.correct, dtype=np.int64))
         bar = self.reporter.bar(steps, state.step_in_epoch, epoch, config.epochs)
+        trained = n - min(state.step_in_epoch * config.batch_size, n)  # a resumed epoch trains only its rest
         start = time.perf_counter()
         for step in range(state.step_in_epoch, steps):
             if self.ranks.stops_locally and signals.signum is not None:
                 self._stop(state, step, loss_sum, correct, signals.signum)
             global_step = state.epoch * steps + step
-            self.optimizer.lr = lr_at(config.schedule, config.lr, global_step, steps * config.epochs)
+            self.optimizer.lr = lr_at(config.schedule, config.lr, global_step, steps * config.epochs, steps)
             rows = order[step * config.batch_size : min((step + 1) * config.batch_size, n)]
             stepped = self._step(rows, (loss_sum, correct), signals.signum is not None, step, global_step)
             if stepped is None:  # some rank was asked to stop: all stop here, before this step's update
@@ -150,7 +171,7 @@ class Loop:
         seconds = time.perf_counter() - start
         if bar is not None:
             bar.close()
-        if not np.isfinite(loss):
+        if not np.isfinite(loss) or loss > BLOW_UP * math.log(self.batches.classes):
             self._diverged(state, epoch, loss)
         record = {
             "epoch": epoch,
@@ -159,7 +180,7 @@ class Loop:
             "test_accuracy": self.evaluator.test_accuracy(),
             "lr": self.optimizer.lr,
             "seconds": seconds,
-            "samples_per_second": n / seconds,
+            "samples_per_second": trained / seconds,
         }
         validation = self.evaluator.validation()
         if validation is not None:
@@ -225,10 +246,11 @@ class Loop:
         # a decay above 1 pulls harder than any loss gradient: then it, not the lr, is the culprit
         culprit = "weight_decay" if config.weight_decay > 1 else "lr"
         value = getattr(config, culprit)
+        blown = "" if not np.isfinite(loss) else f" (over {BLOW_UP}x chance level, ln {self.batches.classes})"
         raise TrainingDivergedError(
             Options(
                 lambda n: (
-                    f"loss became {loss} in epoch {epoch} (lr {config.lr}, weight decay "
+                    f"loss became {loss:.4g}{blown} in epoch {epoch} (lr {config.lr}, weight decay "
                     f"{config.weight_decay}): training stopped; {kept}; try a smaller {n(culprit)} (now {value:g})"
                 )
             )

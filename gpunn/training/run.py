@@ -94,6 +94,7 @@ def train(
     distributed: bool = False,
     data=None,
     test=None,
+    stall_check: bool = True,
     **overrides,
 ) -> TrainResult:
     """Train an MLP and return the model with its history. See `gpunn train --help` for every setting.
@@ -104,9 +105,13 @@ def train(
     `resume=OUT` continues the run saved in OUT (its settings and, unless `device` is given, its device;
     only `epochs` may be raised).
     `distributed=True` runs data-parallel under mpiexec (see gpunn/training/distributed.py).
+    `stall_check=False` trains on when the loss sits at chance level (gpunn/training/stall.py).
     """
+    if not isinstance(stall_check, bool):
+        raise ConfigError(f"stall_check= must be True or False, got {stall_check!r}")
     kwargs = dict(out=out, resume=resume, device=device, dtype=dtype, data_dir=data_dir, verbose=verbose)
     kwargs.update(data=data, test=test)
+    kwargs["stall_check"] = stall_check
     if not distributed:
         return _train(config, job=None, **kwargs, **overrides)
     from gpunn.training import distributed as mpi
@@ -173,13 +178,13 @@ class _Request:
     arrays: tuple | None = None  # (train, test) Datasets of the caller's own arrays
 
 
-def _train(config, *, job, verbose, **asked) -> TrainResult:
+def _train(config, *, job, verbose, stall_check, **asked) -> TrainResult:
     root = job is None or job.rank == 0
     request = _request(config, job, **asked)
     claimed = claim(request.out, request.resume is not None, created=not request.named)
     try:
         with claimed if root else contextlib.nullcontext(request.out):
-            return _train_claimed(request, job, Reporter(verbose and root))
+            return _train_claimed(request, job, Reporter(verbose and root), stall_check)
     except MemoryError as exc:  # the host or the GPU: one line naming the size asked for, a GpunnError
         if isinstance(exc, GpunnError):
             raise
@@ -376,7 +381,7 @@ def _arrays(config: TrainConfig, request: _Request, saved: TrainingState | None)
     return request.arrays
 
 
-def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
+def _train_claimed(request: _Request, job, reporter: Reporter, stall_check: bool = True) -> TrainResult:
     checkpoint, saved = _saved_run(request)
     config = saved.config if saved is not None else request.config
     selection = _select_backend(request, saved, job)
@@ -404,6 +409,11 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
     state.data = provenance.record(train_set, test_set)
     state.classes = list(train_set.class_names)
     state.device, state.dtype = backend.device, backend.dtype_name
+    model.trained_on = {
+        "dataset": config.dataset,
+        "classes": state.classes,
+        "data": state.data,
+    }  # Model.save()
     if ranks.is_root:
         remove_stale_temp_files(request.out)
     with _forgotten_unless_saved(request.out, ranks.is_root and saved is None):
@@ -421,6 +431,7 @@ def _train_claimed(request: _Request, job, reporter: Reporter) -> TrainResult:
             Evaluator(model, ranks, test_set, val_set),
             RunStore(request.out, model, optimizer, writes=ranks.is_root),
             reporter,
+            stall_check,
         )
         loop.run(state)
     return TrainResult(model, state.history, config, request.out, state.best_epoch)
@@ -475,6 +486,7 @@ def _start_line(
 ) -> str:
     """The run's first line: device (and ranks), dtype, data, model, recipe, folder."""
     config, backend = state.config, selection.backend
+    chosen = f" ({'; '.join(config.chosen)})" if config.chosen else ""  # what gpunn chose for the caller
     ranks = ""
     if dist is not None:  # the pids let a launcher's "process N died" be read as a rank
         pids = ", ".join(f"{rank}={pid}" for rank, (_, pid) in enumerate(job.peers))
@@ -483,7 +495,7 @@ def _start_line(
     return (
         f"gpunn: device {selection.describe()}{ranks} | {backend.dtype_name} | {config.dataset} "
         f"({counts}) | model {architecture_summary(model.describe())} | "
-        f"{model.num_parameters():,} parameters | recipe {config.recipe} | run {out}"
+        f"{model.num_parameters():,} parameters | recipe {config.recipe}{chosen} | run {out}"
         + (f" | resuming at epoch {state.epoch + 1}" if resumed else "")
     )
 

@@ -40,6 +40,7 @@ class RunStore:
         """The weights of the epoch `record` describes; written before checkpoint.npz, which names that epoch."""
         if self.writes:
             header = {"config": state.config.to_dict(), "epoch": record["epoch"], "metrics": record}
+            header.update(data=state.data, classes=state.classes)  # evaluate finds the run's data
             save_checkpoint(self.best, self.model, header)
 
     def interrupted(self, state: TrainingState, signum: int, steps_per_epoch: int) -> None:
