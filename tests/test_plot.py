@@ -11,9 +11,15 @@ pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) is not ins
 
 from gpunn.cli.plot import curves_figure, default_output, plot_runs  # noqa: E402
 
+_EPOCH = {
+    "train_accuracy": 0.9,
+    "lr": 0.1,
+    "seconds": 1.0,
+    "samples_per_second": 1000.0,
+}  # as gpunn train writes
 TRAIN_ONLY = [
-    {"epoch": 1, "loss": 0.5, "test_accuracy": 0.90},
-    {"epoch": 2, "loss": 0.3, "test_accuracy": 0.95},
+    {"epoch": 1, "loss": 0.5, "test_accuracy": 0.90, **_EPOCH},
+    {"epoch": 2, "loss": 0.3, "test_accuracy": 0.95, **_EPOCH},
 ]
 WITH_VALIDATION = [
     {**TRAIN_ONLY[0], "val_loss": 0.45, "val_accuracy": 0.91},
