@@ -18,11 +18,13 @@ import argparse
 import ast
 import fnmatch
 import importlib.util
+import json
 import re
 import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -568,58 +570,91 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def run_mutants(mutants, parts=PARTS, root: Path = ROOT, progress=_say) -> dict:
+def run_mutants(mutants, parts=PARTS, root: Path = ROOT, progress=_say, jobs: int = 1, partial=None) -> dict:
+    """Judge `mutants`, `jobs` at a time (each worker in its own copy); after each verdict the score so far
+    goes to `partial` (a path) when given, marked complete: false."""
     texts = {m.path: (root / m.path).read_text() for m in mutants}
     started = time.perf_counter()
-    result = {"killed_mutants": {}, "surviving_mutants": {}, "equivalent_mutants": {}}
-    with tempfile.TemporaryDirectory(prefix="gpunn-gpu-mutants-") as scratch:
-        base = copy_repository(root, Path(scratch))
-        for k, mutant in enumerate(mutants, 1):
-            entry = {"diff": mutant.diff(texts[mutant.path])}
+    verdicts: dict[str, dict] = {}
+    lock = threading.Lock()
+    todo = iter(mutants)
+
+    def record(mutant: Mutant, verdict: dict, said: str) -> None:
+        with lock:
+            verdicts[mutant.id] = {"diff": mutant.diff(texts[mutant.path]), **verdict}
+            seconds = f" ({verdict['seconds']:.0f} s)" if "seconds" in verdict else ""
+            progress(f"[{len(verdicts)}/{len(mutants)}] {said:<19} {mutant.id}{seconds}")
+            if partial is not None:
+                done = [m for m in mutants if m.id in verdicts]
+                score = _score(done, verdicts, parts, root, started, complete=False)
+                Path(partial).write_text(json.dumps(score, indent=2) + "\n")
+
+    def worker(base: Path) -> None:
+        while True:
+            with lock:
+                mutant = next(todo, None)
+            if mutant is None:
+                return
             if mutant.id in EQUIVALENT:
-                result["equivalent_mutants"][mutant.id] = {**entry, "reason": EQUIVALENT[mutant.id]}
-                progress(f"[{k}/{len(mutants)}] equivalent         {mutant.id}")
+                record(mutant, {"status": "equivalent", "reason": EQUIVALENT[mutant.id]}, "equivalent")
                 continue
             verdict = judge(mutant, base, parts)
-            if verdict.pop("status") == "killed":
-                result["killed_mutants"][mutant.id] = {**entry, **verdict}
-                said = f"killed by {verdict['killed_by']}"
-            else:
-                blind = OPERATORS[mutant.operator].blind_spot
-                result["surviving_mutants"][mutant.id] = {**entry, **verdict, "why_unseen": blind}
-                said = "SURVIVED"
-            progress(f"[{k}/{len(mutants)}] {said:<19} {mutant.id} ({verdict['seconds']:.0f} s)")
-    seconds = [v["seconds"] for key in ("killed_mutants", "surviving_mutants") for v in result[key].values()]
+            if verdict["status"] == "survived":
+                verdict["why_unseen"] = OPERATORS[mutant.operator].blind_spot
+            record(
+                mutant,
+                verdict,
+                "SURVIVED" if verdict["status"] == "survived" else f"killed by {verdict['killed_by']}",
+            )
+
+    with tempfile.TemporaryDirectory(prefix="gpunn-gpu-mutants-") as scratch:
+        bases = [copy_repository(root, Path(scratch) / f"worker-{k}") for k in range(max(jobs, 1))]
+        threads = [threading.Thread(target=worker, args=(base,)) for base in bases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()  # each part it runs is bounded by the part's timeout
+    return _score(mutants, verdicts, parts, root, started, complete=True)
+
+
+def _score(mutants, verdicts: dict, parts, root: Path, started: float, complete: bool) -> dict:
+    """The JSON of the verdicts, mutants in source order."""
+    groups = {"killed": {}, "survived": {}, "equivalent": {}}
+    for mutant in mutants:
+        verdict = dict(verdicts[mutant.id])
+        groups[verdict.pop("status")][mutant.id] = verdict
+    seconds = [v["seconds"] for key in ("killed", "survived") for v in groups[key].values()]
     by_operator = {
-        name: {
-            verdict: sum(m.split(":")[0] == name for m in result[f"{verdict}_mutants"])
-            for verdict in ("killed", "surviving", "equivalent")
-        }
+        name: {verdict: sum(m.split(":")[0] == name for m in groups[verdict]) for verdict in groups}
         for name in dict.fromkeys(m.operator for m in mutants)
     }
     return {
         "command": "python scripts/gpu_mutants.py",
         "host": socket.gethostname(),
         "date": date.today().isoformat(),
+        "complete": complete,
         "proof": {p.name: "present" if present(p, root) else f"absent ({p.needs})" for p in parts},
         "operators": {name: OPERATORS[name].plants for name in by_operator},
         "mutants": len(mutants),
-        "killed": len(result["killed_mutants"]),
-        "survived": len(result["surviving_mutants"]),
-        "equivalent": len(result["equivalent_mutants"]),
+        **{verdict: len(group) for verdict, group in groups.items()},
         "by_operator": by_operator,
         "seconds": round(time.perf_counter() - started),
         "seconds_per_judged_mutant": {
             "mean": round(sum(seconds) / max(len(seconds), 1), 1),
             "max": max(seconds, default=0),
         },
-        **result,
+        "surviving_mutants": groups["survived"],
+        "killed_mutants": groups["killed"],
+        "equivalent_mutants": groups["equivalent"],
     }
 
 
-def run_and_write(parts=PARTS, root: Path = ROOT, operators=None, patterns=(), out=None, progress=_say):
+def run_and_write(
+    parts=PARTS, root: Path = ROOT, operators=None, patterns=(), out=None, progress=_say, jobs=1
+):
     mutants = [m for m in find_mutants(root, operators) if _chosen(m.id, patterns)]
-    result = run_mutants(mutants, parts, root, progress)
+    partial = Path(out) if out else None
+    result = run_mutants(mutants, parts, root, progress, jobs, partial)
     return result, write_results(result, out, prefix="gpu-mutants-")
 
 
@@ -631,7 +666,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--list", action="store_true", help="print each mutant's id and change; run nothing")
     parser.add_argument("--operator", action="append", choices=list(OPERATORS), help="only this operator")
-    parser.add_argument("--out", help="default benchmarks/results/gpu-mutants-DATE-HOST.json")
+    parser.add_argument(
+        "--out", help="default benchmarks/results/gpu-mutants-DATE-HOST.json (given: also the score so far)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="mutants judged at once, each in its own copy")
     parser.add_argument("patterns", nargs="*", help="only mutants whose id matches one of these globs")
     args = parser.parse_args(argv)
     mutants = [m for m in find_mutants(ROOT, args.operator) if _chosen(m.id, args.patterns)]
@@ -645,7 +683,12 @@ def main(argv=None) -> int:
             print(f"{m.id}{mark}\n{m.diff(texts[m.path])}")
         print(f"{len(mutants)} mutants")
         return 0
-    result, path = run_and_write(operators=args.operator, patterns=args.patterns, out=args.out)
+    if args.jobs < 1:
+        print("gpu_mutants.py: error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    result, path = run_and_write(
+        operators=args.operator, patterns=args.patterns, out=args.out, jobs=args.jobs
+    )
     print(
         f"{result['mutants']} GPU mutants: {result['killed']} killed, {result['survived']} survived, "
         f"{result['equivalent']} equivalent, in {result['seconds']} s"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def test_a_mutant_is_judged_in_a_copy_cheapest_part_first_and_the_worktree_is_un
     assert killed["killed_by"] == "dear" and killed["parts_run"] == ["cheap", "dear"]
     assert killed["diff"] == "- X = 1\n+ X = 2"
     assert (root / "gpunn" / "code.py").read_text() == "X = 1\n"
-    assert (result["killed"], result["survived"], result["mutants"]) == (1, 0, 1)
+    assert (result["killed"], result["survived"], result["mutants"], result["complete"]) == (1, 0, 1, True)
 
 
 def test_a_survivor_says_what_the_proof_cannot_see_and_an_equivalent_is_not_run(tmp_path, monkeypatch):
@@ -141,7 +142,7 @@ def test_a_survivor_says_what_the_proof_cannot_see_and_an_equivalent_is_not_run(
         == gpu_mutants.OPERATORS["drop_fence"].blind_spot
     )
     assert result["equivalent_mutants"][excused.id]["reason"] == "X is never read"
-    assert result["by_operator"] == {"drop_fence": {"killed": 0, "surviving": 1, "equivalent": 1}}
+    assert result["by_operator"] == {"drop_fence": {"killed": 0, "survived": 1, "equivalent": 1}}
     assert not (root / "ran").exists()  # the parts ran in the copy, never in the repository
 
 
@@ -150,3 +151,17 @@ def test_a_pattern_that_matches_no_mutant_is_one_line_and_exit_2(capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "gpu_mutants.py: error: no mutant id matches no-such-mutant:*"
     ]
+
+
+def test_workers_each_judge_in_their_own_copy_and_the_score_so_far_is_kept(tmp_path):
+    root = fake_repo(tmp_path)
+    mutants = [
+        gpu_mutants.Mutant("skip_tail", "gpunn/code.py", "<module>", n, 4, 5, "1", "2") for n in (1, 2, 3)
+    ]
+    partial = tmp_path / "partial.json"
+    result = gpu_mutants.run_mutants(
+        mutants, (fake_part("sees it", PLANTED),), root, progress=lambda line: None, jobs=2, partial=partial
+    )
+    assert list(result["killed_mutants"]) == [m.id for m in mutants]  # in source order, whoever judged them
+    so_far = json.loads(partial.read_text())
+    assert (so_far["complete"], so_far["killed"]) == (False, 3)
