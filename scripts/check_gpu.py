@@ -139,7 +139,11 @@ def main(argv=None, parts: tuple[Part, ...] = PARTS, root: Path = ROOT) -> int:
     parser.add_argument(
         "--part", action="append", choices=[p.name for p in parts], help="run only this part (repeatable)"
     )
-    parser.add_argument("--mutants", action="store_true", help="then plant the GPU mutants (minutes)")
+    parser.add_argument(
+        "--mutants",
+        action="store_true",
+        help="then plant the GPU mutants, one worker per CPU (an hour on 2 cores)",
+    )
     args = parser.parse_args(argv)
     chosen = [p for p in parts if not args.part or p.name in args.part]
     started = time.perf_counter()
@@ -168,7 +172,7 @@ def _mutants_part(parts, root: Path) -> Outcome:
     import gpu_mutants
 
     started = time.perf_counter()
-    result, path = gpu_mutants.run_and_write(parts=parts, root=root)
+    result, path = gpu_mutants.run_and_write(parts=parts, root=root, jobs=os.cpu_count() or 1)
     status = "FAIL" if result["survived"] else "PASS"
     why = (
         f"{result['killed']} killed, {result['survived']} survived, {result['equivalent']} equivalent; {path}"

@@ -2,7 +2,8 @@
 """GPU mutants: realistic GPU bugs planted one at a time in a temporary copy of the repository, each judged
 by the CPU proof of scripts/check_gpu.py; the score goes to benchmarks/results/gpu-mutants-DATE-HOST.json.
 
-    python scripts/gpu_mutants.py [--list] [--operator NAME ...] [--out PATH] [ID-GLOB ...]
+    python scripts/gpu_mutants.py [--list] [--jobs N] [--operator NAME ...] [--out PATH] [ID-GLOB ...]
+    python scripts/gpu_mutants.py --rescore JSON     # after adding an equivalence: nothing runs again
 
 Each operator finds its sites by pattern in gpunn's GPU code (the CUDA strings of kernels.py, cupy_backend.py,
 collectives.py, the training step) and makes one mutant per site. A mutant runs only the proof's parts that
@@ -135,6 +136,10 @@ _NEP18 = (
     "NumPy hands a call whose array argument is a cupy.ndarray to CuPy (NEP 18: cupy/_core/core.pyx "
     "ndarray.__array_function__), so np.NAME(device_array) allocates on the device just as cp.NAME does"
 )
+_BLOCK_OF_ONE = (
+    "a launch of one element: CuPy launches min(block_size, size) threads a block (cupy/cuda/function.pyx "
+    "Function.linear_launch, blockx = min(block_max_size, size)), here one thread, whatever block_size says"
+)
 # Mutants that change nothing a GPU could show, with the reason (ids are stable while the owner's source is).
 EQUIVALENT: dict[str, str] = {
     **{
@@ -160,6 +165,9 @@ EQUIVALENT: dict[str, str] = {
             ("softmax_cross_entropy_totals:1", "empty_like"),
         )
     },
+    # batch_totals is launched with size=1; add_to_totals writes two 0-d accumulators (a loop of size 1)
+    f"block_size:{CUPY_BACKEND_PY}:CupyBackend.softmax_cross_entropy_counted:2": _BLOCK_OF_ONE,
+    f"block_size:{CUPY_BACKEND_PY}:CupyBackend.add_to_totals:1": _BLOCK_OF_ONE,
 }
 
 
@@ -570,14 +578,22 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def run_mutants(mutants, parts=PARTS, root: Path = ROOT, progress=_say, jobs: int = 1, partial=None) -> dict:
+def run_mutants(
+    mutants, parts=PARTS, root: Path = ROOT, progress=_say, jobs: int = 1, partial=None, earlier=None
+) -> dict:
     """Judge `mutants`, `jobs` at a time (each worker in its own copy); after each verdict the score so far
-    goes to `partial` (a path) when given, marked complete: false."""
+    goes to `partial` (a path) when given, marked complete: false. `earlier`, a score written before, gives
+    the verdicts of the mutants it judged whose change is the same today: those are not run again."""
     texts = {m.path: (root / m.path).read_text() for m in mutants}
-    started = time.perf_counter()
-    verdicts: dict[str, dict] = {}
+    kept = verdicts_of(earlier or {})
+    verdicts = {
+        m.id: kept[m.id] for m in mutants if m.id in kept and kept[m.id]["diff"] == m.diff(texts[m.path])
+    }
+    started = time.perf_counter() - ((earlier or {}).get("seconds", 0) if verdicts else 0)
     lock = threading.Lock()
-    todo = iter(mutants)
+    # the cheapest to judge first (fewest and cheapest parts), so a run cut short has judged the most
+    waiting = [m for m in mutants if m.id not in verdicts]
+    todo = iter(sorted(waiting, key=lambda m: sum(p.cost_s for p in parts_for(m, parts, root))))
 
     def record(mutant: Mutant, verdict: dict, said: str) -> None:
         with lock:
@@ -617,6 +633,16 @@ def run_mutants(mutants, parts=PARTS, root: Path = ROOT, progress=_say, jobs: in
     return _score(mutants, verdicts, parts, root, started, complete=True)
 
 
+def verdicts_of(score: dict) -> dict[str, dict]:
+    """id -> verdict (with its status) of every mutant in a written score."""
+    groups = {"killed": "killed_mutants", "survived": "surviving_mutants", "equivalent": "equivalent_mutants"}
+    return {
+        mutant_id: {**entry, "status": status}
+        for status, key in groups.items()
+        for mutant_id, entry in score.get(key, {}).items()
+    }
+
+
 def _score(mutants, verdicts: dict, parts, root: Path, started: float, complete: bool) -> dict:
     """The JSON of the verdicts, mutants in source order."""
     groups = {"killed": {}, "survived": {}, "equivalent": {}}
@@ -650,12 +676,26 @@ def _score(mutants, verdicts: dict, parts, root: Path, started: float, complete:
 
 
 def run_and_write(
-    parts=PARTS, root: Path = ROOT, operators=None, patterns=(), out=None, progress=_say, jobs=1
+    parts=PARTS, root: Path = ROOT, operators=None, patterns=(), out=None, progress=_say, jobs=1, resume=False
 ):
     mutants = [m for m in find_mutants(root, operators) if _chosen(m.id, patterns)]
     partial = Path(out) if out else None
-    result = run_mutants(mutants, parts, root, progress, jobs, partial)
+    earlier = json.loads(partial.read_text()) if resume and partial and partial.is_file() else None
+    result = run_mutants(mutants, parts, root, progress, jobs, partial, earlier)
     return result, write_results(result, out, prefix="gpu-mutants-")
+
+
+def rescore(path: Path) -> dict:
+    """A written score with today's EQUIVALENT applied: a survivor listed since the run moves to the
+    equivalent mutants with its reason (nothing is run again); the counts follow."""
+    score = json.loads(Path(path).read_text())
+    for mutant_id in [m for m in score["surviving_mutants"] if m in EQUIVALENT]:
+        entry = score["surviving_mutants"].pop(mutant_id)
+        score["equivalent_mutants"][mutant_id] = {"diff": entry["diff"], "reason": EQUIVALENT[mutant_id]}
+        score["by_operator"][mutant_id.split(":")[0]]["survived"] -= 1
+        score["by_operator"][mutant_id.split(":")[0]]["equivalent"] += 1
+    score["survived"], score["equivalent"] = len(score["surviving_mutants"]), len(score["equivalent_mutants"])
+    return score
 
 
 def _chosen(mutant_id: str, patterns) -> bool:
@@ -671,7 +711,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=1, help="mutants judged at once, each in its own copy")
     parser.add_argument("patterns", nargs="*", help="only mutants whose id matches one of these globs")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the verdicts already in --out (an interrupted run)"
+    )
+    parser.add_argument("--rescore", metavar="JSON", help="apply today's equivalences to a written score")
     args = parser.parse_args(argv)
+    if args.rescore:
+        if not Path(args.rescore).is_file():
+            print(f"gpu_mutants.py: error: no score at {args.rescore}", file=sys.stderr)
+            return 2
+        score = rescore(args.rescore)
+        Path(args.rescore).write_text(json.dumps(score, indent=2) + "\n")
+        print(f"{args.rescore}: {score['survived']} survived, {score['equivalent']} equivalent")
+        return 1 if score["survived"] else 0
     mutants = [m for m in find_mutants(ROOT, args.operator) if _chosen(m.id, args.patterns)]
     if not mutants:
         print(f"gpu_mutants.py: error: no mutant id matches {' '.join(args.patterns)}", file=sys.stderr)
@@ -686,8 +738,11 @@ def main(argv=None) -> int:
     if args.jobs < 1:
         print("gpu_mutants.py: error: --jobs must be at least 1", file=sys.stderr)
         return 2
+    if args.resume and not args.out:
+        print("gpu_mutants.py: error: --resume continues the score in --out: give --out", file=sys.stderr)
+        return 2
     result, path = run_and_write(
-        operators=args.operator, patterns=args.patterns, out=args.out, jobs=args.jobs
+        operators=args.operator, patterns=args.patterns, out=args.out, jobs=args.jobs, resume=args.resume
     )
     print(
         f"{result['mutants']} GPU mutants: {result['killed']} killed, {result['survived']} survived, "

@@ -165,3 +165,38 @@ def test_workers_each_judge_in_their_own_copy_and_the_score_so_far_is_kept(tmp_p
     assert list(result["killed_mutants"]) == [m.id for m in mutants]  # in source order, whoever judged them
     so_far = json.loads(partial.read_text())
     assert (so_far["complete"], so_far["killed"]) == (False, 3)
+
+
+def test_rescore_moves_a_survivor_judged_equivalent_since_the_run(tmp_path, monkeypatch):
+    root = fake_repo(tmp_path)
+    survivor = gpu_mutants.Mutant("block_size", "gpunn/code.py", "<module>", 1, 4, 5, "1", "2")
+    score = gpu_mutants.run_mutants([survivor], (fake_part("blind", "print('ok')"),), root, lambda line: None)
+    path = tmp_path / "score.json"
+    path.write_text(json.dumps(score))
+    assert gpu_mutants.rescore(path)["survived"] == 1  # nothing listed yet: nothing moves
+    monkeypatch.setitem(gpu_mutants.EQUIVALENT, survivor.id, "one thread whatever the block size")
+    again = gpu_mutants.rescore(path)
+    assert (again["survived"], again["equivalent"], again["surviving_mutants"]) == (0, 1, {})
+    assert again["equivalent_mutants"][survivor.id] == {
+        "diff": "- X = 1\n+ X = 2",
+        "reason": "one thread whatever the block size",
+    }
+    assert again["by_operator"] == {"block_size": {"killed": 0, "survived": 0, "equivalent": 1}}
+
+
+def test_a_resumed_run_keeps_verdicts_whose_change_is_the_same_and_judges_the_rest(tmp_path):
+    root = fake_repo(tmp_path)
+    judged = gpu_mutants.Mutant("skip_tail", "gpunn/code.py", "<module>", 1, 4, 5, "1", "2")
+    earlier = gpu_mutants.run_mutants([judged], (fake_part("sees it", PLANTED),), root, lambda line: None)
+    new = gpu_mutants.Mutant("skip_tail", "gpunn/code.py", "<module>", 2, 4, 5, "1", "3")
+    changed = gpu_mutants.Mutant("skip_tail", "gpunn/code.py", "<module>", 1, 4, 5, "1", "4")  # same id
+    marker = "import pathlib; pathlib.Path(r'%s').open('a').write('run ')" % (tmp_path / "runs")
+    again = gpu_mutants.run_mutants(
+        [judged, new], (fake_part("m", marker),), root, lambda line: None, earlier=earlier
+    )
+    assert again["killed_mutants"][judged.id]["killed_by"] == "sees it"  # kept, not judged again
+    assert list(again["surviving_mutants"]) == [new.id] and (tmp_path / "runs").read_text() == "run "
+    third = gpu_mutants.run_mutants(
+        [changed], (fake_part("m", marker),), root, lambda line: None, earlier=earlier
+    )
+    assert list(third["surviving_mutants"]) == [changed.id]  # its change differs from the one judged
