@@ -162,7 +162,7 @@ EQUIVALENT: dict[str, str] = {
             ("concat:1", "concatenate"),
             ("relu_linear_backward:1", "empty_like"),
             ("softmax_cross_entropy_counted:1", "empty_like"),
-            ("softmax_cross_entropy_totals:1", "empty_like"),
+            ("softmax_cross_entropy_totals:2", "empty_like"),  # :1 is the ticket, made with cp.zeros
         )
     },
     # batch_totals is launched with size=1; add_to_totals writes two 0-d accumulators (a loop of size 1)
@@ -585,7 +585,12 @@ def run_mutants(
     goes to `partial` (a path) when given, marked complete: false. `earlier`, a score written before, gives
     the verdicts of the mutants it judged whose change is the same today: those are not run again."""
     texts = {m.path: (root / m.path).read_text() for m in mutants}
-    kept = verdicts_of(earlier or {})
+    # an equivalence is today's list's to decide (free); a kill or a survival stands while the change is the same
+    kept = {
+        mutant_id: verdict
+        for mutant_id, verdict in verdicts_of(earlier or {}).items()
+        if verdict["status"] == "killed" or (verdict["status"] == "survived" and mutant_id not in EQUIVALENT)
+    }
     verdicts = {
         m.id: kept[m.id] for m in mutants if m.id in kept and kept[m.id]["diff"] == m.diff(texts[m.path])
     }

@@ -40,6 +40,13 @@ def test_each_equivalence_names_a_mutant_that_exists():
     assert set(gpu_mutants.EQUIVALENT) <= {m.id for m in MUTANTS}  # a stale id would excuse nothing
 
 
+def test_each_numpy_call_judged_equivalent_is_the_call_its_reason_names():
+    for mutant in MUTANTS:
+        if mutant.operator == "host_array" and mutant.id in gpu_mutants.EQUIVALENT:
+            called = TEXTS[mutant.path][mutant.end :].split("(")[0].lstrip(".")
+            assert f"np.{called}(device_array)" in gpu_mutants.EQUIVALENT[mutant.id], mutant.id
+
+
 def test_fences_and_atomics_are_each_planted_away_once_per_site():
     kernels = TEXTS["gpunn/backend/kernels.py"]
     fences = of("drop_fence")
@@ -196,6 +203,11 @@ def test_a_resumed_run_keeps_verdicts_whose_change_is_the_same_and_judges_the_re
     )
     assert again["killed_mutants"][judged.id]["killed_by"] == "sees it"  # kept, not judged again
     assert list(again["surviving_mutants"]) == [new.id] and (tmp_path / "runs").read_text() == "run "
+    stale = dict(
+        earlier, killed_mutants={}, equivalent_mutants={new.id: {"diff": new.diff("X = 1\n"), "reason": "?"}}
+    )
+    rerun = gpu_mutants.run_mutants([new], (fake_part("m", marker),), root, lambda line: None, earlier=stale)
+    assert rerun["survived"] == 1  # an equivalence today's list does not hold is judged
     third = gpu_mutants.run_mutants(
         [changed], (fake_part("m", marker),), root, lambda line: None, earlier=earlier
     )
