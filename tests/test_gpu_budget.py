@@ -12,22 +12,16 @@ from conftest import require_usable, standin_in_use
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Launches per steady-state step (MLP 64-128-64-10 on digits, batch 64), measured on the stand-in with
-# `GPUNN_CUDA_STANDIN=1 python scripts/gpu_budget.py`, counted as CuPy launches: one per ElementwiseKernel,
-# reduction, cuBLAS GEMM (also into out=) or fill; views, empty() and 0-d scalars passed by value are none.
-# 16 = gather of pixels and labels 1 + forward 6 (GEMM + bias/ReLU epilogue per layer) + loss 1 (row kernel whose
-# last thread sums the batch, adds it to the epoch totals and writes the gradient's column sums into the output
-# layer's bias gradient) + backward 7 (5 GEMMs, one ReLU-mask-and-bias-sum kernel per hidden layer) + flat
-# update 1, for every optimizer (issue 12 had 47/47/59/137, issue 14 started from 21). A performance change
-# should lower these (and update them); a rise means launch creep.
-TODAY = {"default": 16, "sgd": 16, "sgd+weight_decay": 16, "adam": 16}
-
 
 def _budget_module():
     spec = importlib.util.spec_from_file_location("gpu_budget", ROOT / "scripts" / "gpu_budget.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# Launches per steady-state step: scripts/gpu_budget.py says how they are counted and why 16.
+TODAY = _budget_module().LAUNCH_BUDGET
 
 
 @pytest.fixture
@@ -50,6 +44,7 @@ def test_a_training_step_never_waits_for_the_device_nor_uploads(budget, config):
 @pytest.mark.gpu
 def test_a_stray_host_read_in_the_loop_is_counted(budget, monkeypatch):
     from gpunn.training import loop as train_loop
+
     real_step = train_loop.Loop._step
 
     def chatty(self, *args, **kwargs):
@@ -75,3 +70,18 @@ def test_budget_script_prints_one_json_line_per_config():
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["config"] for line in lines] == list(_budget_module().CONFIGS)
     assert all(line["syncs"] == 0 and line["h2d_copies"] == 0 for line in lines)
+
+
+def test_the_check_names_each_way_a_step_breaks_the_budget():
+    over_budget = _budget_module().over_budget
+    counts = {"config": "adam", "launches": TODAY["adam"], "syncs": 0, "d2h_reads": 0, "h2d_copies": 0}
+    assert over_budget(counts) == []
+    counts.update(launches=TODAY["adam"] + 1, syncs=2, h2d_copies=1)
+    assert over_budget(counts) == [
+        "2 syncs per step (budget 0)",
+        "1 uploads per step (budget 0)",
+        f"{TODAY['adam'] + 1} launches per step (budget {TODAY['adam']})",
+    ]
+    assert over_budget({**counts, "launches": 0, "syncs": 0, "h2d_copies": 0}) == [
+        f"0 launches per step (budget {TODAY['adam']})"  # a step that launched nothing measured nothing
+    ]
