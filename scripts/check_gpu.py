@@ -51,8 +51,8 @@ PARTS: tuple[Part, ...] = (
     # the CPU executor with CUDA's semantics and its ThreadSanitizer / ASan+UBSan builds (issue 24, part 1)
     Part(
         "cuda executor",
-        (*PYTEST, "tests/gpu_proof"),
-        ("gpunn/backend/kernels.py", "gpunn/backend/cupy_backend.py"),
+        (*PYTEST, "tests/test_gpu_exec.py"),
+        ("gpunn/backend/kernels.py", "tests/gpu_proof/*"),
         120,
         STANDIN,
         needs="tests/gpu_proof/__init__.py",
