@@ -90,7 +90,12 @@ def test_probe_runs_a_kernel_and_a_matmul_once_per_device(fake_cupy):
     fake = fake_cupy(devices=2)
     assert cuda_probe.cuda_status(0)[0] and cuda_probe.cuda_status(0)[0]
     assert cuda_probe.cuda_status(1)[0]
-    assert fake.launches == [("gpunn_probe_add_one", 0), ("matmul", 0), ("gpunn_probe_add_one", 1), ("matmul", 1)]
+    assert fake.launches == [
+        ("gpunn_probe_add_one", 0),
+        ("matmul", 0),
+        ("gpunn_probe_add_one", 1),
+        ("matmul", 1),
+    ]
 
 
 class CompileException(Exception):
@@ -101,17 +106,38 @@ class CompileException(Exception):
     ("failure", "names"),
     [
         # CuPy 14 (cupy/_core/core.pyx, assemble_cupy_compiler_options) when no header directory is found
-        ({"kernel_error": RuntimeError("Failed to find CUDA headers. Please install CUDA toolkit headers "
-                                       "(e.g., pip install cupy-cuda12x[ctk]) or specify CUDA_PATH")},
-         "headers"),
+        (
+            {
+                "kernel_error": RuntimeError(
+                    "Failed to find CUDA headers. Please install CUDA toolkit headers "
+                    "(e.g., pip install cupy-cuda12x[ctk]) or specify CUDA_PATH"
+                )
+            },
+            "headers",
+        ),
         # CuPy 13 with NVRTC >= 12.2 and no headers (CuPy's install guide, "NVRTC_ERROR_COMPILATION")
-        ({"kernel_error": CompileException('catastrophic error: cannot open source file "vector_types.h"')},
-         "headers"),
+        (
+            {
+                "kernel_error": CompileException(
+                    'catastrophic error: cannot open source file "vector_types.h"'
+                )
+            },
+            "headers",
+        ),
         # cupy_backends/cuda/_softlink.pyx when the library is not there
-        ({"kernel_error": RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: libnvrtc.so.12: cannot "
-                                       "open shared object file")}, "NVRTC"),
-        ({"matmul_error": RuntimeError("CuPy failed to load libcublas.so.12: OSError: libcublas.so.12")},
-         "cuBLAS"),
+        (
+            {
+                "kernel_error": RuntimeError(
+                    "CuPy failed to load libnvrtc.so.12: OSError: libnvrtc.so.12: cannot "
+                    "open shared object file"
+                )
+            },
+            "NVRTC",
+        ),
+        (
+            {"matmul_error": RuntimeError("CuPy failed to load libcublas.so.12: OSError: libcublas.so.12")},
+            "cuBLAS",
+        ),
     ],
 )
 def test_probe_turns_a_missing_toolkit_part_into_the_fix(fake_cupy, failure, names):
@@ -190,7 +216,9 @@ def two_gpus(monkeypatch):
     """A probe that passes with two visible devices; backends are not built, their spec is returned."""
     monkeypatch.setattr(cuda_probe, "cuda_status", lambda index=0: (True, "2 CUDA device(s) visible"))
     monkeypatch.setattr(cuda_probe, "visible_devices", lambda: 2)
-    monkeypatch.setattr(selection, "_backend_for", lambda spec, dtype: types.SimpleNamespace(device=str(spec)))
+    monkeypatch.setattr(
+        selection, "_backend_for", lambda spec, dtype: types.SimpleNamespace(device=str(spec))
+    )
     monkeypatch.delenv("GPUNN_DEVICE", raising=False)
 
 
@@ -345,10 +373,12 @@ def test_gpu_check_reports_whatever_raises(tmp_path, monkeypatch, capsys):
     pytest_part, parity = parts["pytest -m gpu"], parts["cpu-vs-gpu parity"]
     assert not pytest_part["ok"] and "TimeoutExpired" in pytest_part["output"]
     assert "12 passed so far" in pytest_part["output"]  # what it printed before the timeout
-    assert not parity["ok"] and "Traceback" in parity["output"] and "cudaErrorIllegalAddress" in parity["output"]
+    assert (
+        not parity["ok"] and "Traceback" in parity["output"] and "cudaErrorIllegalAddress" in parity["output"]
+    )
     assert "getDeviceProperties failed" in parts["gpu usable"]["output"]
     text = next(tmp_path.glob("gpu-check-*.txt")).read_text()
-    assert "cudaErrorIllegalAddress" in text and text.splitlines()[-1].startswith("2 passed, 3 failed")
+    assert "cudaErrorIllegalAddress" in text and text.splitlines()[-1].startswith("2 passed, 7 failed")
     progress = capsys.readouterr().out
     for name in ("gpunn info", "pytest -m gpu", "cpu-vs-gpu parity", "bench"):
         assert f"[gpu-check] {name}: started" in progress
@@ -358,9 +388,17 @@ def test_gpu_check_reports_whatever_raises(tmp_path, monkeypatch, capsys):
 # ---- bugs 1 and 10: the images (Docker Hub is out of reach here, so these read the Dockerfiles) ------------
 def dockerfile(name: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of docker/`name`, continuation lines joined, comments dropped."""
-    lines = [line for line in (ROOT / "docker" / name).read_text().splitlines() if not line.lstrip().startswith("#")]
+    lines = [
+        line
+        for line in (ROOT / "docker" / name).read_text().splitlines()
+        if not line.lstrip().startswith("#")
+    ]
     joined = "\n".join(lines).replace("\\\n", " ")
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines() if line.strip()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in joined.splitlines()
+        if line.strip()
+    ]
 
 
 def final(steps, instruction: str) -> str:
@@ -374,7 +412,9 @@ def volumes(steps) -> list[str]:
 def test_cuda_image_has_the_headers_and_compiles_a_kernel_at_build():
     steps = dockerfile("Dockerfile.cuda")
     runs = [args for name, args in steps if name == "RUN"]
-    extra = next(args.split("=")[1] for name, args in steps if name == "ARG" and args.startswith("CUPY_EXTRA="))
+    extra = next(
+        args.split("=")[1] for name, args in steps if name == "ARG" and args.startswith("CUPY_EXTRA=")
+    )
     pyproject = (ROOT / "pyproject.toml").read_text()
     headers_from_pip = any("${CUPY_EXTRA}" in run and "pip install" in run for run in runs) and any(
         line.startswith(f"{extra} = ") and "[ctk]" in line for line in pyproject.splitlines()
@@ -431,3 +471,22 @@ def test_compose_mounts_only_named_volumes():
     for service in compose["services"].values():
         for mount in service.get("volumes", []):
             assert mount.split(":")[0] in compose["volumes"], mount
+
+
+def test_gpu_check_runs_each_compute_sanitizer_tool_over_the_gpu_tests_or_says_it_is_missing(monkeypatch):
+    gpu_check = load_script("gpu-check")
+    ran = []
+    monkeypatch.setattr(
+        gpu_check, "run", lambda command, env=None, timeout=1800: (ran.append(command), (True, ""))[1]
+    )
+    monkeypatch.setattr(gpu_check.shutil, "which", lambda name: "/opt/cuda/bin/compute-sanitizer")
+    for tool in ("memcheck", "racecheck", "synccheck"):
+        assert gpu_check.sanitizer_part(tool)() == (True, "")
+        command = ran[-1]
+        assert command[:5] == ["/opt/cuda/bin/compute-sanitizer", "--tool", tool, "--error-exitcode", "1"]
+        assert ["-m", "gpu"] == command[command.index("pytest") + 1 : command.index("pytest") + 3]
+        assert set(gpu_check.SANITIZED_TESTS) <= set(command)
+    monkeypatch.setattr(gpu_check.shutil, "which", lambda name: None)
+    monkeypatch.setattr(gpu_check.Path, "glob", lambda self, pattern: iter(()))
+    ok, text = gpu_check.sanitizer_part("memcheck")()
+    assert not ok and text.startswith("compute-sanitizer not found") and len(ran) == 3
