@@ -42,7 +42,7 @@ CUPY_BACKEND_PY = "gpunn/backend/cupy_backend.py"
 COLLECTIVES_PY = "gpunn/backend/collectives.py"
 # the training step's device scalars: (file, function) -> the names that hold 0-d device arrays there
 STEP_SCALARS = {
-    ("gpunn/nn/step.py", "train_step"): {"loss_value", "correct"},
+    ("gpunn/nn/step.py", "backward"): {"loss_value", "correct"},  # train_step returns what backward does
     ("gpunn/nn/losses.py", "SoftmaxCrossEntropyTotals.with_correct"): {"loss", "correct"},
 }
 OVERSIZED_BLOCK = 2048  # above the 1024 threads a block may have on every CUDA GPU
@@ -162,7 +162,7 @@ EQUIVALENT: dict[str, str] = {
             ("concat:1", "concatenate"),
             ("relu_linear_backward:1", "empty_like"),
             ("softmax_cross_entropy_counted:1", "empty_like"),
-            ("softmax_cross_entropy_totals:2", "empty_like"),  # :1 is the ticket, made with cp.zeros
+            ("softmax_cross_entropy_totals:1", "empty_like"),
         )
     },
     # batch_totals is launched with size=1; add_to_totals writes two 0-d accumulators (a loop of size 1)
@@ -406,12 +406,36 @@ def skip_tail(root: Path) -> list[Mutant]:
     sites = _Sites("skip_tail", source)
     for owner, call, name in _kernel_calls(source):
         kernel = registry.KERNELS[name]
-        params = registry.parse_params(kernel.in_params) + registry.parse_params(kernel.out_params)
-        for param, arg in zip(params, call.args, strict=False):
-            if param.name == "rows" and param.name in kernel.scalars:  # a count, not the index array
+        counts = host_scalars(kernel)
+        for param, arg in zip(param_names(kernel), call.args, strict=False):
+            if param == "rows" and param in counts:  # a count, not the index array
                 start, end = source.span(arg)
                 sites.add(owner, start, end, f"{source.text[start:end]} - 1")
     return found + sites.found
+
+
+def param_names(kernel) -> list[str]:
+    """The names of an ElementwiseSource's parameters in call order, in then out: the last word of each
+    comma-separated `[raw] type name` of CuPy's parameter lists (cupy/_core/_kernel.pyx ParameterInfo)."""
+    return [
+        param.split()[-1]
+        for params in (kernel.in_params, kernel.out_params)
+        for param in params.split(",")
+        if param.strip()
+    ]
+
+
+def host_scalars(kernel) -> set[str]:
+    """The parameters gpunn passes a host scalar in every call of `kernel.calls` (a Call names a scalar by a
+    string, an array by a (dtype, shape, ...) tuple): CuPy makes those kernel arguments by value."""
+    passed = [
+        dict(zip(param_names(kernel), call.args, strict=False)) for call in kernel.calls
+    ]  # outputs may be left out
+    return {
+        name
+        for name in param_names(kernel)
+        if passed and all(isinstance(args.get(name), str) for args in passed)
+    }
 
 
 def host_array(root: Path) -> list[Mutant]:

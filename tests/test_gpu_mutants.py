@@ -55,7 +55,7 @@ def test_fences_and_atomics_are_each_planted_away_once_per_site():
         assert mutant.apply(kernels).count("__threadfence();") == 1
     (atomic,) = of("deatomise")
     mutated = atomic.apply(kernels)
-    assert "atomicAdd" not in mutated and "((done[0] += (1u)) - (1u))" in mutated
+    assert "atomicAdd(" not in mutated and "((done[0] += (1u)) - (1u))" in mutated  # (a comment names it)
 
 
 def test_index_math_is_told_from_counters():
