@@ -73,20 +73,20 @@ OPERATORS = {
         Operator(
             "drop_fence",
             "a __threadfence() removed",
-            "the stand-in runs a launch's threads one after another and its __threadfence is empty: only a "
-            "weak-memory model (stores seen late unless fenced) or a pattern rule can miss the fence",
+            "the CUDA executor's weak memory (stores held in a per-thread buffer until a fence) never made "
+            "another thread read the unfenced store late in the launches tests/test_gpu_exec.py makes",
         ),
         Operator(
             "deatomise",
             "atomicAdd(&x, v) as a plain read-modify-write",
-            "the stand-in's atomicAdd is itself a plain read-modify-write of threads run in turn: only "
-            "concurrent threads under ThreadSanitizer (or a schedule that interleaves them) see the race",
+            "neither the CUDA executor's interleaved fibers nor its ThreadSanitizer build saw two threads "
+            "race on the value in the launches tests/test_gpu_exec.py makes",
         ),
         Operator(
             "index_32bit",
             "a 64-bit index variable or cast (long long, ptrdiff_t) made int",
-            "every test array is far below 2^31 elements: only index math exercised past 2^31 (sparse "
-            "buffers) or UBSan's signed-overflow check at such sizes sees it",
+            "no launch of tests/test_gpu_exec.py (tests/gpu_proof/sizes.py) drives this index past 2^31 "
+            "under UBSan's signed-overflow check",
         ),
         Operator(
             "skip_tail",
@@ -111,8 +111,8 @@ OPERATORS = {
         Operator(
             "drop_sync",
             "the synchronize() before a collective dropped",
-            "the stand-in's streams are synchronous: a CUDA-aware MPI call reading device memory before the "
-            "queued kernels finish cannot happen there",
+            "no test has the MPI call read the device buffer while the kernels queued before it are still "
+            "pending on the stand-in's asynchronous streams",
         ),
         Operator(
             "launch_size",
@@ -122,7 +122,9 @@ OPERATORS = {
         Operator(
             "block_size",
             f"a kernel launched with block_size={OVERSIZED_BLOCK} (the hardware allows 1024 threads a block)",
-            "the stand-in ignores the block size: only launch limits enforced as the hardware does see it",
+            "CuPy launches min(block_size, size) threads a block (cupy/cuda/function.pyx "
+            "Function.linear_launch): no test launches this kernel over more than 1024 elements, where the "
+            "stand-in refuses the block as cuLaunchKernel does",
         ),
     )
 }
@@ -716,8 +718,11 @@ def run_and_write(
 
 def rescore(path: Path) -> dict:
     """A written score with today's EQUIVALENT applied: a survivor listed since the run moves to the
-    equivalent mutants with its reason (nothing is run again); the counts follow."""
+    equivalent mutants with its reason (nothing is run again), the others get today's blind-spot words; the
+    counts follow."""
     score = json.loads(Path(path).read_text())
+    for mutant_id, entry in score["surviving_mutants"].items():  # today's words for what the proof misses
+        entry["why_unseen"] = OPERATORS[mutant_id.split(":")[0]].blind_spot
     for mutant_id in [m for m in score["surviving_mutants"] if m in EQUIVALENT]:
         entry = score["surviving_mutants"].pop(mutant_id)
         score["equivalent_mutants"][mutant_id] = {"diff": entry["diff"], "reason": EQUIVALENT[mutant_id]}

@@ -179,8 +179,14 @@ def test_rescore_moves_a_survivor_judged_equivalent_since_the_run(tmp_path, monk
     survivor = gpu_mutants.Mutant("block_size", "gpunn/code.py", "<module>", 1, 4, 5, "1", "2")
     score = gpu_mutants.run_mutants([survivor], (fake_part("blind", "print('ok')"),), root, lambda line: None)
     path = tmp_path / "score.json"
+    score["surviving_mutants"][survivor.id]["why_unseen"] = "the words of an older proof"
     path.write_text(json.dumps(score))
-    assert gpu_mutants.rescore(path)["survived"] == 1  # nothing listed yet: nothing moves
+    first = gpu_mutants.rescore(path)
+    assert first["survived"] == 1  # nothing listed yet: nothing moves, and it says today's blind spot
+    assert (
+        first["surviving_mutants"][survivor.id]["why_unseen"]
+        == gpu_mutants.OPERATORS["block_size"].blind_spot
+    )
     monkeypatch.setitem(gpu_mutants.EQUIVALENT, survivor.id, "one thread whatever the block size")
     again = gpu_mutants.rescore(path)
     assert (again["survived"], again["equivalent"], again["surviving_mutants"]) == (0, 1, {})
