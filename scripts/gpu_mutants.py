@@ -142,6 +142,12 @@ _BLOCK_OF_ONE = (
     "a launch of one element: CuPy launches min(block_size, size) threads a block (cupy/cuda/function.pyx "
     "Function.linear_launch, blockx = min(block_max_size, size)), here one thread, whatever block_size says"
 )
+_BELOW_2_28 = (
+    "the value is below a layer's width (NAME): every layer has at least one input and one output, so each "
+    "of its dimensions is at most its parameter count, and Sequential refuses a model over "
+    "gpunn.nn.model.MAX_PARAMETERS = 2^28 before allocating; an int holds it, and every product it enters "
+    "(the row offset) has a 64-bit operand"
+)
 # Mutants that change nothing a GPU could show, with the reason (ids are stable while the owner's source is).
 EQUIVALENT: dict[str, str] = {
     **{
@@ -165,6 +171,17 @@ EQUIVALENT: dict[str, str] = {
             ("relu_linear_backward:1", "empty_like"),
             ("softmax_cross_entropy_counted:1", "empty_like"),
             ("softmax_cross_entropy_totals:1", "empty_like"),
+        )
+    },
+    **{
+        f"index_32bit:{KERNELS_PY}:{site}": _BELOW_2_28.replace("NAME", what)
+        for site, what in (
+            ("_GATHER_PIXEL:2", "the column c of a pixel, below the input width"),
+            ("_SOFTMAX_XENT_ROW:2", "the class k, below the output layer's width"),
+            ("_SOFTMAX_XENT_ROW:3", "the class k, below the output layer's width"),
+            ("_SOFTMAX_XENT_ROW:4", "the class k, below the output layer's width"),
+            ("gpunn_relu_backward_bias:1", "the loop size, one thread per column of the layer"),
+            ("gpunn_softmax_xent_totals:3", "the class k, below the output layer's width"),
         )
     },
     # batch_totals is launched with size=1; add_to_totals writes two 0-d accumulators (a loop of size 1)
