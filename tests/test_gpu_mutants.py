@@ -38,6 +38,7 @@ def test_every_operator_finds_sites_and_each_mutant_has_its_own_id():
 
 def test_each_equivalence_names_a_mutant_that_exists():
     assert set(gpu_mutants.EQUIVALENT) <= {m.id for m in MUTANTS}  # a stale id would excuse nothing
+    assert set(gpu_mutants.UNSEEN) <= {m.id for m in MUTANTS} - set(gpu_mutants.EQUIVALENT)
 
 
 def test_each_numpy_call_judged_equivalent_is_the_call_its_reason_names():
