@@ -15,52 +15,61 @@ class KeepDtype:
         self.array = array
 
 
-def _inputs(rng):
-    """Arguments for each primitive, drawn on the host (float64, moved to the backend by the test)."""
-    x, w, b = rng.standard_normal((16, 12)), rng.standard_normal((12, 7)), rng.standard_normal(7)
-    grad, y = rng.standard_normal((16, 7)), rng.standard_normal((16, 7))
-    targets = np.eye(7)[rng.integers(0, 7, 16)]
-    value, velocity = rng.standard_normal((12, 7)), rng.standard_normal((12, 7))
-    flat, flat_grad = rng.standard_normal(84), rng.standard_normal(84)  # a model's flat buffers
-    m, v = rng.standard_normal(84) * 0.1, rng.random(84) * 0.01
-    labels = rng.integers(0, 7, 16)
-    images = rng.integers(0, 256, (20, 12)).astype(np.uint8)
+def _inputs(rng, rows=16, features=12, width=7, stored=20):
+    """Arguments for each primitive, drawn on the host (float64, moved to the backend by the test): a batch
+    of `rows` with `features` inputs into a layer of `width` outputs (also the classes), `stored` images."""
+    x, w = rng.standard_normal((rows, features)), rng.standard_normal((features, width))
+    b = rng.standard_normal(width)
+    grad, y = rng.standard_normal((rows, width)), rng.standard_normal((rows, width))
+    targets = np.eye(width)[rng.integers(0, width, rows)]
+    value, velocity = rng.standard_normal((features, width)), rng.standard_normal((features, width))
+    size = features * width
+    flat, flat_grad = rng.standard_normal(size), rng.standard_normal(size)  # a model's flat buffers
+    m, v = rng.standard_normal(size) * 0.1, rng.random(size) * 0.01
+    labels = rng.integers(0, width, rows)
+    images = rng.integers(0, 256, (stored, features)).astype(np.uint8)
     return {
         "linear": ((x, w, b), {}),
         "linear_backward": ((x, w, grad), {"need_input_grad": True}),
-        "linear_backward[out]": ((x, w, grad, False), {"out": (np.zeros((12, 7)), np.zeros(7))}),
+        "linear_backward[out]": (
+            (x, w, grad, False),
+            {"out": (np.zeros((features, width)), np.zeros(width))},
+        ),
         "linear_backward[bias_grad]": (
             (x, w, grad, False),
-            {"out": (np.zeros((12, 7)), np.zeros(7)), "bias_grad": b},
+            {"out": (np.zeros((features, width)), np.zeros(width)), "bias_grad": b},
         ),
         "column_sums": ((grad,), {}),
-        "column_sums[out]": ((grad,), {"out": np.zeros(7)}),
+        "column_sums[out]": ((grad,), {"out": np.zeros(width)}),
         "relu": ((y,), {}),
         "linear_relu": ((x, w, b), {}),
         "relu_linear_backward": ((x, w, grad, y), {"need_input_grad": True}),
-        "relu_linear_backward[out]": ((x, w, grad, y, False), {"out": (np.zeros((12, 7)), np.zeros(7))}),
+        "relu_linear_backward[out]": (
+            (x, w, grad, y, False),
+            {"out": (np.zeros((features, width)), np.zeros(width))},
+        ),
         "relu_backward": ((grad, y), {}),
         "softmax": ((y * 5,), {}),
         "softmax_cross_entropy": ((y * 5, targets), {}),
-        "softmax_cross_entropy_counted": ((y * 5, np.eye(7)[labels], labels), {}),
-        "sgd_update": ((value, grad[:12], 0.1), {}),
+        "softmax_cross_entropy_counted": ((y * 5, np.eye(width)[labels], labels), {}),
+        "sgd_update": ((value, grad[:features], 0.1), {}),
         "sgd_update[decay]": ((flat, flat_grad, 0.1), {"weight_decay": 1e-3}),
         "adam_update": ((flat, flat_grad, m, v, 0.01, 0.9, 0.999, 1e-8, 3), {"weight_decay": 1e-3}),
         "scale": ((flat_grad, 0.25), {}),
         "add_to_totals": ((KeepDtype(np.array(1.5)), np.array(3), np.array(0.25), np.array(7), 128), {}),
-        "gather_images": ((images, rng.integers(0, 20, 16)), {}),
-        "gather_batch": ((images, rng.integers(0, 7, 20), rng.integers(0, 20, 16)), {}),
+        "gather_images": ((images, rng.integers(0, stored, rows)), {}),
+        "gather_batch": ((images, rng.integers(0, width, stored), rng.integers(0, stored, rows)), {}),
         "softmax_cross_entropy_totals": ((y * 5, labels, KeepDtype(np.array(1.5)), np.array(3)), {}),
         # the column sums written into the output bias's gradient view (the reference returns a new array)
         "softmax_cross_entropy_totals[out]": (
             (y * 5, labels, KeepDtype(np.array(1.5)), np.array(3)),
-            {"column_sums_out": np.zeros(7)},
+            {"column_sums_out": np.zeros(width)},
         ),
         # labels outside [0, classes): a zero target row, never correct (and no read out of bounds)
         "softmax_cross_entropy_totals[out of range]": (
             (
                 y * 5,
-                np.where(labels % 3 == 0, np.where(labels > 3, 7, -1), labels),
+                np.where(labels % 3 == 0, np.where(labels > 3, width, -1), labels),
                 KeepDtype(np.array(0.0)),
                 np.array(0),
             ),
@@ -68,7 +77,7 @@ def _inputs(rng):
         ),
         "momentum_update": ((value, value * 0.3, velocity, 0.05, 0.9, True), {"weight_decay": 1e-3}),
         "momentum_update[plain]": ((value, value * 0.3, velocity, 0.05, 0.9, False), {}),
-        "scale_images": ((rng.integers(0, 256, (16, 12)).astype(np.uint8),), {}),
+        "scale_images": ((rng.integers(0, 256, (rows, features)).astype(np.uint8),), {}),
     }
 
 
@@ -100,8 +109,26 @@ def test_override_matches_reference(device, name, dtype, rtol):
     backend = get_backend(device, dtype)
     if not _overridden(backend, name):
         pytest.skip(f"{type(backend).__name__} uses the reference {name}")
+    _matches_reference(backend, name, *_inputs(np.random.default_rng(1))[name], rtol)
+
+
+# More than 1024 rows, columns and elements: CuPy launches min(block_size, size) threads a block
+# (cupy/cuda/function.pyx Function.linear_launch), so only a launch this wide shows a block the hardware refuses.
+PAST_ONE_BLOCK = dict(rows=1100, features=3, width=1030)
+
+
+@pytest.mark.parametrize("name", PRIMITIVES)
+def test_override_matches_reference_past_one_block(device, name):
+    """Every primitive on a batch of 1100 rows into 1030 columns (and 3090 parameters): each of its launches
+    spans more threads than one block may hold, and it still computes what the reference does."""
+    backend = get_backend(device, "float64")
+    if not _overridden(backend, name):
+        pytest.skip(f"{type(backend).__name__} uses the reference {name}")
+    _matches_reference(backend, name, *_inputs(np.random.default_rng(2), **PAST_ONE_BLOCK)[name], 1e-10)
+
+
+def _matches_reference(backend, name, args, kwargs, rtol):
     method = name.split("[")[0]
-    args, kwargs = _inputs(np.random.default_rng(1))[name]
     fast_args = [_to_device(backend, a) for a in args]
     reference_args = [_to_device(backend, a) for a in args]  # fresh copies: overrides may work in place
     fast_kwargs = {k: _to_device(backend, v) for k, v in kwargs.items()}

@@ -255,7 +255,9 @@ def test_nccl_sums_the_buffer_in_place_on_the_current_stream(monkeypatch, dtype)
 def test_nccl_sums_on_the_stream_of_the_backends_device_whatever_device_is_current(monkeypatch):
     """CuPy's current stream is per device (cupy/cuda/stream.pyx _ThreadLocal.current_stream[device_id]): the
     allreduce of cuda:1's gradients goes on device 1's current stream, where they were written, even while
-    the calling thread has device 0 current (stream 0 there would not wait for them)."""
+    the calling thread has device 0 current (stream 0 there would not wait for them). The communicator is
+    made with device 1 current too: ncclCommInitRank binds it to the current device (NCCL's documentation;
+    cupy_backends/cuda/libs/nccl.pyx NcclCommunicator.__init__ calls it)."""
     from conftest import require_usable
 
     from gpunn.backend import collectives, get_backend
@@ -269,7 +271,7 @@ def test_nccl_sums_on_the_stream_of_the_backends_device_whatever_device_is_curre
 
     class Communicator:
         def __init__(self, size, uid, rank):
-            pass
+            calls.append(("communicator", cupy.cuda.Device().id))
 
         def allReduce(self, send, recv, count, kind, op, stream):  # noqa: N802 (CuPy's name)
             calls.append((stream, cupy.cuda.Device().id))
@@ -279,15 +281,16 @@ def test_nccl_sums_on_the_stream_of_the_backends_device_whatever_device_is_curre
     )
     monkeypatch.setattr(collectives, "_nccl_module", lambda: nccl)
     on_1 = get_backend("cuda:1", "float32")
-    reducer = NcclAllreduce(on_1)
     flat = on_1.zeros((4,))
+    cupy.cuda.Device(0).use()
+    reducer = NcclAllreduce(on_1)
     with cupy.cuda.Device(1):
         gradients_stream = cupy.cuda.Stream(non_blocking=True)
     with gradients_stream:
         cupy.cuda.Device(0).use()
         reducer.sum_(flat)
     cupy.cuda.Device(0).use()
-    assert calls == [(gradients_stream.ptr, 1)]
+    assert calls == [("communicator", 1), (gradients_stream.ptr, 1)]
 
 
 def test_distributed_cuda_without_nccl_says_what_to_install_or_use_instead(monkeypatch):

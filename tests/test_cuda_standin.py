@@ -383,3 +383,17 @@ def test_a_gather_by_indices_still_being_written_uses_them_when_it_runs(cp):
     cp.cuda.Device().synchronize()
     indices[...] = cp.asarray(np.array([2, 0]))
     np.testing.assert_array_equal(cp.asnumpy(cp.take(x, indices)), [30.0, 10.0])
+
+
+def test_a_block_over_1024_threads_is_refused_at_the_launch_as_the_driver_does(cp):
+    """linear_launch gives a block of min(block_size, size) threads (cupy/cuda/function.pyx); cuLaunchKernel
+    refuses more than 1024 (CUDA_ERROR_INVALID_VALUE); 1024 and any block_size over one element launch."""
+    double = cp.ElementwiseKernel("float32 x", "float32 y", "y = 2 * x", "standin_block")
+    x = cp.arange(2048, dtype=cp.float32)
+    np.testing.assert_array_equal(cp.asnumpy(double(x, block_size=1024)), 2 * np.arange(2048))
+    with pytest.raises(cp.cuda.driver.CUDADriverError, match="CUDA_ERROR_INVALID_VALUE"):
+        double(x, block_size=1025)
+    one = cp.full((1,), 3, dtype=cp.float32)
+    np.testing.assert_array_equal(cp.asnumpy(double(one, block_size=2048)), [6])  # a block of one thread
+    with pytest.raises(ValueError, match="block_size must be greater than zero"):
+        double(x, block_size=0)

@@ -95,6 +95,15 @@ def test_arrays_stay_on_the_backend_device(cupy, two_devices):
     assert {a.device.id for a in made} == {1}
 
 
+def test_the_xp_namespace_alone_runs_on_the_backend_device(cupy, two_devices):
+    """NN code calls backend.xp.NAME with no backend method before it in this thread: the proxy itself (not
+    a primitive run earlier) makes the backend's device current."""
+    on_1 = CupyBackend(1, "float32")
+    cupy.cuda.Device(0).use()
+    made = [on_1.xp.zeros((2,)), on_1.xp.arange(3)]
+    assert {a.device.id for a in made} == {1}
+
+
 # ---- end to end through the real CupyBackend ----------------------------------------------------------
 def test_two_epochs_on_digits_match_numpy_in_float32(tmp_path, cupy):
     cpu = train(out=tmp_path / "cpu", device="cpu", epochs=2, **DIGITS)

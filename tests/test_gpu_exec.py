@@ -281,6 +281,13 @@ def test_index_math_is_right_past_2_31_elements(name):
     assert sizes.run(name) == []
 
 
+@pytest.mark.parametrize("name", sizes.ROW_CASES)
+def test_a_gather_of_more_than_2_31_rows_and_images_is_right(name):
+    """One-pixel images: the row of each element (i / width) and the image it reads (rows[r]) pass 2^31, so
+    a row or an image number held in 32 bits reads outside the buffers."""
+    assert sizes.run(name) == []
+
+
 @pytest.mark.parametrize("name", sizes.KERNEL_NAMES)
 def test_32_bit_index_math_is_caught_past_2_31(name):
     found = fault(lambda: sizes.run(name, edit=sizes.planted(name)))

@@ -38,6 +38,7 @@ def test_every_operator_finds_sites_and_each_mutant_has_its_own_id():
 
 def test_each_equivalence_names_a_mutant_that_exists():
     assert set(gpu_mutants.EQUIVALENT) <= {m.id for m in MUTANTS}  # a stale id would excuse nothing
+    assert set(gpu_mutants.UNSEEN) <= {m.id for m in MUTANTS} - set(gpu_mutants.EQUIVALENT)
 
 
 def test_each_numpy_call_judged_equivalent_is_the_call_its_reason_names():
@@ -55,7 +56,7 @@ def test_fences_and_atomics_are_each_planted_away_once_per_site():
         assert mutant.apply(kernels).count("__threadfence();") == 1
     (atomic,) = of("deatomise")
     mutated = atomic.apply(kernels)
-    assert "atomicAdd" not in mutated and "((done[0] += (1u)) - (1u))" in mutated
+    assert "atomicAdd(" not in mutated and "((done[0] += (1u)) - (1u))" in mutated  # (a comment names it)
 
 
 def test_index_math_is_told_from_counters():
@@ -179,8 +180,14 @@ def test_rescore_moves_a_survivor_judged_equivalent_since_the_run(tmp_path, monk
     survivor = gpu_mutants.Mutant("block_size", "gpunn/code.py", "<module>", 1, 4, 5, "1", "2")
     score = gpu_mutants.run_mutants([survivor], (fake_part("blind", "print('ok')"),), root, lambda line: None)
     path = tmp_path / "score.json"
+    score["surviving_mutants"][survivor.id]["why_unseen"] = "the words of an older proof"
     path.write_text(json.dumps(score))
-    assert gpu_mutants.rescore(path)["survived"] == 1  # nothing listed yet: nothing moves
+    first = gpu_mutants.rescore(path)
+    assert first["survived"] == 1  # nothing listed yet: nothing moves, and it says today's blind spot
+    assert (
+        first["surviving_mutants"][survivor.id]["why_unseen"]
+        == gpu_mutants.OPERATORS["block_size"].blind_spot
+    )
     monkeypatch.setitem(gpu_mutants.EQUIVALENT, survivor.id, "one thread whatever the block size")
     again = gpu_mutants.rescore(path)
     assert (again["survived"], again["equivalent"], again["surviving_mutants"]) == (0, 1, {})

@@ -24,6 +24,12 @@ KERNEL_NAMES = (
     "gather_images", "gather_batch", "bias_relu", "softmax_xent_rows", "softmax_xent_totals", "relu_backward_bias",
 )  # fmt: skip
 
+# The gathers of one-pixel images: a batch of more than 2^31 rows from more than 2^31 stored images, the
+# only shapes where the row (i / width) and the image number (rows[r]) themselves pass 2^31 (a layer's
+# width and the classes cannot: gpunn.nn.model.MAX_PARAMETERS is 2^28).
+ONE_PIXEL = "[1 pixel]"
+ROW_CASES = ("gather_images" + ONE_PIXEL, "gather_batch" + ONE_PIXEL)
+
 PLANTED = {
     "gather_images": ("(long long)rows[r] * width", "(int)rows[r] * (int)width"),
     "gather_batch": ("(long long)rows[r] * width", "(int)rows[r] * (int)width"),
@@ -46,29 +52,31 @@ def _last_blocks(n: int, count: int) -> list[int]:
 
 def _case(name: str, memory, rng, dtype: str):
     """(args, size, blocks, checks): checks read the touched elements after the launch."""
-    ref, t = reference(dtype), np.dtype(dtype).type
-    if name in ("gather_images", "gather_batch"):
-        width = 784
+    ref, t, kernel = reference(dtype), np.dtype(dtype).type, name.removesuffix(ONE_PIXEL)
+    if kernel in ("gather_images", "gather_batch"):
+        # 784 pixels: past 2^31 elements; 1 pixel: past 2^31 batch rows and stored images as well
+        width, tail = (1, 128) if name.endswith(ONE_PIXEL) else (784, 2)
         count = BIG // width + 8  # images and batch rows: both past 2^31 elements
         images = memory.alloc((count, width), np.uint8)
         rows, labels = memory.alloc(count, np.int64), memory.alloc(count, np.int64)
         x = memory.alloc((count, width), dtype)
-        tail = slice(
-            count - 2, count
-        )  # the last 7 blocks of 128 cover the last row and part of the one before
-        rows[tail] = [count - 1, count - 2]  # the last two images, swapped
-        images[count - 2 :] = rng.integers(0, 256, (2, width), dtype=np.uint8)
-        labels[count - 2 :] = [3, 4]
+        # the last blocks cover the last `tail` rows (or part of them); each reads the image before its own
+        # (the first of them the last image), so rows past 2^31 read images past 2^31
+        order = np.roll(np.arange(tail), 1)
+        rows[count - tail :] = count - tail + order
+        images[count - tail :] = rng.integers(0, 256, (tail, width), dtype=np.uint8)
+        labels[count - tail :] = rng.integers(0, 10, tail)
         n = count * width
-        blocks = _last_blocks(n, 7)
+        blocks = _last_blocks(n, 7 if width > 1 else 1)
         first = blocks[0] * 128
-        expected_x = ref.gather_images(np.array(images[count - 2 :]), np.array([1, 0]))
+        expected_x = ref.gather_images(np.array(images[count - tail :]), order)
         got_x = lambda: x.reshape(-1)[first:].reshape(-1)  # noqa: E731
-        checks = [("x (last elements)", got_x, expected_x.reshape(-1)[first - (count - 2) * width :])]
-        if name == "gather_images":
+        checks = [("x (last elements)", got_x, expected_x.reshape(-1)[first - (count - tail) * width :])]
+        if kernel == "gather_images":
             return [images, rows, width, x], None, blocks, checks
         batch_labels = memory.alloc(count, np.int64)
-        checks.append(("batch_labels (last row)", lambda: batch_labels[count - 1 :], np.array([3])))
+        last_label = np.array(labels[count - 2 : count - 1])  # the last row reads the image before it
+        checks.append(("batch_labels (last row)", lambda: batch_labels[count - 1 :], last_label))
         return [images, rows, labels, width, x, batch_labels], None, blocks, checks
     if name == "bias_relu":
         width, rows = 1024, BIG // 1024 + 1
@@ -126,28 +134,34 @@ def _case(name: str, memory, rng, dtype: str):
 
 
 def calls(dtype: str = "float32") -> list:
-    """(kernel, dtype, kernels.Call) of run()'s launch of each kernel of KERNEL_NAMES."""
+    """(kernel, dtype, kernels.Call) of run()'s launch of each case of KERNEL_NAMES and ROW_CASES."""
     described = []
-    for name in KERNEL_NAMES:
+    for name in KERNEL_NAMES + ROW_CASES:
         with executor.DeviceMemory() as memory:
             args, size, _, _ = _case(name, memory, np.random.default_rng(0), dtype)
-            described.append((KERNELS[name], dtype, elementwise.describe(args, memory=memory, size=size)))
+            kernel = KERNELS[name.removesuffix(ONE_PIXEL)]
+            described.append((kernel, dtype, elementwise.describe(args, memory=memory, size=size)))
     return described
 
 
 def run(name: str, dtype: str = "float32", *, edit=None, mode: str = "weak", seed: int = 0) -> list[str]:
     with executor.DeviceMemory() as memory:
         args, size, blocks, checks = _case(name, memory, np.random.default_rng(seed), dtype)
-        elementwise.call(
-            KERNELS[name],
-            dtype,
-            args,
-            memory=memory,
-            size=size,
-            edit=edit,
-            mode=mode,
-            blocks=blocks,
-            seed=seed,
-        )
+        try:
+            elementwise.call(
+                KERNELS[name.removesuffix(ONE_PIXEL)],
+                dtype,
+                args,
+                memory=memory,
+                size=size,
+                edit=edit,
+                mode=mode,
+                blocks=blocks,
+                seed=seed,
+            )
+        except executor.KernelFault as exc:
+            # without the frames below, whose arguments are these mapped arrays: a report formatted after
+            # DeviceMemory unmapped them (pytest's traceback) would read unmapped memory
+            raise exc.with_traceback(None) from None
         results = [(what, np.array(got()), np.asarray(expected)) for what, got, expected in checks]
     return mismatches(results, dtype)

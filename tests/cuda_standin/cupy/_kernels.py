@@ -307,6 +307,38 @@ def _described(arg):
     return type(arg).__name__
 
 
+def _launch_limits():
+    """tests/gpu_proof/limits.py, the one home of the hardware's launch limits and of the geometry CuPy
+    picks for an ElementwiseKernel (loaded by path: the stand-in is the `cupy` package, not part of tests)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "gpu_proof" / "limits.py"
+    spec = importlib.util.spec_from_file_location("_standin_launch_limits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_LIMITS = _launch_limits()
+
+
+def _check_elementwise_launch(n: int, block_size: int) -> None:
+    """An ElementwiseKernel call launches linear_launch(indexer.size, block_max_size=block_size)
+    (cupy/_core/_kernel.pyx ElementwiseKernel.__call__), i.e. min(block_size, size) threads a block
+    (cupy/cuda/function.pyx Function.linear_launch); cuLaunchKernel refuses a block over the device's 1024
+    threads with CUDA_ERROR_INVALID_VALUE, raised at the call (cupy_backends/cuda/api/driver.pyx
+    launchKernel -> check_status). No launch, no check: a shape with a 0 returns before launching."""
+    from cupy.cuda.driver import CUDADriverError
+
+    geometry = _LIMITS.elementwise_geometry(n, block_size)
+    if geometry is None:
+        return
+    try:
+        _LIMITS.check_launch(*geometry)
+    except _LIMITS.LaunchError as exc:
+        raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: invalid argument ({exc})") from None
+
+
 class ElementwiseKernel:
     def __init__(
         self,
@@ -384,6 +416,7 @@ class ElementwiseKernel:
                 values.append(a._data)
                 kinds.append(_raw_kind(a) if p.raw else "array")
         library = compile_source(self._source(kinds, type_dict), self.name) if n else None  # at the call
+        _check_elementwise_launch(n, block_size)
 
         def run():  # when the launch runs: the buffers as they are then
             buffers = [

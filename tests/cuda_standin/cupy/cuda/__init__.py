@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cupy import _state
-from cupy.cuda import compiler, memory, nccl, runtime  # noqa: F401
+from cupy.cuda import compiler, driver, memory, nccl, runtime  # noqa: F401
 from cupy.cuda.memory import MemoryPool, OutOfMemoryError  # noqa: F401
 from cupy.cuda.runtime import CUDARuntimeError  # noqa: F401
 
