@@ -3,25 +3,16 @@ never the real suite: a failing part turns it red and is named, -x stops there, 
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # dataclasses looks its module up while building the classes
-    spec.loader.exec_module(module)
-    return module
-
-
-check_gpu = _script("check_gpu")
+check_gpu = load_script("check_gpu")
 Part, PY = check_gpu.Part, check_gpu.PYTHON
 
 

@@ -4,23 +4,16 @@ one in a temporary copy judged by fake proof parts (the real proof's run is the 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
+from script_modules import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # dataclasses looks its module up while building the classes
-    spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-gpu_mutants = _script("gpu_mutants")
+gpu_mutants = load_script("gpu_mutants")
 check_gpu = sys.modules["check_gpu"]  # the one gpu_mutants judges with
 MUTANTS = gpu_mutants.find_mutants(ROOT)
 TEXTS = {m.path: (ROOT / m.path).read_text() for m in MUTANTS}

@@ -6,8 +6,6 @@ driver but without NVRTC, cuBLAS, the runtime headers or NCCL, which CI machines
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import re
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from script_modules import load_script
 
 from gpunn.backend import cuda_probe, selection
 from gpunn.backend.collectives import NcclAllreduce, nccl_available
@@ -338,15 +337,6 @@ def test_training_under_mpiexec_gives_each_rank_its_gpu(tmp_path):
 
 
 # ---- bug 6: gpu-check writes its report whatever a part raises -----------------------------------------------
-def load_script(file_name: str):
-    """scripts/`file_name` as a module (scripts/ is not a package, and gpu-check has no .py)."""
-    name = file_name.replace("-", "_").removesuffix(".py")
-    loader = importlib.machinery.SourceFileLoader(name, str(ROOT / "scripts" / file_name))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
-    loader.exec_module(module)
-    return module
-
-
 def test_gpu_check_reports_whatever_raises(tmp_path, monkeypatch, capsys):
     gpu_check = load_script("gpu-check")
 
