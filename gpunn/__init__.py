@@ -32,6 +32,10 @@ def __getattr__(name: str):
         from gpunn.training.run import train
 
         return train
+    if name in ("StopTraining", "STOP"):
+        import gpunn.training.callbacks
+
+        return getattr(gpunn.training.callbacks, name)
     if name in ("nn", "data"):
         import importlib
 
@@ -48,7 +52,9 @@ __all__ = [
     "DeviceUnavailableError",
     "GpunnError",
     "InvalidDeviceError",
+    "STOP",
     "ShapeError",
+    "StopTraining",
     "TrainingDivergedError",
     "__version__",
     "train",

@@ -11,7 +11,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from gpunn.errors import Options, TrainingDivergedError, TrainingStalledError
 from gpunn.nn.losses import SoftmaxCrossEntropyTotals, checked_labels
 from gpunn.nn.model import Sequential
 from gpunn.nn.step import train_step
+from gpunn.training.callbacks import Callbacks, TrainRun
 from gpunn.training.evaluator import Evaluator
 from gpunn.training.ranks import Ranks
 from gpunn.training.report import Reporter
@@ -89,6 +90,7 @@ class Loop:
     store: RunStore
     reporter: Reporter
     stall_check: bool = True  # stop a run stuck at chance level (gpunn/training/stall.py)
+    callbacks: Callbacks = field(default_factory=Callbacks)  # the caller's (gpunn/training/callbacks.py)
 
     @property
     def backend(self):
@@ -108,6 +110,7 @@ class Loop:
                 f"this run stopped early after epoch {state.epoch} (best: epoch {state.best_epoch}); "
                 "nothing left to train"
             )
+        self.callbacks.train_begin(TrainRun(self.model, config, self.store.out, state.epoch))
         while state.epoch < config.epochs and not state.stopped_early:
             record = self._epoch(state, signals)
             train_seconds += record["seconds"]
@@ -117,11 +120,18 @@ class Loop:
                     f"early stopping: no lower validation loss for {config.early_stopping} epochs after "
                     f"epoch {state.best_epoch}"
                 )
+            if self.callbacks.epoch_end(record):
+                self.reporter.line(
+                    f"stopped by callback {self.callbacks.stopped_by!r} after epoch {state.epoch} "
+                    f"(saved; resume to train on)"
+                )
+                break
             if self.stall_check:
                 self._check_stall(state)
         samples = self.batches.n * len(state.history)
         params = self.model.num_parameters()
         self.reporter.summary(state.history, state.best_epoch, params, samples, train_seconds, self.store)
+        self.callbacks.train_end(state.history)
 
     def _check_stall(self, state: TrainingState) -> None:
         def unit_fractions():

@@ -30,6 +30,7 @@ from gpunn.errors import (
 from gpunn.nn.model import Sequential, mlp
 from gpunn.nn.optim import make_optimizer
 from gpunn.training import validate
+from gpunn.training.callbacks import Callbacks
 from gpunn.training.config import ConfigError, TrainConfig
 from gpunn.training.evaluator import Evaluator
 from gpunn.training.loop import Loop, TrainingBatches
@@ -95,6 +96,7 @@ def train(
     data=None,
     test=None,
     stall_check: bool = True,
+    callbacks=None,
     **overrides,
 ) -> TrainResult:
     """Train an MLP and return the model with its history. See `gpunn train --help` for every setting.
@@ -106,12 +108,15 @@ def train(
     only `epochs` may be raised).
     `distributed=True` runs data-parallel under mpiexec (see gpunn/training/distributed.py).
     `stall_check=False` trains on when the loss sits at chance level (gpunn/training/stall.py).
+    `callbacks=[...]` are called at the start, after every epoch and at the end, as in Keras; one may end
+    training after an epoch (gpunn/training/callbacks.py).
     """
     if not isinstance(stall_check, bool):
         raise ConfigError(f"stall_check= must be True or False, got {stall_check!r}")
     kwargs = dict(out=out, resume=resume, device=device, dtype=dtype, data_dir=data_dir, verbose=verbose)
     kwargs.update(data=data, test=test)
     kwargs["stall_check"] = stall_check
+    kwargs["callbacks"] = Callbacks(callbacks, may_stop=not distributed)  # checked before anything starts
     if not distributed:
         return _train(config, job=None, **kwargs, **overrides)
     from gpunn.training import distributed as mpi
@@ -178,13 +183,15 @@ class _Request:
     arrays: tuple | None = None  # (train, test) Datasets of the caller's own arrays
 
 
-def _train(config, *, job, verbose, stall_check, **asked) -> TrainResult:
+def _train(config, *, job, verbose, stall_check, callbacks, **asked) -> TrainResult:
     root = job is None or job.rank == 0
     request = _request(config, job, **asked)
     claimed = claim(request.out, request.resume is not None, created=not request.named)
     try:
         with claimed if root else contextlib.nullcontext(request.out):
-            return _train_claimed(request, job, Reporter(verbose and root), stall_check)
+            return _train_claimed(
+                request, job, Reporter(verbose and root), stall_check, callbacks if root else Callbacks()
+            )
     except MemoryError as exc:  # the host or the GPU: one line naming the size asked for, a GpunnError
         if isinstance(exc, GpunnError):
             raise
@@ -381,7 +388,9 @@ def _arrays(config: TrainConfig, request: _Request, saved: TrainingState | None)
     return request.arrays
 
 
-def _train_claimed(request: _Request, job, reporter: Reporter, stall_check: bool = True) -> TrainResult:
+def _train_claimed(
+    request: _Request, job, reporter: Reporter, stall_check: bool = True, callbacks: Callbacks | None = None
+) -> TrainResult:
     checkpoint, saved = _saved_run(request)
     config = saved.config if saved is not None else request.config
     selection = _select_backend(request, saved, job)
@@ -432,6 +441,7 @@ def _train_claimed(request: _Request, job, reporter: Reporter, stall_check: bool
             RunStore(request.out, model, optimizer, writes=ranks.is_root),
             reporter,
             stall_check,
+            callbacks or Callbacks(),
         )
         loop.run(state)
     return TrainResult(model, state.history, config, request.out, state.best_epoch)
