@@ -195,6 +195,16 @@ def test_a_missing_extra_is_one_line_naming_it_before_any_run_folder(
     assert os.listdir(tmp_path) == []
 
 
+def test_a_store_mlflow_cannot_use_is_one_line_before_any_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(["train", "--dataset", "digits", "--epochs", "1", "--out", "run", "--mlflow", "nosuch://x"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("gpunn: error: MLflow store nosuch://x: ") and err.count("\n") == 1, err
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.slow
 def test_the_cli_flags_give_train_and_sweep_runs_their_loggers(tmp_path, monkeypatch, store):
     monkeypatch.chdir(tmp_path)
@@ -221,6 +231,18 @@ def test_the_cli_flags_give_train_and_sweep_runs_their_loggers(tmp_path, monkeyp
         run = swept[str(row.folder.resolve())]
         assert run.info.run_name == row.folder.name
         assert mlflow_series(client, run.info.run_id, metric_names(history[0])) == expected_mlflow(history)
+    # a combination resumed on its own, with the flags the README gives, goes on logging where it did
+    first = rows[0].folder
+    resume = ["train", "--resume", str(first), "--epochs", "3", "--quiet", "--tensorboard", "tb/sw"]
+    assert main([*resume, "--mlflow", str(store)]) == 0
+    history = read_metrics(first)
+    assert len(history) == 3 and tensorboard_series(
+        tmp_path / "tb" / "sw" / first.name
+    ) == expected_tensorboard(history)
+    client, found = runs_of(store, EXPERIMENT)
+    (resumed,) = [r for r in found if r.data.tags[RUN_FOLDER_TAG] == str(first.resolve())]
+    assert resumed.info.run_id == swept[str(first.resolve())].info.run_id
+    assert mlflow_series(client, resumed.info.run_id, metric_names(history[0])) == expected_mlflow(history)
     assert sorted(os.listdir(tmp_path)) == ["one", "sw", "tb"]
 
 

@@ -12,6 +12,7 @@ folder; when the store holds none, a new MLflow run gets the earlier epochs firs
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -81,24 +82,32 @@ class MLflowLogger:
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
+    @contextlib.contextmanager
+    def _store_errors(self):
+        """What the store refuses (unreachable, locked, a bad URI) as one TrackingError naming the store."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except MlflowException as exc:
+            lines = str(exc.message).strip().splitlines()
+            raise TrackingError(
+                f"MLflow store {self.tracking_uri}: {lines[0] if lines else type(exc).__name__}"
+            ) from None
+
     def prepare(self) -> str:
         """Open the store and make the experiment if it is not there (once, before a sweep's workers
         start: they would race to make it); its id. A store that cannot be used is one TrackingError."""
         from mlflow.exceptions import MlflowException
 
-        try:
+        with self._store_errors():
             experiment = self.client.get_experiment_by_name(self.experiment)
             if experiment is None:
                 try:
                     return self.client.create_experiment(self.experiment, self.artifact_root)
                 except MlflowException:  # another process made it in the meantime
                     experiment = self.client.get_experiment_by_name(self.experiment)
-        except MlflowException as exc:
-            first = (
-                str(exc.message).strip().splitlines()[0] if str(exc.message).strip() else type(exc).__name__
-            )
-            raise TrackingError(f"MLflow store {self.tracking_uri}: {first}") from None
-        if experiment.lifecycle_stage != "active":
+        if experiment is None or experiment.lifecycle_stage != "active":
             raise TrackingError(
                 f"MLflow experiment {self.experiment!r} in {self.tracking_uri} is deleted: restore it "
                 "(mlflow experiments restore) or log into another store"
@@ -111,18 +120,19 @@ class MLflowLogger:
         experiment = self.prepare()
         self.out_dir = Path(run.out_dir)
         folder = str(self.out_dir.resolve())
-        self.run_id = self._run_of(experiment, folder) if run.epochs_done else None
-        if self.run_id is not None:
-            self.client.update_run(self.run_id, status="RUNNING")
-            return
-        name = self.run_name or Path(run.out_dir).name
-        created = self.client.create_run(
-            experiment, run_name=name, tags={**self.tags, RUN_FOLDER_TAG: folder}
-        )
-        self.run_id = created.info.run_id
-        params = [Param(key, _text(value)) for key, value in run.config.to_dict().items()]
-        self.client.log_batch(self.run_id, params=params)
-        self._log(earlier_epochs(run))
+        with self._store_errors():
+            self.run_id = self._run_of(experiment, folder) if run.epochs_done else None
+            if self.run_id is not None:
+                self.client.update_run(self.run_id, status="RUNNING")
+                return
+            name = self.run_name or self.out_dir.name
+            created = self.client.create_run(
+                experiment, run_name=name, tags={**self.tags, RUN_FOLDER_TAG: folder}
+            )
+            self.run_id = created.info.run_id
+            params = [Param(key, _text(value)) for key, value in run.config.to_dict().items()]
+            self.client.log_batch(self.run_id, params=params)
+            self._log(earlier_epochs(run))
 
     def _run_of(self, experiment: str, folder: str) -> str | None:
         """The newest MLflow run of `folder` in the experiment, or None."""
@@ -138,7 +148,8 @@ class MLflowLogger:
         return found[0].info.run_id if found else None
 
     def on_epoch_end(self, record: dict) -> None:
-        self._log([record])
+        with self._store_errors():
+            self._log([record])
 
     def _log(self, records: list[dict]) -> None:
         from mlflow.entities import Metric
@@ -151,8 +162,9 @@ class MLflowLogger:
     def on_train_end(self, history: list[dict]) -> None:
         from gpunn.training.store import BEST, CHECKPOINT
 
-        for name in (CHECKPOINT, BEST):
-            path = self.out_dir / name
-            if path.is_file():
-                self.client.log_artifact(self.run_id, str(path))
-        self.client.set_terminated(self.run_id, "FINISHED")
+        with self._store_errors():
+            for name in (CHECKPOINT, BEST):
+                path = self.out_dir / name
+                if path.is_file():
+                    self.client.log_artifact(self.run_id, str(path))
+            self.client.set_terminated(self.run_id, "FINISHED")
