@@ -54,11 +54,11 @@ class Tracking:
             loggers.append(MLflowLogger(self.mlflow, EXPERIMENT, tags=tags))
         return loggers
 
-    def flags(self, group: str | None = None) -> list[str]:
-        """The command-line words that ask for the same logging (for a run of `group`: its own folders)."""
+    def flags(self) -> list[str]:
+        """The command-line words that ask for the same logging (a sweep's --index command)."""
         words = []
         if self.tensorboard is not None:
-            words += ["--tensorboard", str(self.tensorboard / group if group else self.tensorboard)]
+            words += ["--tensorboard", str(self.tensorboard)]
         if self.mlflow is not None:
             words += ["--mlflow", self.mlflow]
         return words
