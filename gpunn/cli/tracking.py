@@ -21,7 +21,8 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tensorboard",
         metavar="DIR",
-        help="write each epoch's metrics as TensorBoard events into DIR/<run folder name> (gpunn[tensorboard])",
+        help="write each epoch's metrics as TensorBoard events into DIR/<run folder name>, a sweep's into "
+        "DIR/<sweep folder name>/<run folder name> (gpunn[tensorboard])",
     )
     parser.add_argument(
         "--mlflow",
