@@ -195,6 +195,19 @@ def test_a_missing_extra_is_one_line_naming_it_before_any_run_folder(
     assert os.listdir(tmp_path) == []
 
 
+def test_gpunn_and_its_loggers_import_without_the_extras(monkeypatch):
+    import importlib
+
+    for module in ("tensorboard", "mlflow"):
+        monkeypatch.setitem(sys.modules, module, None)
+    for name in [n for n in sys.modules if n.startswith(("gpunn.tracking", "gpunn.cli"))]:
+        monkeypatch.delitem(sys.modules, name)
+    tracking = importlib.import_module("gpunn.tracking")
+    importlib.import_module("gpunn.cli.main").build_parser()
+    with pytest.raises(tracking.TrackingError, match="needs the tensorboard package"):
+        tracking.TensorBoardLogger("tb")
+
+
 def test_a_store_mlflow_cannot_use_is_one_line_before_any_run_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert (
