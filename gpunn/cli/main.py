@@ -80,8 +80,10 @@ def _train_settings(args: argparse.Namespace) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from gpunn.cli.tracking import tracking_from_args
     from gpunn.training.run import train
 
+    tracking = tracking_from_args(args)
     train(
         out=args.out,
         resume=args.resume,
@@ -92,6 +94,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
         distributed=args.distributed,
         stall_check=not args.no_stall_check,
+        callbacks=tracking.callbacks(),
         **_train_settings(args),
     )
     return 0
@@ -169,6 +172,7 @@ def _grid_value(flag: str, kind, text: str):
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from gpunn.cli.sweep import run_sweep
+    from gpunn.cli.tracking import tracking_from_args
 
     grid = {}
     for flag, kind, _ in TRAIN_FLAGS:
@@ -186,6 +190,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         recipe=args.recipe,
         jobs=args.jobs,
         index=args.index,
+        tracking=tracking_from_args(args),
     )
     failed = [row for row in rows if row.failure is not None]
     if failed:  # every other combination ran and is in the table; the exit status still says it
@@ -313,6 +318,7 @@ def _training_flags(parser: argparse.ArgumentParser, as_lists: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from gpunn import __version__
+    from gpunn.cli.tracking import add_tracking_arguments
     from gpunn.data.sources import SOURCES
 
     parser = _Parser(prog="gpunn", description="Train and use small MLPs on CPU or GPU.")
@@ -339,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="data-parallel over MPI: mpiexec -n K gpunn train --distributed ...",
     )
+    add_tracking_arguments(train)
     train.set_defaults(run=_cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix")
@@ -375,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="train only combination I (1-based, its folder's number): one per array-job task",
     )
+    add_tracking_arguments(sweep)
     sweep.set_defaults(run=_cmd_sweep)
 
     export = commands.add_parser("export", help="write a trained model as an ONNX graph")

@@ -33,6 +33,7 @@ class SweepRun:
     settings: dict
     out: Path
     redo: str = ""
+    callbacks: tuple = ()  # its loggers (--tensorboard, --mlflow): picklable, a worker process gets them
 
 
 def check_jobs(jobs, index, total: int) -> None:
@@ -74,7 +75,7 @@ def run_one(run: SweepRun, common: dict, verbose: bool = False) -> SweepRow:
     from gpunn.training.run import train
 
     try:
-        result = train(out=run.out, verbose=verbose, **common, **run.settings)
+        result = train(out=run.out, verbose=verbose, callbacks=list(run.callbacks), **common, **run.settings)
     except (TrainingDivergedError, TrainingStalledError) as exc:
         failure = cli_message(exc)  # the sweep reports like the command line: options named as flags
         if verbose:
@@ -97,6 +98,7 @@ def run_sweep(
     recipe=None,
     jobs: int = 1,
     index: int | None = None,
+    tracking=None,
 ) -> list:
     """Train every combination (in `jobs` processes), or only combination `index` (1-based) of them.
 
@@ -104,7 +106,8 @@ def run_sweep(
     new runs/sweep-<time> folder) and holds it exclusively; an `index` run (one array-job task of many)
     shares `out` with its sibling tasks and claims only its own run folder. SIGINT/SIGTERM stop the sweep:
     the table is printed (the unfinished rows name the command that continues or runs each), then
-    TrainingInterrupted is raised, its `rows` the table's."""
+    TrainingInterrupted is raised, its `rows` the table's. `tracking` (gpunn/cli/tracking.py) gives every
+    run its loggers, grouped under the sweep folder's name."""
     keys = list(grid)
     combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
     chosen_all = [{k: (parse_hidden(v) if k == "hidden" else v) for k, v in c.items()} for c in combos]
@@ -118,7 +121,9 @@ def run_sweep(
             raise ConfigError(
                 "--index needs --out: every array task of one sweep writes into the same folder"
             )
-        return _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index)
+        return _run_all(
+            combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index, tracking
+        )
     if out is None:
         out = unique_folder(Path("runs"), f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -126,10 +131,12 @@ def run_sweep(
     with claim(out, resuming=True):
         if any(out.iterdir()):
             raise RunFolderError(f"{out} already holds files (another sweep?): choose another --out")
-        return _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index)
+        return _run_all(
+            combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index, tracking
+        )
 
 
-def index_command(grid: dict, common: dict, out: Path, number: int) -> str:
+def index_command(grid: dict, common: dict, out: Path, number: int, tracking=None) -> str:
     """The command line that runs combination `number` of this sweep alone, into the same folder."""
     words = ["gpunn", "sweep"]
     for key, values in grid.items():
@@ -138,7 +145,9 @@ def index_command(grid: dict, common: dict, out: Path, number: int) -> str:
         else:
             words += [flag_name(key), ",".join(map(str, values))]
     words += [w for key, value in common.items() if value is not None for w in (flag_name(key), str(value))]
+    words += tracking.flags() if tracking is not None else []
     return shlex.join([*words, "--out", str(out), "--index", str(number)])
+
 
 def _check_against_data(configs: list[TrainConfig], data_dir) -> None:
     from gpunn.data import load_dataset
@@ -151,15 +160,18 @@ def _check_against_data(configs: list[TrainConfig], data_dir) -> None:
         check_against_data(config, training_sets[config.dataset])
 
 
-def _run_all(combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index) -> list:
+def _run_all(
+    combos, chosen_all, keys, grid, out, device, dtype, data_dir, recipe, jobs, index, tracking
+) -> list:
     swept = [k for k in keys if len(grid[k]) > 1]
     common = dict(device=device, dtype=dtype, data_dir=data_dir, recipe=recipe)
     runs = []
     for number, (settings, chosen) in enumerate(zip(combos, chosen_all, strict=True), start=1):
         name = "-".join(f"{k}{str(settings[k]).replace(',', '_').replace('/', '_')}" for k in swept) or "run"
         label = _label({k: chosen[k] for k in swept}) or "single run"
-        redo = index_command(grid, common, out, number)
-        runs.append(SweepRun(number, len(combos), label, chosen, out / f"{number:02d}-{name}", redo))
+        redo = index_command(grid, common, out, number, tracking)
+        loggers = tuple(tracking.callbacks(group=out.name)) if tracking is not None else ()
+        runs.append(SweepRun(number, len(combos), label, chosen, out / f"{number:02d}-{name}", redo, loggers))
     if index is not None:
         runs = [runs[index - 1]]
     if jobs > 1 and len(runs) > 1:
