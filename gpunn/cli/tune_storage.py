@@ -1,0 +1,104 @@
+"""Where a `gpunn tune` study lives: a database URL (Optuna's RDB storage) or `journal:FILE` (its journal).
+
+- default: `sqlite:///OUT/study.db`, a file in the tune folder: nothing to start, several processes on one
+  machine may share it;
+- `journal:FILE`: Optuna's JournalStorage over a JournalFileBackend, an append-only log with a lock file
+  beside it (FILE.lock) for processes that share a file system (Optuna suggests it over SQLite on NFS);
+- any other SQLAlchemy URL (`postgresql://user@host/db`, `mysql://...`): one study for many machines.
+
+Every wait is bounded: SQLite waits at most SQLITE_LOCK_TIMEOUT seconds for another process's write lock
+(Python's sqlite3 `timeout`), the journal's lock is taken from a holder that has not touched it for
+JOURNAL_GRACE seconds (Optuna's grace_period), and a server URL waits as its driver is told in the URL
+(`?connect_timeout=10` for PostgreSQL) and for SQLAlchemy's pool at most its 30 s pool_timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpunn.errors import ConfigError, GpunnError
+
+JOURNAL = "journal:"
+SQLITE_LOCK_TIMEOUT = 60  # seconds: a trial's writes are small; this only bounds a stuck writer
+JOURNAL_GRACE = 30  # seconds (Optuna's default grace_period)
+DEFAULT_FILE = "study.db"
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A parsed --storage: its URL as written, and the file it lives in (None for a server)."""
+
+    url: str
+    journal: bool
+    file: Path | None
+
+    def describe(self) -> str:
+        return self.url
+
+
+def default_storage(out: Path) -> StorageSpec:
+    return parse_storage(f"sqlite:///{out / DEFAULT_FILE}")
+
+
+def parse_storage(url: str) -> StorageSpec:
+    """Check a --storage value without touching it (no file, no connection)."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("--storage takes a database URL (sqlite:///FILE, postgresql://...) or journal:FILE")
+    if url.startswith(JOURNAL):
+        path = url[len(JOURNAL) :]
+        if not path:
+            raise ConfigError("--storage journal:FILE needs the journal file's path after 'journal:'")
+        return StorageSpec(url, True, Path(path))
+    import sqlalchemy.engine
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"--storage {url!r} is neither a database URL (sqlite:///FILE, postgresql://USER@HOST/DB) "
+            "nor journal:FILE"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError(
+                f"--storage {url}: an in-memory SQLite database would vanish with this process: name a file"
+            )
+        return StorageSpec(url, False, Path(parsed.database))
+    return StorageSpec(url, False, None)
+
+
+def check_reachable(spec: StorageSpec) -> None:
+    """The folder of a file storage exists (the tune folder's own study.db is made with the folder)."""
+    if spec.file is not None and not spec.file.parent.is_dir():
+        raise ConfigError(f"--storage {spec.url}: the folder {spec.file.parent} does not exist")
+
+
+def open_storage(spec: StorageSpec, create: bool = True):
+    """The Optuna storage; `create=False` refuses a file storage whose file is not there (plotting a study
+    must not make an empty database)."""
+    import optuna
+
+    if not create and spec.file is not None and not spec.file.is_file():
+        raise GpunnError(f"the study's storage {spec.file} is not there (moved or deleted?)")
+    if spec.journal:
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+        path = str(spec.file)
+        lock = JournalFileSymlinkLock(path, grace_period=JOURNAL_GRACE)
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine_kwargs = {}
+    if spec.file is not None:
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_TIMEOUT}
+    try:
+        return optuna.storages.RDBStorage(spec.url, engine_kwargs=engine_kwargs)
+    except ModuleNotFoundError as exc:
+        raise GpunnError(
+            f"--storage {spec.url} needs the database driver {exc.name!r}: pip install it"
+        ) from None
+    except SQLAlchemyError as exc:  # OperationalError and kin: the server (or the file) said no
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GpunnError(f"--storage {spec.url}: cannot open the study's database: {first}") from None
