@@ -28,7 +28,13 @@ from pathlib import Path
 
 from gpunn.atomic import write_text
 from gpunn.cli.tune_space import SearchSpace
-from gpunn.cli.tune_storage import StorageSpec, check_reachable, default_storage, open_storage
+from gpunn.cli.tune_storage import (
+    DEFAULT_FILE,
+    StorageSpec,
+    check_reachable,
+    default_storage,
+    open_storage,
+)
 from gpunn.errors import (
     ConfigError,
     GpunnError,
@@ -128,6 +134,8 @@ def load_study_of(folder: Path):
 
 def check_folder(out: Path | None, storage: StorageSpec | None, study: str) -> None:
     """OUT is new, empty, or the tune folder of this same study; checked before anything is made."""
+    if storage is not None:
+        check_reachable(storage)
     if out is None:
         return
     if out.exists() and not out.is_dir():
@@ -137,8 +145,6 @@ def check_folder(out: Path | None, storage: StorageSpec | None, study: str) -> N
         _check_same_study(out, _read_marker(marker), storage, study)
     elif out.is_dir() and any(out.iterdir()):
         raise RunFolderError(f"--out {out} already holds files and is no tune folder: choose another --out")
-    if storage is not None:
-        check_reachable(storage)
 
 
 def _read_marker(marker: Path) -> dict:
@@ -163,22 +169,43 @@ def _check_same_study(out: Path, saved: dict, storage: StorageSpec | None, study
         )
 
 
-def make_folder(out: Path | None, storage: StorageSpec | None, study: str, setup: dict) -> Path:
-    """Create the tune folder (a new runs/tune-<time> without --out) and its tune.json, or join it."""
+@contextlib.contextmanager
+def tune_folder(out: Path | None, storage: StorageSpec | None, study: str, setup: dict):
+    """Create the tune folder (a new runs/tune-<time> without --out) and its tune.json, or join it.
+
+    The body opens the study; if that fails, what this process made (the folder, tune.json, the default
+    study.db) is taken away again, so a storage that cannot be opened leaves nothing behind."""
     from gpunn.atomic import atomic_writer
     from gpunn.training.runlock import unique_folder
 
+    new_folder = out is None or not out.exists()
+    new_parent = out is None and not Path("runs").exists()
     if out is None:
         out = unique_folder(Path("runs"), f"tune-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     marker = out / TUNE_FILE
     text = json.dumps({"study": study, "storage": None if storage is None else storage.url, "setup": setup})
+    made = []
     try:
-        with atomic_writer(marker, "w", replace=False) as fh:  # two processes starting at once: one writes
-            fh.write(text + "\n")
-    except FileExistsError:
-        _check_same_study(out, _read_marker(marker), storage, study)
-    return out
+        try:
+            with atomic_writer(
+                marker, "w", replace=False
+            ) as fh:  # two processes starting at once: one writes
+                fh.write(text + "\n")
+            made.append(marker)
+            if storage is None and not (out / DEFAULT_FILE).exists():
+                made.append(out / DEFAULT_FILE)
+        except FileExistsError:
+            _check_same_study(out, _read_marker(marker), storage, study)
+        yield out
+    except BaseException:
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        for folder in [out] * new_folder + [out.parent] * new_parent:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 # ---- the study ---------------------------------------------------------------------------------------
@@ -287,6 +314,7 @@ def run_trial(optuna, study, request: TuneRequest, out: Path, trial_callbacks) -
     from gpunn.training.run import train
 
     trial = study.ask()
+    pruner, label = PruneTrial(trial), f"trial {trial.number}"
     try:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
@@ -294,27 +322,24 @@ def run_trial(optuna, study, request: TuneRequest, out: Path, trial_callbacks) -
         trial.set_user_attr("run", folder.name)
         settings = request.space.sample(trial)
         label = f"trial {trial.number}: {params_text(trial.params)}"
-        pruner = PruneTrial(trial)
         # TRACKING (issue 28 §3): the integrator passes trial_callbacks = lambda run_name, run_dir:
         # tracking_callbacks(args, run_name, run_dir) from gpunn/cli/tracking.py; each trial is one run.
         extra = list(trial_callbacks(f"{study.study_name}-{folder.name}", folder)) if trial_callbacks else []
         result = train(out=folder, verbose=False, callbacks=[pruner, *extra], **request.common, **settings)
     except optuna.TrialPruned as exc:
-        epochs = pruner.pruned_at
-        trial.set_user_attr("epochs", epochs)
+        trial.set_user_attr("epochs", pruner.pruned_at)
         study.tell(trial, state=TrialState.PRUNED)
-        return f"{label} -> pruned: {exc}"
+        return f"{label} -> pruned {exc}"
     except FAILED_TRIAL as exc:
         reason = cli_message(exc)
         trial.set_user_attr("failure", reason)
         study.tell(trial, state=TrialState.PRUNED)  # a failed setting is a bad result: TPE learns from it
         return f"{label} -> failed: {reason}"
-    except TrainingInterrupted as exc:  # saved where it stood: the folder keeps its epochs
+    except (TrainingInterrupted, KeyboardInterrupt) as exc:  # KeyboardInterrupt: outside the epoch loop
         _fail(study, trial, "interrupted")
-        raise TrialStopped(exc, exc.exit_code - 128) from None
-    except KeyboardInterrupt as exc:  # Ctrl-C outside the epoch loop (loading data, sampling)
-        _fail(study, trial, "interrupted")
-        raise TrialStopped(exc, signal.SIGINT) from None
+        print(f"{label} -> interrupted after {pruner.epochs} saved epoch(s)", flush=True)
+        signum = exc.exit_code - 128 if isinstance(exc, TrainingInterrupted) else signal.SIGINT
+        raise TrialStopped(exc, signum) from None
     except BaseException as exc:  # a mistake every trial would make (data, device): the study ends here
         _fail(study, trial, cli_message(exc) if isinstance(exc, GpunnError) else repr(exc))
         raise
@@ -348,12 +373,13 @@ def run_tune(request: TuneRequest, trial_callbacks=None) -> dict | None:
     TrainingInterrupted raised with the command that continues the study."""
     optuna = optuna_module()
     setup = setup_of(request)
-    out = make_folder(request.out, request.storage, request.study, setup)
-    storage_spec = request.storage or default_storage(out)
+    with optuna_quiet(optuna), tune_folder(request.out, request.storage, request.study, setup) as out:
+        storage_spec = request.storage or default_storage(out)
+        study, created, sampler_seed = open_study(
+            optuna, open_storage(storage_spec), request.study, request.seed, setup
+        )
     continue_with = shlex.join([*request.words, "--out", str(out)])
     with optuna_quiet(optuna):
-        storage = open_storage(storage_spec)
-        study, created, sampler_seed = open_study(optuna, storage, request.study, request.seed, setup)
         fail_abandoned_trials(study)
         print(_start_line(request, study, storage_spec, out, created, sampler_seed), flush=True)
         deadline = None if request.timeout is None else time.monotonic() + request.timeout
@@ -366,6 +392,8 @@ def run_tune(request: TuneRequest, trial_callbacks=None) -> dict | None:
                 print(run_trial(optuna, study, request, out, trial_callbacks), flush=True)
         except TrialStopped as exc:
             stopped = exc
+        except KeyboardInterrupt as exc:  # between trials: none is running
+            stopped = TrialStopped(exc, signal.SIGINT)
         best = write_best(study, request, out, storage_spec)
     if stopped is not None:
         name = signal.Signals(stopped.signum).name

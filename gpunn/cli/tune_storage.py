@@ -95,10 +95,9 @@ def open_storage(spec: StorageSpec, create: bool = True):
         engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_TIMEOUT}
     try:
         return optuna.storages.RDBStorage(spec.url, engine_kwargs=engine_kwargs)
-    except ModuleNotFoundError as exc:
-        raise GpunnError(
-            f"--storage {spec.url} needs the database driver {exc.name!r}: pip install it"
-        ) from None
+    except ImportError as exc:  # Optuna's, raised from the driver's ModuleNotFoundError
+        driver = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "of its database"
+        raise GpunnError(f"--storage {spec.url} needs the database driver {driver}: pip install it") from None
     except SQLAlchemyError as exc:  # OperationalError and kin: the server (or the file) said no
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GpunnError(f"--storage {spec.url}: cannot open the study's database: {first}") from None

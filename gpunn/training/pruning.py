@@ -18,6 +18,7 @@ class PruneTrial:
     def __init__(self, trial):
         self.trial = trial
         self.pruned_at: int | None = None  # the epoch after which the trial was pruned
+        self.epochs = 0  # epochs reported (each saved before it was)
 
     def on_train_begin(self, run) -> None:
         if not run.config.val_size:
@@ -28,8 +29,7 @@ class PruneTrial:
 
         epoch, loss = record["epoch"], record["val_loss"]
         self.trial.report(loss, step=epoch)
+        self.epochs = epoch
         if self.trial.should_prune():
             self.pruned_at = epoch
-            raise optuna.TrialPruned(
-                f"validation loss {loss:.4f} after epoch {epoch} is worse than the median"
-            )
+            raise optuna.TrialPruned(f"after epoch {epoch} (validation loss {loss:.4f})")
