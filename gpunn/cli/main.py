@@ -201,8 +201,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     # TRACKING (issue 28 §3): wire gpunn/cli/tracking.py here, one run per trial:
     #   trial_callbacks=lambda run_name, run_dir: tracking_callbacks(args, run_name, run_dir)
     # (and add_tracking_arguments(tune) where build_parser makes the tune parser)
-    run_tune(request, trial_callbacks=None)
-    return 0
+    best = run_tune(request, trial_callbacks=None)
+    return 0 if best is not None else 1  # no trial completed (each failed setting said why)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

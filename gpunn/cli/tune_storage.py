@@ -14,6 +14,7 @@ JOURNAL_GRACE seconds (Optuna's grace_period), and a server URL waits as its dri
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ JOURNAL = "journal:"
 SQLITE_LOCK_TIMEOUT = 60  # seconds: a trial's writes are small; this only bounds a stuck writer
 JOURNAL_GRACE = 30  # seconds (Optuna's default grace_period)
 DEFAULT_FILE = "study.db"
+SCHEMA_RACE_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,26 @@ def open_storage(spec: StorageSpec, create: bool = True):
     if spec.file is not None:
         engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_TIMEOUT}
     try:
-        return optuna.storages.RDBStorage(spec.url, engine_kwargs=engine_kwargs)
+        return _rdb_storage(optuna, spec.url, engine_kwargs)
     except ImportError as exc:  # Optuna's, raised from the driver's ModuleNotFoundError
         driver = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "of its database"
         raise GpunnError(f"--storage {spec.url} needs the database driver {driver}: pip install it") from None
     except SQLAlchemyError as exc:  # OperationalError and kin: the server (or the file) said no
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GpunnError(f"--storage {spec.url}: cannot open the study's database: {first}") from None
+
+
+def _rdb_storage(optuna, url: str, engine_kwargs: dict):
+    """Optuna's RDBStorage. Two processes opening one new database at once both create its tables, and
+    the slower one fails on the row the faster one wrote (alembic_version's UNIQUE constraint): by then the
+    tables are there, so it opens again, at most SCHEMA_RACE_RETRIES times."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(SCHEMA_RACE_RETRIES):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except IntegrityError:
+            if attempt == SCHEMA_RACE_RETRIES - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
