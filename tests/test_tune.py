@@ -93,7 +93,7 @@ def test_every_sampled_value_lies_in_its_dimension():
         (["--timeout", "0"], "--timeout must be a number of seconds > 0"),
         (["--storage", "nowhere"], "is neither a database URL"),
         (["--storage", "sqlite:///x.db"], "name this one with --study"),
-        (["--storage", "sqlite:///missing/x.db", "--study", "s"], "the folder missing does not exist"),
+        (["--storage", "sqlite:///missing/x.db", "--study", "s"], "missing does not exist"),
         (["--device", "cdua"], "invalid device 'cdua'"),
     ],
 )
@@ -212,7 +212,8 @@ def test_a_rerun_continues_the_study_to_its_total(study_folder, tmp_path, capsys
     assert len(load_study_of(out).trials) == 3
 
 
-def test_joining_a_study_with_other_settings_is_refused(tmp_path, capsys):
+def test_joining_a_study_with_other_settings_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     out = tune_folder(tmp_path, trials=1)
     capsys.readouterr()
     code = main([*TUNE[:4], "5", *TUNE[5:], "--trials", "2", "--out", str(out)])  # --epochs 5, not 3
@@ -255,10 +256,13 @@ def test_a_tune_folders_files_are_not_replaced_by_other_commands(study_folder):
 
 
 def test_storage_urls():
-    journal = parse_storage("journal:studies/a.log")
-    assert journal.journal and journal.file == Path("studies/a.log")
+    journal = parse_storage("journal:studies/a.log")  # recorded absolute: the same file from anywhere
+    assert journal.journal and journal.file == Path.cwd() / "studies/a.log"
+    assert journal.url == f"journal:{Path.cwd() / 'studies/a.log'}"
+    assert parse_storage("sqlite:///s.db").url == f"sqlite:///{Path.cwd() / 's.db'}"
     assert parse_storage("sqlite:////srv/s.db").file == Path("/srv/s.db")
-    assert parse_storage("postgresql://me@db.example/optuna").file is None  # a server: nothing to check here
+    server = parse_storage("postgresql://me:secret@db.example/optuna")
+    assert server.file is None and server.describe() == "postgresql://me:***@db.example/optuna"
     with pytest.raises(ConfigError, match="in-memory"):
         parse_storage("sqlite:///:memory:")
 

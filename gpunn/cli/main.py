@@ -342,6 +342,8 @@ def _tune_flags(parser: argparse.ArgumentParser) -> None:
         text = _help_with_choices(key, text)
         if key == "val_size":
             text = "images held out for validation, which ranks and prunes the trials (default 10%%, at most 5000)"
+        if key == "seed":
+            text += "; also seeds TPE, so one process gives the same study again"
         if key not in SEARCHABLE:
             parser.add_argument(flag, type=kind, help=f"{text}; the same for every trial")
             continue

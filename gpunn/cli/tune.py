@@ -458,7 +458,7 @@ def write_best(study, request: TuneRequest, out: Path, storage: StorageSpec) -> 
     command = retrain_command(request, trial.params)
     best = {
         "study": request.study,
-        "storage": storage.url,
+        "storage": storage.describe(),
         "trial": trial.number,
         "val_loss": trial.value,
         "best_epoch": trial.user_attrs.get("best_epoch"),

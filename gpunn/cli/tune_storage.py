@@ -36,7 +36,12 @@ class StorageSpec:
     file: Path | None
 
     def describe(self) -> str:
-        return self.url
+        """The URL as printed (and in best.json): a password in it shown as ***."""
+        if self.journal:
+            return self.url
+        import sqlalchemy.engine
+
+        return sqlalchemy.engine.make_url(self.url).render_as_string(hide_password=True)
 
 
 def default_storage(out: Path) -> StorageSpec:
@@ -51,7 +56,8 @@ def parse_storage(url: str) -> StorageSpec:
         path = url[len(JOURNAL) :]
         if not path:
             raise ConfigError("--storage journal:FILE needs the journal file's path after 'journal:'")
-        return StorageSpec(url, True, Path(path))
+        path = Path(path).absolute()  # recorded in tune.json: the same file from any working directory
+        return StorageSpec(f"{JOURNAL}{path}", True, path)
     import sqlalchemy.engine
     from sqlalchemy.exc import ArgumentError
 
@@ -67,7 +73,8 @@ def parse_storage(url: str) -> StorageSpec:
             raise ConfigError(
                 f"--storage {url}: an in-memory SQLite database would vanish with this process: name a file"
             )
-        return StorageSpec(url, False, Path(parsed.database))
+        path = Path(parsed.database).absolute()
+        return StorageSpec(parsed.set(database=str(path)).render_as_string(hide_password=False), False, path)
     return StorageSpec(url, False, None)
 
 
