@@ -107,6 +107,16 @@ def test_a_bad_setting_is_one_line_before_any_folder_or_storage(tmp_path, monkey
     assert list(tmp_path.iterdir()) == []  # no tune folder, no study.db
 
 
+def test_a_storage_that_cannot_be_opened_leaves_no_tune_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # a database that is not there (no driver here, or nothing on port 1)
+    code = main(
+        [*TUNE, "--trials", "1", "--storage", "postgresql+pg8000://me@127.0.0.1:1/db", "--study", "s"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "--storage postgresql+pg8000://" in err
+    assert list(tmp_path.iterdir()) == []  # not even runs/ (the default --out's parent)
+
+
 def test_the_default_validation_split():
     assert default_val_size(1437) == 143 and default_val_size(60000) == 5000  # 10%, at most 5000
 
