@@ -148,14 +148,14 @@ def test_a_trial_worse_than_the_median_is_pruned_and_keeps_its_epochs(tmp_path):
     with pytest.raises(optuna.TrialPruned, match="after epoch 1"):
         gpunn.train(out=out, epochs=3, callbacks=[PruneTrial(trial)], **SLOW_START)
     (record,) = read_metrics(out)  # epoch 1 was saved before the pruner ran
-    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {1: record["val_loss"]}
+    assert study.trials[1].intermediate_values == {1: record["val_loss"]}
 
 
 def test_a_trial_better_than_the_median_reports_every_epoch(tmp_path):
     study = study_with_one_trial(100.0)
     trial = study.ask()
     result = gpunn.train(out=tmp_path / "run", epochs=3, callbacks=[PruneTrial(trial)], **SLOW_START)
-    reported = trial.storage.get_trial(trial._trial_id).intermediate_values
+    reported = study.trials[1].intermediate_values
     assert reported == {
         r["epoch"]: r["val_loss"] for r in result.history
     }  # the validation loss, not the test
@@ -220,6 +220,20 @@ def test_a_rerun_continues_the_study_to_its_total(study_folder, tmp_path, capsys
     assert "joined, 2 trial(s) there" in capsys.readouterr().out
     tune_folder(tmp_path, trials=3)  # the total is reached: nothing to do
     assert len(load_study_of(out).trials) == 3
+
+
+def test_no_trial_starts_after_the_timeout(tmp_path, monkeypatch):
+    class Clock:  # 10 s pass between any two looks at it: --timeout 15 leaves time for one trial
+        now = 0.0
+        strftime = staticmethod(time.strftime)
+
+        def monotonic(self):
+            self.now += 10
+            return self.now
+
+    monkeypatch.setattr("gpunn.cli.tune.time", Clock())
+    out = tune_folder(tmp_path, "--timeout", "15", trials=5)
+    assert len(load_study_of(out).trials) == 1
 
 
 def test_joining_a_study_with_other_settings_is_refused(tmp_path, monkeypatch, capsys):

@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size 64,128,256 --dropout 0:0.5 --weight-decay 0:1e-3. Ctrl-C keeps the finished trials; "
         "the same command continues the study.",
     )
-    _tune_flags(tune)
+    _tune_flags(tune)  # TRACKING (issue 28 §3): add_tracking_arguments(tune) goes here
     tune.add_argument(
         "--trials",
         type=int,

@@ -54,13 +54,13 @@ VAL_FRACTION, VAL_CAP = 0.1, 5000  # scikit-learn's validation_fraction; the REA
 FAILED_TRIAL = (TrainingDivergedError, TrainingStalledError, OutOfMemoryError)  # a result, not the end
 
 
-def optuna_module():
+def optuna_module(what: str = "gpunn tune"):
     """optuna, or the one-line error naming the extra."""
     try:
         import optuna
         import sqlalchemy  # noqa: F401  (the RDB storage, the default)
     except ImportError:
-        raise GpunnError('gpunn tune needs Optuna: pip install "gpunn[tune]"') from None
+        raise GpunnError(f'{what} needs Optuna: pip install "gpunn[tune]"') from None
     return optuna
 
 
@@ -119,7 +119,7 @@ def load_study_of(folder: Path):
     """The study of a tune folder, read from the storage its tune.json names (nothing is created)."""
     from gpunn.cli.tune_storage import parse_storage
 
-    optuna = optuna_module()
+    optuna = optuna_module(f"{folder}, a tune folder,")
     saved = _read_marker(Path(folder) / TUNE_FILE)
     spec = default_storage(Path(folder)) if saved.get("storage") is None else parse_storage(saved["storage"])
     with optuna_quiet(optuna):
