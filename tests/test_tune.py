@@ -291,6 +291,39 @@ def test_storage_urls():
         parse_storage("sqlite:///:memory:")
 
 
+def test_opening_a_new_database_that_another_process_is_creating_tries_again(tmp_path, monkeypatch):
+    """The schema race of two processes opening one new SQLite file (seen in the two-process test): the
+    loser's 'already exists' or UNIQUE error is retried; any other error is not."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from gpunn.cli import tune_storage
+
+    raised = []
+
+    def storage(errors):
+        def make(url, engine_kwargs):
+            raised.append(url)
+            if errors:
+                raise errors.pop(0)
+            return "opened"
+
+        return make
+
+    monkeypatch.setattr(tune_storage.time, "sleep", lambda seconds: None)
+    lost = [
+        OperationalError("CREATE TABLE", {}, Exception("table trial_values already exists")),
+        IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")),
+    ]
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage(lost))
+    assert tune_storage._rdb_storage(optuna, "sqlite:///x.db", {}) == "opened" and len(raised) == 3
+    raised.clear()
+    locked = OperationalError("SELECT", {}, Exception("unable to open database file"))
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage([locked]))
+    with pytest.raises(OperationalError, match="unable to open"):
+        tune_storage._rdb_storage(optuna, "sqlite:///x.db", {})
+    assert len(raised) == 1
+
+
 # ---- gpunn plot TUNE_FOLDER ------------------------------------------------------------------------
 
 

@@ -113,16 +113,18 @@ def open_storage(spec: StorageSpec, create: bool = True):
 
 
 def _rdb_storage(optuna, url: str, engine_kwargs: dict):
-    """Optuna's RDBStorage. Two processes opening one new database at once both create its tables, and
-    the slower one fails on the row the faster one wrote (alembic_version's UNIQUE constraint): by then the
-    tables are there, so it opens again, at most SCHEMA_RACE_RETRIES times."""
-    from sqlalchemy.exc import IntegrityError
+    """Optuna's RDBStorage. Two processes opening one new database at once both create its tables (Optuna
+    checks, then creates): the slower one fails on a table the faster one made ('table ... already exists')
+    or on the row it wrote (alembic_version's UNIQUE constraint). By then the tables are there, so it
+    opens again, at most SCHEMA_RACE_RETRIES times; any other error is raised at once."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     for attempt in range(SCHEMA_RACE_RETRIES):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except IntegrityError:
-            if attempt == SCHEMA_RACE_RETRIES - 1:
+        except (IntegrityError, OperationalError) as exc:
+            racing = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+            if not racing or attempt == SCHEMA_RACE_RETRIES - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
