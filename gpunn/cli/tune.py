@@ -188,9 +188,8 @@ def tune_folder(out: Path | None, storage: StorageSpec | None, study: str, setup
     made = []
     try:
         try:
-            with atomic_writer(
-                marker, "w", replace=False
-            ) as fh:  # two processes starting at once: one writes
+            # two processes starting at once: one writes tune.json, the other checks it names this study
+            with atomic_writer(marker, "w", replace=False) as fh:
                 fh.write(text + "\n")
             made.append(marker)
             if storage is None and not (out / DEFAULT_FILE).exists():
@@ -283,7 +282,7 @@ def fail_abandoned_trials(study) -> None:
             pass
         except PermissionError:
             continue
-        with contextlib.suppress(Exception):  # another process failed it first
+        with contextlib.suppress(ValueError, RuntimeError):  # another process failed it first
             study.tell(trial.number, state=TrialState.FAIL)
 
 
@@ -358,7 +357,7 @@ def run_trial(optuna, study, request: TuneRequest, out: Path, trial_callbacks) -
 def _fail(study, trial, why: str) -> None:
     from optuna.trial import TrialState
 
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(ValueError, RuntimeError):  # the reason is a courtesy; the state is what counts
         trial.set_user_attr("failure", why)
     study.tell(trial, state=TrialState.FAIL)
 
