@@ -19,7 +19,9 @@ from optuna.trial import TrialState  # noqa: E402
 
 import gpunn  # noqa: E402
 from gpunn.cli.main import main  # noqa: E402
-from gpunn.cli.tune import BEST_JSON, TUNE_FILE, default_val_size, load_study_of  # noqa: E402
+from gpunn.cli.tune import BEST_JSON  # noqa: E402
+from gpunn.cli.tune_folder import TUNE_FILE, load_study_of  # noqa: E402
+from gpunn.cli.tune_request import default_val_size  # noqa: E402
 from gpunn.cli.tune_space import LOG_SCALE, parse_dimension, search_space  # noqa: E402
 from gpunn.cli.tune_storage import parse_storage  # noqa: E402
 from gpunn.errors import ConfigError, OutputExistsError  # noqa: E402

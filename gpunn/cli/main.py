@@ -195,7 +195,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from gpunn.cli.tune import request_from_args, run_tune
+    from gpunn.cli.tune import run_tune
+    from gpunn.cli.tune_request import request_from_args
 
     request = request_from_args(args, [_setting(flag) for flag, _, _ in TRAIN_FLAGS])
     # TRACKING (issue 28 §3): wire gpunn/cli/tracking.py here, one run per trial:
@@ -218,7 +219,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from gpunn.cli.plot import plot_runs
-    from gpunn.cli.tune import is_tune_folder
+    from gpunn.cli.tune_folder import is_tune_folder
 
     if any(is_tune_folder(Path(d)) for d in args.runs):
         from gpunn.cli.study_pictures import write_study_pictures

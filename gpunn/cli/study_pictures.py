@@ -21,7 +21,7 @@ IMPORTANCE_SEED = 0
 
 def write_study_pictures(folders, output=None, weights: bool = False, force: bool = False) -> list[str]:
     """history.png and importances.png in the tune folder; lines saying what was written (or why not)."""
-    from gpunn.cli.tune import load_study_of
+    from gpunn.cli.tune_folder import load_study_of
 
     if len(folders) != 1:
         raise GpunnError("plot one tune folder at a time (its trial folders may be plotted together as runs)")

@@ -23,23 +23,16 @@ import shlex
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpunn.atomic import write_text
-from gpunn.cli.tune_space import SearchSpace
-from gpunn.cli.tune_storage import (
-    DEFAULT_FILE,
-    StorageSpec,
-    check_reachable,
-    default_storage,
-    open_storage,
-)
+from gpunn.cli.tune_folder import tune_folder
+from gpunn.cli.tune_request import TuneRequest, setup_of
+from gpunn.cli.tune_storage import StorageSpec, default_storage, open_storage, optuna_module, optuna_quiet
 from gpunn.errors import (
     ConfigError,
     GpunnError,
     OutOfMemoryError,
-    RunFolderError,
     TrainingDivergedError,
     TrainingInterrupted,
     TrainingStalledError,
@@ -47,178 +40,11 @@ from gpunn.errors import (
     flag_name,
 )
 
-TUNE_FILE = "tune.json"  # marks a tune folder: the study's name and storage, the setup its trials share
 BEST_JSON, BEST_TEXT = "best.json", "best.txt"
-DEFAULT_STUDY = "tune"
-VAL_FRACTION, VAL_CAP = 0.1, 5000  # scikit-learn's validation_fraction; the README's MNIST split
 FAILED_TRIAL = (TrainingDivergedError, TrainingStalledError, OutOfMemoryError)  # a result, not the end
 
 
-def optuna_module(what: str = "gpunn tune"):
-    """optuna, or the one-line error naming the extra."""
-    try:
-        import optuna
-        import sqlalchemy  # noqa: F401  (the RDB storage, the default)
-    except ImportError:
-        raise GpunnError(f'{what} needs Optuna: pip install "gpunn[tune]"') from None
-    return optuna
-
-
-def default_val_size(train_images: int) -> int:
-    return min(VAL_CAP, int(train_images * VAL_FRACTION))
-
-
-@dataclass
-class TuneRequest:
-    """Everything `gpunn tune` was asked, checked."""
-
-    out: Path | None
-    storage: StorageSpec | None  # None: OUT/study.db
-    study: str
-    trials: int
-    timeout: float | None
-    space: SearchSpace
-    common: dict  # device, dtype, data_dir, recipe: passed to every trial as given
-    seed: int
-    val_note: str  # how the validation split was chosen, for the start line
-    words: list = field(default_factory=list)  # the command as given, without --out
-
-
-def check_numbers(trials, timeout) -> None:
-    if not isinstance(trials, int) or trials < 1:
-        raise ConfigError(f"--trials must be an integer >= 1 (the study's total), got {trials!r}")
-    if timeout is not None and not timeout > 0:
-        raise ConfigError(f"--timeout must be a number of seconds > 0, got {timeout!r}")
-
-
-def check_study_name(study: str | None, storage: StorageSpec | None) -> str:
-    if study is None:
-        if storage is not None:
-            raise ConfigError("--storage holds many studies: name this one with --study NAME")
-        return DEFAULT_STUDY
-    if not study.strip():
-        raise ConfigError("--study takes a name, got an empty string")
-    return study
-
-
-def setup_of(request: TuneRequest) -> dict:
-    """What every process of one study must share (stored in the study and in tune.json)."""
-    fixed = {k: (list(v) if isinstance(v, tuple) else v) for k, v in request.space.fixed.items()}
-    fixed["dataset"] = Path(str(fixed["dataset"])).name  # a data folder may be mounted elsewhere
-    return {"fixed": fixed, "space": request.space.to_dict(), "recipe": request.common.get("recipe")}
-
-
-# ---- the tune folder ---------------------------------------------------------------------------------
-
-
-def is_tune_folder(folder: Path) -> bool:
-    return (Path(folder) / TUNE_FILE).is_file()
-
-
-def load_study_of(folder: Path):
-    """The study of a tune folder, read from the storage its tune.json names (nothing is created)."""
-    from gpunn.cli.tune_storage import parse_storage
-
-    optuna = optuna_module(f"{folder}, a tune folder,")
-    saved = _read_marker(Path(folder) / TUNE_FILE)
-    spec = default_storage(Path(folder)) if saved.get("storage") is None else parse_storage(saved["storage"])
-    with optuna_quiet(optuna):
-        storage = open_storage(spec, create=False)
-        try:
-            return optuna.load_study(study_name=saved["study"], storage=storage)
-        except KeyError:
-            raise GpunnError(
-                f"{spec.url} holds no study {saved['study']!r} (the one {folder}/{TUNE_FILE} names)"
-            ) from None
-
-
-def check_folder(out: Path | None, storage: StorageSpec | None, study: str) -> None:
-    """OUT is new, empty, or the tune folder of this same study; checked before anything is made."""
-    if storage is not None:
-        check_reachable(storage)
-    if out is None:
-        return
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out} is a file: choose a folder")
-    marker = out / TUNE_FILE
-    if marker.is_file():
-        _check_same_study(out, _read_marker(marker), storage, study)
-    elif out.is_dir() and any(out.iterdir()):
-        raise RunFolderError(f"--out {out} already holds files and is no tune folder: choose another --out")
-
-
-def _read_marker(marker: Path) -> dict:
-    try:
-        saved = json.loads(marker.read_text())
-        if not isinstance(saved, dict) or not isinstance(saved.get("study"), str):
-            raise ValueError("no study name")
-    except (ValueError, OSError) as exc:
-        raise RunFolderError(f"{marker} is damaged ({exc}): choose another --out") from None
-    return saved
-
-
-def _check_same_study(out: Path, saved: dict, storage: StorageSpec | None, study: str) -> None:
-    asked = None if storage is None else storage.url
-    if saved["study"] != study or saved.get("storage") != asked:
-        where = "--storage " + saved["storage"] if saved.get("storage") else "the folder's own study.db"
-        raise RunFolderError(
-            f"{out} is the tune folder of study {saved['study']!r} in {where}: continue it with "
-            f"--study {saved['study']}"
-            + (f" --storage {saved['storage']}" if saved.get("storage") else "")
-            + ", or choose another --out"
-        )
-
-
-@contextlib.contextmanager
-def tune_folder(out: Path | None, storage: StorageSpec | None, study: str, setup: dict):
-    """Create the tune folder (a new runs/tune-<time> without --out) and its tune.json, or join it.
-
-    The body opens the study; if that fails, what this process made (the folder, tune.json, the default
-    study.db) is taken away again, so a storage that cannot be opened leaves nothing behind."""
-    from gpunn.atomic import atomic_writer
-    from gpunn.training.runlock import unique_folder
-
-    new_folder = out is None or not out.exists()
-    new_parent = out is None and not Path("runs").exists()
-    if out is None:
-        out = unique_folder(Path("runs"), f"tune-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
-    marker = out / TUNE_FILE
-    text = json.dumps({"study": study, "storage": None if storage is None else storage.url, "setup": setup})
-    made = []
-    try:
-        try:
-            # two processes starting at once: one writes tune.json, the other checks it names this study
-            with atomic_writer(marker, "w", replace=False) as fh:
-                fh.write(text + "\n")
-            made.append(marker)
-            if storage is None and not (out / DEFAULT_FILE).exists():
-                made.append(out / DEFAULT_FILE)
-        except FileExistsError:
-            _check_same_study(out, _read_marker(marker), storage, study)
-        yield out
-    except BaseException:
-        for path in made:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        for folder in [out] * new_folder + [out.parent] * new_parent:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
 # ---- the study ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def optuna_quiet(optuna):
-    """Optuna's own INFO lines off while tune prints its own; the previous verbosity is restored."""
-    before = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
 
 
 def open_study(optuna, storage, name: str, seed: int, setup: dict):
@@ -481,57 +307,3 @@ def write_best(study, request: TuneRequest, out: Path, storage: StorageSpec) -> 
     write_text(out / BEST_JSON, json.dumps(best, indent=2) + "\n")
     write_text(out / BEST_TEXT, text + "\n")
     return best
-
-
-# ---- the command line --------------------------------------------------------------------------------
-
-FIXED = ("dataset", "epochs", "seed", "val_size", "early_stopping")  # the same for every trial
-COMMON = ("device", "dtype", "data_dir", "recipe")  # passed to gpunn.train as given
-OWN_FLAGS = ("trials", "timeout", "storage", "study")
-
-
-def request_from_args(args, train_keys) -> TuneRequest:
-    """The checked TuneRequest from `gpunn tune`'s arguments; nothing is made before every check passed.
-
-    `train_keys`: the training settings the parser has (gpunn/cli/main.py's TRAIN_FLAGS)."""
-    from gpunn.cli.sweep import check_configs_against_data
-    from gpunn.cli.tune_space import SEARCHABLE, check_space, search_space
-    from gpunn.cli.tune_storage import parse_storage
-    from gpunn.data import load_dataset
-    from gpunn.training.config import TrainConfig
-    from gpunn.training.run import _check_device_settings
-
-    optuna_module()  # the missing extra is the first thing said
-    check_numbers(args.trials, args.timeout)
-    storage = None if args.storage is None else parse_storage(args.storage)
-    study = check_study_name(args.study, storage)
-    _check_device_settings(args.device, args.dtype)
-    given_fixed = {k: getattr(args, k) for k in FIXED if getattr(args, k) is not None}
-    base = TrainConfig.from_recipe(args.recipe or "default", **given_fixed)
-    fixed = {"dataset": base.dataset, "epochs": base.epochs, "seed": base.seed}
-    if args.early_stopping is not None:
-        fixed["early_stopping"] = base.early_stopping
-    if args.val_size == 0:
-        raise ConfigError(
-            "--val-size 0 leaves no validation set, which tune ranks and prunes its trials on: give N > 0, "
-            f"or leave it out ({VAL_FRACTION:.0%} of the training set, at most {VAL_CAP})"
-        )
-    if args.val_size is None:
-        train_images = len(load_dataset(base.dataset, "train", data_dir=args.data_dir))
-        fixed["val_size"] = default_val_size(train_images)
-        note = (
-            f"{VAL_FRACTION:.0%} of {train_images} training images, at most {VAL_CAP}: --val-size to choose"
-        )
-    else:
-        fixed["val_size"], note = base.val_size, "--val-size"
-    searched = {k: getattr(args, k) for k in SEARCHABLE if k in train_keys}
-    space = search_space(searched, fixed, args.recipe)
-    check_configs_against_data(check_space(space, args.recipe), args.data_dir)
-    common = {k: getattr(args, k) for k in COMMON}
-    out = None if args.out is None else Path(args.out)
-    check_folder(out, storage, study)
-    words = ["gpunn", "tune"]
-    for key in (*train_keys, *OWN_FLAGS, *COMMON):
-        if getattr(args, key, None) is not None:
-            words += [flag_name(key), str(getattr(args, key))]
-    return TuneRequest(out, storage, study, args.trials, args.timeout, space, common, base.seed, note, words)

@@ -14,6 +14,7 @@ JOURNAL_GRACE seconds (Optuna's grace_period), and a server URL waits as its dri
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,27 @@ SQLITE_LOCK_TIMEOUT = 60  # seconds: a trial's writes are small; this only bound
 JOURNAL_GRACE = 30  # seconds (Optuna's default grace_period)
 DEFAULT_FILE = "study.db"
 SCHEMA_RACE_RETRIES = 5
+
+
+def optuna_module(what: str = "gpunn tune"):
+    """optuna, or the one-line error naming the extra."""
+    try:
+        import optuna
+        import sqlalchemy  # noqa: F401  (the RDB storage, the default)
+    except ImportError:
+        raise GpunnError(f'{what} needs Optuna: pip install "gpunn[tune]"') from None
+    return optuna
+
+
+@contextlib.contextmanager
+def optuna_quiet(optuna):
+    """Optuna's own INFO lines off while tune prints its own; the previous verbosity is restored."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
 
 
 @dataclass(frozen=True)
