@@ -20,6 +20,8 @@ from gpunn.errors import Options, OutputExistsError
 # written by `gpunn train` into its run folder; checkpoint.npz or metrics.jsonl mean a run that saved a position
 RUN_FILES = ("config.json", "checkpoint.npz", "metrics.jsonl", "best.npz")
 SAVED_RUN_FILES = ("checkpoint.npz", "metrics.jsonl")
+# written by `gpunn tune` into its tune folder (the one holding tune.json): never replaced by another command
+TUNE_FILES = ("tune.json", "best.json", "best.txt", "study.db")
 
 
 def holds_run(folder: Path) -> bool:
@@ -40,6 +42,10 @@ def check_output(path: str | os.PathLike, force: bool = False) -> Path:
     if is_run_file(path):
         raise OutputExistsError(
             f"{path} is a file of the run in {path.parent}, which no other command replaces: choose another path"
+        )
+    if path.name in TUNE_FILES and (path.parent / "tune.json").exists():
+        raise OutputExistsError(
+            f"{path} is a file of the tune in {path.parent}, which no other command replaces: choose another path"
         )
     if os.path.lexists(path) and not force:
         raise OutputExistsError(

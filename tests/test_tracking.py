@@ -289,3 +289,17 @@ def test_parallel_sweep_workers_log_every_run_into_the_default_store_in_the_work
         assert set(os.listdir(folder)) == RUN_FILES | {"best.npz"}
     assert sorted(os.listdir(tmp_path)) == ["mlruns", "sw", "tb"]
     assert sorted(os.listdir(tmp_path / "mlruns")) == ["artifacts", "mlflow.db"]
+
+
+def test_every_tune_trial_is_a_logged_run_grouped_by_its_study(tmp_path, monkeypatch, store):
+    monkeypatch.chdir(tmp_path)
+    tune = ["tune", "--dataset", "digits", "--epochs", "2", "--hidden", "16", "--lr", "0.05:0.5", "--trials", "2"]
+    assert main([*tune, "--study", "st", "--out", "tu", "--tensorboard", "tb", "--mlflow", str(store)]) == 0
+    client, found = runs_of(store, EXPERIMENT)
+    trials = {r.info.run_name: r for r in found if r.data.tags.get(GROUP_TAG) == "st"}
+    assert sorted(trials) == ["trial-0000", "trial-0001"]
+    for name, run in trials.items():
+        history = read_metrics(tmp_path / "tu" / name)
+        assert tensorboard_series(tmp_path / "tb" / "st" / name) == expected_tensorboard(history)
+        assert mlflow_series(client, run.info.run_id, metric_names(history[0])) == expected_mlflow(history)
+    assert sorted(os.listdir(tmp_path)) == ["tb", "tu"]

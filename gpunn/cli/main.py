@@ -199,6 +199,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from gpunn.cli.tracking import tracking_from_args
+    from gpunn.cli.tune import run_tune
+    from gpunn.cli.tune_request import request_from_args
+
+    request = request_from_args(args, [_setting(flag) for flag, _, _ in TRAIN_FLAGS])
+    tracking = tracking_from_args(args)  # a missing extra fails here, before the tune folder is made
+    # one run per trial: TensorBoard events in DIR/<study>/trial-NNNN, MLflow runs tagged with the study
+    best = run_tune(request, trial_callbacks=lambda study, folder: tracking.callbacks(group=study))
+    return 0 if best is not None else 1  # no trial completed (each failed setting said why)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from gpunn.cli.export_onnx import export_onnx
 
@@ -212,7 +224,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from gpunn.cli.plot import plot_runs
+    from gpunn.cli.tune_folder import is_tune_folder
 
+    if any(is_tune_folder(Path(d)) for d in args.runs):
+        from gpunn.cli.study_pictures import write_study_pictures
+
+        print("\n".join(write_study_pictures(args.runs, args.output, args.weights, args.force)))
+        return 0
     if args.weights:
         from gpunn.cli.pictures import write_weights_pictures
 
@@ -316,6 +334,34 @@ def _training_flags(parser: argparse.ArgumentParser, as_lists: bool) -> None:
             parser.add_argument(flag, type=kind, help=text)
 
 
+def _tune_flags(parser: argparse.ArgumentParser) -> None:
+    """The training flags of `gpunn tune`: a searchable one takes a value, a list or a range."""
+    from gpunn.cli.tune_space import LOG_SCALE, SEARCHABLE
+
+    _device_flags(parser)
+    parser.add_argument(
+        "--data-dir", help="folder with the dataset files (default: GPUNN_DATA_DIR, the cache)"
+    )
+    parser.add_argument("--recipe", help=_recipe_help())
+    for flag, kind, text in TRAIN_FLAGS:
+        key = _setting(flag)
+        text = _help_with_choices(key, text)
+        if key == "val_size":
+            text = "images held out for validation, which ranks and prunes the trials (default 10%%, at most 5000)"
+        if key == "seed":
+            text += "; also seeds TPE, so one process gives the same study again"
+        if key not in SEARCHABLE:
+            parser.add_argument(flag, type=kind, help=f"{text}; the same for every trial")
+            continue
+        sep = "/" if key == "hidden" else ","
+        ranged = (
+            ""
+            if kind is str
+            else f", or a range LOW:HIGH sampled {'on a log scale' if key in LOG_SCALE else 'uniformly'}"
+        )
+        parser.add_argument(flag, help=f"{text}; a '{sep}'-separated list is a categorical choice{ranged}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gpunn import __version__
     from gpunn.cli.tracking import add_tracking_arguments
@@ -385,6 +431,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_tracking_arguments(sweep)
     sweep.set_defaults(run=_cmd_sweep)
 
+    tune = commands.add_parser(
+        "tune",
+        help="search settings with Optuna (TPE, median pruning on the validation loss); one run per trial",
+        description="Each trial is a gpunn run in OUT/trial-NNNN, ranked and pruned on its validation loss "
+        "(the test set is only reported). No search flag given: --lr 1e-4:1 --hidden 64,128/128,64/256,128 "
+        "--batch-size 64,128,256 --dropout 0:0.5 --weight-decay 0:1e-3. Ctrl-C keeps the finished trials; "
+        "the same command continues the study.",
+    )
+    _tune_flags(tune)
+    add_tracking_arguments(tune)
+    tune.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        help="the study's total number of trials, over every process and rerun that shares it",
+    )
+    tune.add_argument("--timeout", type=float, help="start no trial after S seconds (a running one finishes)")
+    tune.add_argument(
+        "--storage",
+        help="where the study lives (default: OUT/study.db): a database URL such as sqlite:///FILE or "
+        "postgresql://USER@HOST/DB, or journal:FILE (Optuna's journal file); processes given the same "
+        "--storage and --study share one study",
+    )
+    tune.add_argument("--study", help="the study's name (default: tune; needed with --storage)")
+    tune.add_argument(
+        "--out", help="the tune folder (default: runs/tune-<time>); an existing one continues its study"
+    )
+    tune.set_defaults(run=_cmd_tune)
+
     export = commands.add_parser("export", help="write a trained model as an ONNX graph")
     export.add_argument("checkpoint", metavar="RUN", help="a run folder, its checkpoint.npz or best.npz")
     export.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
@@ -395,7 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     _force_flag(export, "the .onnx file")
     export.set_defaults(run=_cmd_export)
 
-    plot = commands.add_parser("plot", help="PNG of loss and accuracy curves of one or more runs")
+    plot = commands.add_parser(
+        "plot",
+        help="PNG of loss and accuracy curves of one or more runs; of a tune folder, its study's "
+        "optimization history and parameter importances",
+    )
     plot.add_argument("runs", nargs="+", metavar="OUT")
     plot.add_argument(
         "--output",
@@ -433,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.run in (_cmd_train, _cmd_sweep):  # the command owns its process: tune its allocator
+        # the command owns its process: tune its allocator
+        if args.run in (_cmd_train, _cmd_sweep, _cmd_tune):
             from gpunn.backend.numpy_backend import tune_host_allocator
 
             tune_host_allocator()

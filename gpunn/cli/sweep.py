@@ -115,7 +115,7 @@ def run_sweep(
     # then what only the data can tell (the model's size, the validation split)
     configs = [TrainConfig.from_recipe(recipe or "default", **chosen) for chosen in chosen_all]
     check_jobs(jobs, index, len(combos))
-    _check_against_data(configs, data_dir)
+    check_configs_against_data(configs, data_dir)
     if index is not None:  # array-job tasks share the sweep folder; train() claims each run's own folder
         if out is None:
             raise ConfigError(
@@ -149,7 +149,8 @@ def index_command(grid: dict, common: dict, out: Path, number: int, tracking=Non
     return shlex.join([*words, "--out", str(out), "--index", str(number)])
 
 
-def _check_against_data(configs: list[TrainConfig], data_dir) -> None:
+def check_configs_against_data(configs: list[TrainConfig], data_dir) -> None:
+    """What only the data can tell, for every config (each training set read once): model size, split."""
     from gpunn.data import load_dataset
     from gpunn.training.run import check_against_data
 
