@@ -339,3 +339,42 @@ def test_every_primitive_runs_on_cuda1(name, where):
             assert g is None
         else:
             np.testing.assert_array_equal(g, w)
+
+
+# The NumPy backend's fused host paths promise the reference's numbers bit for bit, not within a tolerance:
+# the step they speed up must train exactly as before (same weights after an epoch, same resumed runs).
+BIT_EXACT_ON_NUMPY = [
+    name
+    for name in PRIMITIVES
+    if name.split("[")[0]
+    in (
+        *("linear_relu", "gather_images", "gather_batch", "softmax_cross_entropy_totals"),
+        *("sgd_update", "momentum_update"),
+    )
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", BIT_EXACT_ON_NUMPY)
+def test_numpy_fused_paths_equal_the_reference_bit_for_bit(name, dtype):
+    backend = get_backend("cpu", dtype)
+    method = name.split("[")[0]
+    for seed, shape in ((1, {}), (2, PAST_ONE_BLOCK)):
+        args, kwargs = _inputs(np.random.default_rng(seed), **shape)[name]
+        fast = getattr(backend, method)(
+            *_to_device(backend, tuple(args)), **_to_device_kwargs(backend, kwargs)
+        )
+        reference = getattr(Backend, method)(
+            backend, *_to_device(backend, tuple(args)), **_to_device_kwargs(backend, kwargs)
+        )
+        for got, want in zip(
+            fast if isinstance(fast, tuple) else (fast,),
+            reference if isinstance(reference, tuple) else (reference,),
+            strict=True,
+        ):
+            assert np.asarray(got).dtype == np.asarray(want).dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def _to_device_kwargs(backend, kwargs):
+    return {k: _to_device(backend, v) for k, v in kwargs.items()}
