@@ -378,3 +378,24 @@ def test_numpy_fused_paths_equal_the_reference_bit_for_bit(name, dtype):
 
 def _to_device_kwargs(backend, kwargs):
     return {k: _to_device(backend, v) for k, v in kwargs.items()}
+
+
+def test_the_numpy_updates_reuse_one_temporary_per_thread():
+    """The update's temporary is the same array from step to step in one thread and another array in another
+    thread (two threads updating two models at once never write into each other's), and never what the
+    update returns."""
+    import threading
+
+    from gpunn.backend.numpy_backend import scratch_like
+
+    backend = get_backend("cpu", "float32")
+    value, grad = backend.from_host(np.ones(6)), backend.from_host(np.arange(6.0))
+    mine = scratch_like(value)
+    assert backend.sgd_update(value, grad, 0.5) is value and scratch_like(value) is mine
+    np.testing.assert_array_equal(value, 1 - 0.5 * np.arange(6.0))
+    assert scratch_like(value, slot=1) is not mine
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(scratch_like(value)))
+    thread.start()
+    thread.join(timeout=30)
+    assert theirs and theirs[0] is not mine and theirs[0].shape == mine.shape

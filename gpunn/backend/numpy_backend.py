@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 
 import numpy as np
 from scipy import sparse
@@ -18,6 +19,7 @@ from gpunn.backend.base import Backend, adam_bias_corrections
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_BYTES = 256 * 2**20
 _allocator_tuned = False
+_scratch = threading.local()  # per thread: two threads updating two models never share a temporary
 
 
 def tune_host_allocator() -> bool:
@@ -45,6 +47,23 @@ def tune_host_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         _allocator_tuned = False
     return _allocator_tuned
+
+
+def scratch_like(array, slot: int = 0) -> np.ndarray:
+    """A temporary of `array`'s shape and dtype that this thread reuses from call to call (one per slot).
+
+    An update's temporaries are as large as the model (437 KB for 784-128-64-10): allocated afresh they are
+    cold cache lines each step, and past glibc's mmap threshold fresh pages too. Only a primitive's own
+    intermediates live here, never what it returns, so no caller can hold one while the next call rewrites it.
+    """
+    key = (array.shape, array.dtype, slot)
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(key)
+    if buffer is None:
+        if len(buffers) > 8:  # a few models' worth: a thread that trains many shapes keeps only recent ones
+            buffers.clear()
+        buffer = buffers[key] = np.empty(array.shape, array.dtype)
+    return buffer
 
 
 class NumpyBackend(Backend):
@@ -83,7 +102,7 @@ class NumpyBackend(Backend):
         return sparse.csr_matrix(matrix, dtype=self.dtype)
 
     def is_sparse(self, x) -> bool:
-        return sparse.issparse(x)
+        return not isinstance(x, np.ndarray) and sparse.issparse(x)  # every step asks of each layer's input
 
     def sparse_linear(self, x, weight, bias):
         self.check(weight, bias)
@@ -169,7 +188,7 @@ class NumpyBackend(Backend):
 
     def sgd_update(self, value, grad, lr, weight_decay=0.0):
         self.check(value, grad)
-        step = self.decayed(grad, value, weight_decay) * lr
+        step = np.multiply(self.decayed(grad, value, weight_decay), lr, out=scratch_like(value))
         value -= step  # in place: the optimizer owns the parameter buffer
         return value
 
@@ -179,12 +198,13 @@ class NumpyBackend(Backend):
         grad = self.decayed(grad, value, weight_decay)
         velocity *= momentum
         velocity += grad
+        direction = scratch_like(value)
         if nesterov:
-            direction = velocity * momentum
+            np.multiply(velocity, momentum, out=direction)
             direction += grad
             direction *= lr
         else:
-            direction = velocity * lr
+            np.multiply(velocity, lr, out=direction)
         value -= direction
         return value, velocity
 
