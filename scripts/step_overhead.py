@@ -110,6 +110,7 @@ def loop_epoch(x, y):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # as Loop.run
             loop._epoch(state, signals)
 
+    run.state = state  # the TrainingState each call advances by one epoch
     return run
 
 
@@ -234,6 +235,49 @@ def instructions_per_step(rows: int, steps: int = 100) -> dict:
     return {**{k: round(v) for k, v in out.items()}, "step/gemm": round(out["step"] / out["gemm"], 3)}
 
 
+def component_costs(x, y) -> dict:
+    """Microseconds of each non-GEMM primitive of one step on the step's own shapes (best of 7 x 200 calls):
+    what is left around the GEMMs, and so what bounds the ratio."""
+    import timeit
+
+    from gpunn.backend import get_backend
+
+    backend, rng = get_backend("cpu", "float32"), np.random.default_rng(1)
+    images, labels = backend.from_host(x, copy=False), backend.from_host(y, copy=False)
+    order, at = rng.permutation(len(y)), [0]
+
+    def rows():  # a fresh random batch each call, as an epoch gathers them (not cache-resident)
+        at[0] = (at[0] + BATCH) % (len(y) - BATCH)
+        return order[at[0] : at[0] + BATCH]
+
+    def f32(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    logits, h1, g1, h2, g2 = f32(BATCH, 10), f32(BATCH, 128), f32(BATCH, 128), f32(BATCH, 64), f32(BATCH, 64)
+    size = sum((a + 1) * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True))
+    flat, flat_grad, bias = f32(size), f32(size), f32(128)
+    totals = (backend.from_host(np.array(0.0), dtype="float64"), backend.from_host(np.array(0)))
+    batch_labels = labels[rows()]
+    calls = {
+        "gather_batch": lambda: backend.gather_batch(images, labels, rows()),
+        "softmax_cross_entropy_totals": lambda: backend.softmax_cross_entropy_totals(
+            logits, batch_labels, *totals
+        ),
+        "sgd_update (whole flat buffer)": lambda: backend.sgd_update(flat, flat_grad, 1e-12),
+        "relu_backward 128x128 + 128x64": lambda: (
+            backend.relu_backward(g1, h1),
+            backend.relu_backward(g2, h2),
+        ),
+        "column_sums 128x128 + 128x64": lambda: (backend.column_sums(g1), backend.column_sums(g2)),
+        "bias add + ReLU in place 128x128": lambda: np.maximum(np.add(h1, bias, out=g1), 0, out=g1),
+        "one small NumPy call (128x10 add)": lambda: logits + 1.0,
+    }
+    return {
+        name: round(min(timeit.repeat(call, number=200, repeat=7)) / 200 * 1e6, 1)
+        for name, call in calls.items()
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -241,6 +285,7 @@ def main() -> int:
     parser.add_argument("--tune-allocator", action="store_true", help="as the gpunn command does")
     parser.add_argument("--calls", action="store_true", help="print every call one step makes")
     parser.add_argument("--instructions", action="store_true", help="also count them with callgrind")
+    parser.add_argument("--components", action="store_true", help="also time each non-GEMM primitive")
     parser.add_argument("--run-steps", nargs=2, metavar=("WHAT", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help="write the results here (JSON; refuses an existing file)")
     args = parser.parse_args()
@@ -308,6 +353,7 @@ def main() -> int:
             "c_calls": calls["c_calls"],
             "python_calls": calls["python_calls"],
         },
+        "component_us": component_costs(x, y) if args.components else None,
         "instructions_per_step": instructions_per_step(args.rows) if args.instructions else None,
         "times_s": {name: [round(v, 4) for v in t] for name, t in times.items()},
         "cpu_s": {name: [round(v, 4) for v in t] for name, t in cpu.items()},
