@@ -49,14 +49,14 @@ def tune_host_allocator() -> bool:
     return _allocator_tuned
 
 
-def scratch_like(array, slot: int = 0) -> np.ndarray:
-    """A temporary of `array`'s shape and dtype that this thread reuses from call to call (one per slot).
+def scratch_like(array) -> np.ndarray:
+    """A temporary of `array`'s shape and dtype that this thread reuses from call to call.
 
     An update's temporaries are as large as the model (437 KB for 784-128-64-10): allocated afresh they are
     cold cache lines each step, and past glibc's mmap threshold fresh pages too. Only a primitive's own
     intermediates live here, never what it returns, so no caller can hold one while the next call rewrites it.
     """
-    key = (array.shape, array.dtype, slot)
+    key = (array.shape, array.dtype)
     buffers = _scratch.__dict__.setdefault("buffers", {})
     buffer = buffers.get(key)
     if buffer is None:
