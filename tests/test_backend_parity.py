@@ -339,3 +339,62 @@ def test_every_primitive_runs_on_cuda1(name, where):
             assert g is None
         else:
             np.testing.assert_array_equal(g, w)
+
+
+# The NumPy backend's fused host paths promise the reference's numbers bit for bit, not within a tolerance:
+# the step they speed up must train exactly as before (same weights after an epoch, same resumed runs).
+BIT_EXACT_ON_NUMPY = [
+    name
+    for name in PRIMITIVES
+    if name.split("[")[0]
+    in (
+        *("linear_relu", "gather_images", "gather_batch", "softmax_cross_entropy_totals"),
+        *("sgd_update", "momentum_update"),
+    )
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", BIT_EXACT_ON_NUMPY)
+def test_numpy_fused_paths_equal_the_reference_bit_for_bit(name, dtype):
+    backend = get_backend("cpu", dtype)
+    method = name.split("[")[0]
+    for seed, shape in ((1, {}), (2, PAST_ONE_BLOCK)):
+        args, kwargs = _inputs(np.random.default_rng(seed), **shape)[name]
+        fast = getattr(backend, method)(
+            *_to_device(backend, tuple(args)), **_to_device_kwargs(backend, kwargs)
+        )
+        reference = getattr(Backend, method)(
+            backend, *_to_device(backend, tuple(args)), **_to_device_kwargs(backend, kwargs)
+        )
+        for got, want in zip(
+            fast if isinstance(fast, tuple) else (fast,),
+            reference if isinstance(reference, tuple) else (reference,),
+            strict=True,
+        ):
+            assert np.asarray(got).dtype == np.asarray(want).dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def _to_device_kwargs(backend, kwargs):
+    return {k: _to_device(backend, v) for k, v in kwargs.items()}
+
+
+def test_the_numpy_updates_reuse_one_temporary_per_thread():
+    """The update's temporary is the same array from step to step in one thread and another array in another
+    thread (two threads updating two models at once never write into each other's), and never what the
+    update returns."""
+    import threading
+
+    from gpunn.backend.numpy_backend import scratch_like
+
+    backend = get_backend("cpu", "float32")
+    value, grad = backend.from_host(np.ones(6)), backend.from_host(np.arange(6.0))
+    mine = scratch_like(value)
+    assert backend.sgd_update(value, grad, 0.5) is value and scratch_like(value) is mine
+    np.testing.assert_array_equal(value, 1 - 0.5 * np.arange(6.0))
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(scratch_like(value)))
+    thread.start()
+    thread.join(timeout=30)
+    assert theirs and theirs[0] is not mine and theirs[0].shape == mine.shape
