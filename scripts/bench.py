@@ -296,6 +296,12 @@ def results_path(out: str | None, force: bool, prefix: str = "bench-") -> Path:
     return path
 
 
+def shown_path(path: Path) -> str:
+    """A results file's path as the README names it: relative to the repository where it lies inside."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else path)
+
+
 def write_results(result: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -371,8 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise BenchError(f"cannot read results file {path}: {exc}") from None
-            shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
-            print(summary.markdown(result, str(shown)), end="")
+            print(summary.markdown(result, shown_path(path)), end="")
             return 0
         if min(args.rounds, args.epochs, args.samples) < 1:
             raise BenchError("--rounds, --epochs and --samples must be at least 1")

@@ -92,6 +92,28 @@ def _ratio(r: dict | None) -> str:
     return "-" if r is None else f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})"
 
 
+# issue 29's targets for gpunn's epoch on the 2-core CPU: (what, the ratio's key, at most)
+TARGETS = (
+    ("PyTorch eager", f"{OURS} / pytorch eager cpu", 0.5),
+    ("JAX jit", f"{OURS} / jax jit cpu", 0.8),
+    ("its own GEMMs alone", f"{OURS} / own gemms", 1.3),
+)
+
+
+def target_lines(result: dict) -> list[str]:
+    """One line per target: the median per-round ratio, met or not (the ratios in the file decide)."""
+    found = {**result["ratios"], **(result.get("roofline") or {})}
+    lines = []
+    for what, key, limit in TARGETS:
+        ratio = found.get(key)
+        if ratio is None:
+            lines.append(f"- gpunn numpy / {what}: not measured (target <= {limit}).")
+            continue
+        verdict = "met" if ratio["median"] <= limit else "not met"
+        lines.append(f"- gpunn numpy / {what}: {ratio['median']:.2f} (target <= {limit}): {verdict}.")
+    return lines
+
+
 def markdown(result: dict, path: str) -> str:
     """The README's performance block for a results file (the README-sync test compares them)."""
     rows, ratio = result["rows"], result["ratios"]
@@ -135,6 +157,7 @@ def markdown(result: dict, path: str) -> str:
             f"({peak['median']:.0f} GFLOP/s, {peak['min']:.0f}-{peak['max']:.0f}) "
             f"| {_seconds(roof['sgemm_peak_epoch_s'])} | {_ratio(roof[f'{OURS} / sgemm peak'])} | - |"
         )
+    lines += ["", *target_lines(result)]
     tta = result.get("time_to_accuracy")
     if tta:
         lines.append("")

@@ -109,3 +109,14 @@ def test_markdown_fills_the_gpu_column_from_cuda_rows():
     text = summary.markdown(result_file(gpu=True), "f.json")
     assert table_row(text, "gpunn: the `train_step`")[3] == "0.250 (0.250-0.250)"
     assert table_row(text, "PyTorch eager")[3] == "not installed"  # a GPU was there, PyTorch's row was not
+
+
+def test_targets_are_judged_on_the_median_per_round_ratio():
+    lines = summary.target_lines(result_file())
+    assert "- gpunn numpy / PyTorch eager: 0.62 (target <= 0.5): not met." in lines
+    assert "- gpunn numpy / JAX jit: not measured (target <= 0.8)." in lines
+    assert "- gpunn numpy / its own GEMMs alone: 1.50 (target <= 1.3): not met." in lines
+    faster = [{**r, "pytorch eager cpu": worker([10.0, 10.0, 10.0])} for r in ROUNDS]
+    assert "- gpunn numpy / PyTorch eager: 0.12 (target <= 0.5): met." in summary.target_lines(
+        result_file(faster)
+    )
