@@ -114,6 +114,23 @@ def target_lines(result: dict) -> list[str]:
     return lines
 
 
+def pressure_text(result: dict) -> str:
+    """How much the workers waited for a CPU: /proc/pressure/cpu's avg10 as each worker started."""
+    seen = [
+        w["cpu_pressure_before"]
+        for r in result.get("rounds", [])
+        for w in r.values()
+        if w.get("cpu_pressure_before") is not None
+    ]
+    if not seen:
+        return ""
+    s = spread(seen)
+    return (
+        f"; CPU pressure as the workers started (share of the last 10 s in which a task waited for a CPU, "
+        f"machine-wide) {s['median']:.0f}% median, {s['min']:.0f}-{s['max']:.0f}%"
+    )
+
+
 def markdown(result: dict, path: str) -> str:
     """The README's performance block for a results file (the README-sync test compares them)."""
     rows, ratio = result["rows"], result["ratios"]
@@ -127,7 +144,7 @@ def markdown(result: dict, path: str) -> str:
         f"{machine['platform']}), {result['date']}: {setup['rounds']} rounds x {setup['epochs']} timed epochs of "
         f"{setup['samples_per_epoch']:,} samples, each implementation in its own process, "
         f"{setup['wall_s']:.0f} s in all. Load average (1 min) {result['load_average_before'][0]:.2f} before, "
-        f"{result['load_average_after'][0]:.2f} after. {', '.join(f'{k} {v}' for k, v in result['versions'].items())}; "
+        f"{result['load_average_after'][0]:.2f} after{pressure_text(result)}. {', '.join(f'{k} {v}' for k, v in result['versions'].items())}; "
         f"BLAS: {blas}. Results: `{path}`.",
         "",
         "| implementation | CPU s/epoch, median (min-max) | gpunn numpy / this, per round: median (min-max) "

@@ -107,6 +107,7 @@ def measure(
         "steps_per_epoch": steps_per_epoch,
     }
     report["load_average_before"] = list(os.getloadavg())
+    report["cpu_pressure_before"] = cpu_pressure()
     report["pid"] = os.getpid()  # one process per measurement: the bench's test checks they differ
     if name in peers.TRAIN_EPOCH:
         # gpunn.train's own epochs: the first is the warm-up
@@ -141,6 +142,7 @@ def measure(
     report["threads"] = thread_settings(report["library"])
     report["versions"] = library_versions()
     report["load_average_after"] = list(os.getloadavg())
+    report["cpu_pressure_after"] = cpu_pressure()
     report["worker_wall_s"] = time.perf_counter() - started
     return report
 
@@ -148,6 +150,16 @@ def measure(
 def _cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
+
+
+def cpu_pressure() -> float | None:
+    """The share of the last 10 s in which some runnable task waited for a CPU (/proc/pressure/cpu,
+    machine-wide: other users' work shows here even when their processes are out of sight), or None."""
+    try:
+        with open("/proc/pressure/cpu") as fh:
+            return float(fh.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def steal_seconds() -> float:

@@ -103,6 +103,7 @@ def measure(name: str, axis: str, value: int, quick: bool) -> dict:
         "cpu_per_wall": report.get("cpu_per_wall"),
         "steal_s": report.get("steal_s"),
         "load_average_before": report["load_average_before"],
+        "cpu_pressure_before": report.get("cpu_pressure_before"),
         "worker_wall_s": report["worker_wall_s"],
         "threads": report["threads"],
     }
@@ -160,6 +161,19 @@ def _from(value) -> str:
     return "never" if value is None else f"{value:,}"
 
 
+def _pressure(result: dict) -> str:
+    seen = [
+        p["cpu_pressure_before"]
+        for curves in result["axes"].values()
+        for points in curves.values()
+        for p in points
+        if p.get("cpu_pressure_before") is not None
+    ]
+    if not seen:
+        return ""
+    return f", CPU pressure as the points started {np.median(seen):.0f}% median ({min(seen):.0f}-{max(seen):.0f}%)"
+
+
 def markdown(result: dict, path: str) -> str:
     """The README's block for a results file: the fitted exponents and where gpunn's lead ends."""
     machine, setup = result["machine"], result["setup"]
@@ -167,7 +181,8 @@ def markdown(result: dict, path: str) -> str:
     lines = [
         f"Measured by `{setup['command']}` on {machine['processor']} ({machine['cpu_count']} cores), "
         f"{result['date']}, {setup['wall_s'] / 60:.0f} minutes, load average (1 min) "
-        f"{result['load_average_before'][0]:.2f} before and {result['load_average_after'][0]:.2f} after. "
+        f"{result['load_average_before'][0]:.2f} before and {result['load_average_after'][0]:.2f} after"
+        f"{_pressure(result)}. "
         f"Results: `{path}`. Each cell: the log-log slope of epoch time over all points (over the 3 largest), "
         "and of peak memory.",
         "",

@@ -120,3 +120,13 @@ def test_targets_are_judged_on_the_median_per_round_ratio():
     assert "- gpunn numpy / PyTorch eager: 0.12 (target <= 0.5): met." in summary.target_lines(
         result_file(faster)
     )
+
+
+def test_cpu_pressure_is_summarised_from_the_workers_that_recorded_it():
+    result = result_file()
+    result["rounds"] = [
+        {"a": {"cpu_pressure_before": 10.0}, "b": {"cpu_pressure_before": 90.0}},
+        {"a": {"cpu_pressure_before": 50.0}, "b": {}},  # a worker without /proc/pressure
+    ]
+    assert "a task waited for a CPU, machine-wide) 50% median, 10-90%" in summary.pressure_text(result)
+    assert summary.pressure_text({"rounds": [{"a": {}}]}) == ""
