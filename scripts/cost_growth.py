@@ -101,6 +101,10 @@ def measure(name: str, axis: str, value: int, quick: bool) -> dict:
         "peak_rss_mb": report["peak_rss_mb"],
         "rss_after_setup_mb": report.get("rss_after_setup_mb"),
         "cpu_per_wall": report.get("cpu_per_wall"),
+        # gpunn's worker also times its same-shape GEMMs alone: how much of its epoch is not GEMM
+        "own_gemms_epoch_s": float(np.median(report["own_gemms_epoch_s"]))
+        if "own_gemms_epoch_s" in report
+        else None,
         "steal_s": report.get("steal_s"),
         "load_average_before": report["load_average_before"],
         "cpu_pressure_before": report.get("cpu_pressure_before"),
