@@ -206,7 +206,40 @@ def markdown(result: dict, path: str) -> str:
             + " | ".join(cells)
             + f" | {'; '.join(ends) or '-'} |"
         )
+    lines += ["", *reading(result)]
     return "\n".join(lines) + "\n"
+
+
+# what a slope means, for the generated reading (time ~ size^slope)
+GROWTH_WORDS = (
+    (0.15, "flat"),
+    (0.75, "sublinear"),
+    (1.25, "linear"),
+    (1.75, "between linear and quadratic"),
+    (2.25, "about quadratic"),
+)
+
+
+def growth_word(exponent: float) -> str:
+    if exponent < -0.15:
+        return "falling"
+    return next((word for limit, word in GROWTH_WORDS if exponent < limit), "steeper than quadratic")
+
+
+def reading(result: dict) -> list[str]:
+    """One generated line per axis: the range of the fitted time slopes over the largest points, in words."""
+    lines = []
+    for axis, fits in result["exponents"].items():
+        top = {
+            name: fit["time"]["largest_3"]
+            for name, fit in fits.items()
+            if fit["time"]["largest_3"] is not None
+        }
+        if not top:
+            continue
+        cells = ", ".join(f"{name} {value:.2f} ({growth_word(value)})" for name, value in top.items())
+        lines.append(f"- Epoch time against {axis}, slope over the 3 largest points: {cells}.")
+    return lines
 
 
 def plot(result: dict, path: Path) -> None:

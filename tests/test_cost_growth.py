@@ -86,3 +86,19 @@ def test_quick_study_records_each_point_and_fits_from_the_recorded_times(tmp_pat
         xs, ys = [p["value"] for p in points], [p["epoch_s"] for p in points]
         assert fit == pytest.approx(math.log(ys[1] / ys[0]) / math.log(xs[1] / xs[0]))
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_reading_names_each_slope_in_words():
+    assert [cost_growth.growth_word(e) for e in (-0.9, 0.05, 0.5, 1.02, 1.5, 1.98, 2.6)] == [
+        "falling",
+        "flat",
+        "sublinear",
+        "linear",
+        "between linear and quadratic",
+        "about quadratic",
+        "steeper than quadratic",
+    ]
+    fits = {"rows": {"gpunn numpy": {"time": {"all": 1.0, "largest_3": 1.01}}}}
+    assert cost_growth.reading({"exponents": fits}) == [
+        "- Epoch time against rows, slope over the 3 largest points: gpunn numpy 1.01 (linear)."
+    ]
