@@ -54,6 +54,15 @@ MIN_STEPS, WARMUP_STEPS, REPEATS = 10, 3, 2
 TIMEOUT_S = 600
 
 
+def spread_points(values: list[int], count: int | None) -> list[int]:
+    """`count` of an axis's values, spread over it with both ends kept (all of them when None)."""
+    if count is None or count >= len(values):
+        return list(values)
+    if count < 2:
+        raise bench.BenchError("--points must be at least 2 (a slope needs two points)")
+    return [values[i] for i in sorted({round(i) for i in np.linspace(0, len(values) - 1, count)})]
+
+
 def config(axis: str, value: int, quick: bool = False) -> dict:
     """The model, batch and rows of one point on `axis`."""
     rows = 2_000 if quick else BASE["rows"]
@@ -292,7 +301,10 @@ def study(args) -> dict:
     names = bench.plan([LIBRARIES[lib][0] for lib in libs], notes)
     if args.gpu:
         names += [n for n in bench.gpu_rows([LIBRARIES[lib][1] for lib in libs], notes) if n in peers.MAKERS]
-    axes_values = QUICK_AXES if args.quick else FULL_AXES
+    axes_values = {
+        axis: spread_points(values, args.points)
+        for axis, values in (QUICK_AXES if args.quick else FULL_AXES).items()
+    }
     started, load_before = time.perf_counter(), list(os.getloadavg())
     axes: dict = {}
     for axis, values in axes_values.items():
@@ -312,6 +324,7 @@ def study(args) -> dict:
         "setup": {
             "command": "python scripts/cost_growth.py"
             + (" --quick" if args.quick else "")
+            + (f" --points {args.points}" if args.points else "")
             + (f" --libs {args.libs}" if args.libs != "gpunn,torch,jax" else ""),
             "base": BASE,
             "axes": axes_values,
@@ -341,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--libs", default="gpunn,torch,jax", help="comma-separated: gpunn, torch, jax")
     parser.add_argument("--gpu", action="store_true", help="also the cuda rows, where a GPU is usable")
+    parser.add_argument(
+        "--points", type=int, help="only this many points per axis, ends included (a shorter run)"
+    )
     parser.add_argument("--quick", action="store_true", help="two tiny points per axis (a smoke, for CI)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/cost-growth-<date>-<host>.json)")
     parser.add_argument("--image", help="PNG path (default docs/img/scaling.png; --quick: next to --out)")

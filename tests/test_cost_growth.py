@@ -102,3 +102,15 @@ def test_the_reading_names_each_slope_in_words():
     assert cost_growth.reading({"exponents": fits}) == [
         "- Epoch time against rows, slope over the 3 largest points: gpunn numpy 1.01 (linear)."
     ]
+
+
+def test_points_keeps_both_ends_of_each_axis():
+    assert cost_growth.spread_points([32, 64, 128, 256, 512, 1024, 2048, 4096], 3) == [
+        32,
+        512,
+        4096,
+    ]  # indices 0, 3.5 -> 4, 7
+    assert cost_growth.spread_points([2, 3, 4, 5, 6], 3) == [2, 4, 6]
+    assert cost_growth.spread_points([2, 3, 4], None) == [2, 3, 4] == cost_growth.spread_points([2, 3, 4], 9)
+    with pytest.raises(cost_growth.bench.BenchError):
+        cost_growth.spread_points([2, 3, 4], 1)
