@@ -146,14 +146,26 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def bench(args) -> dict:
+def bench(args, path: Path) -> dict:
+    """Run the rounds; after each one the results so far are written to `path` ("complete": false), so a
+    run stopped on a busy machine still leaves the rounds it finished."""
     notes: list[str] = []
     names = plan(args.only, notes)
     samples = BATCH * 12 if args.quick else args.samples
     rounds, epochs = (2, 2) if args.quick else (args.rounds, args.epochs)
     worker_args = ["--rows", str(samples), "--epochs", str(epochs)]
-    load_before = list(os.getloadavg())
-    started = time.perf_counter()
+    setup = {
+        "command": "python scripts/bench.py" + (" --quick" if args.quick else "") + _non_default(args),
+        "sizes": SIZES,
+        "batch": BATCH,
+        "lr": peers.LR,
+        "samples_per_epoch": samples,
+        "rounds": rounds,
+        "epochs": epochs,
+        "order": "round r runs every implementation once, the list rotated by r",
+        "quick": args.quick,
+    }
+    load_before, started = list(os.getloadavg()), time.perf_counter()
     measured: list[dict] = []
     for r in range(rounds):
         this_round = {}
@@ -164,43 +176,41 @@ def bench(args) -> dict:
                 f"round {r + 1}/{rounds} {name:<26} {min(report['epochs_s']):.3f}-{max(report['epochs_s']):.3f} s/epoch"
             )
         measured.append(this_round)
-    result = {
-        "kind": "bench",
-        "date": datetime.date.today().isoformat(),
-        "finished_utc": None,
-        "host": socket.gethostname(),
-        "machine": machine(),
-        "setup": {
-            "command": "python scripts/bench.py" + (" --quick" if args.quick else "") + _non_default(args),
-            "sizes": SIZES,
-            "batch": BATCH,
-            "lr": peers.LR,
-            "samples_per_epoch": samples,
-            "rounds": rounds,
-            "epochs": epochs,
-            "order": "round r runs every implementation once, the list rotated by r",
-            "quick": args.quick,
-        },
-        "load_average_before": load_before,
-        **summary.summarise(measured),
-        "notes": notes,
-        "rounds": measured,
-    }
-    ours = next((r["gpunn numpy"] for r in measured if "gpunn numpy" in r), None) or next(
-        iter(measured[0].values())
-    )
-    result["versions"] = ours["versions"] | {
-        k: v for r in measured for w in r.values() for k, v in w["versions"].items()
-    }
-    result["blas"] = [t for t in ours["threads"]["threadpools"] if t["user_api"] == "blas"]
+        result = assemble(measured, setup, notes, load_before, started)
+        write_results(result, path, quiet=True)
     if args.data_dir and not args.quick:
         result["time_to_accuracy"] = [
             time_to_accuracy(args.data_dir, recipe) for recipe in ("default", "classic")
         ]
         result["peak_rss_mb_gpunn_train"] = peak_rss_of_train(args.data_dir)
-    result["load_average_after"] = list(os.getloadavg())
-    result["setup"]["wall_s"] = time.perf_counter() - started
-    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    result = assemble(measured, setup, notes, load_before, started, extra=result, complete=True)
+    return result
+
+
+def assemble(measured, setup, notes, load_before, started, extra=None, complete=False) -> dict:
+    """The results file's content from the rounds measured so far."""
+    ours = next((r["gpunn numpy"] for r in measured if "gpunn numpy" in r), None) or next(
+        iter(measured[0].values())
+    )
+    result = {
+        "kind": "bench",
+        "complete": complete,
+        "date": datetime.date.today().isoformat(),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "machine": machine(),
+        "setup": {**setup, "rounds_done": len(measured), "wall_s": time.perf_counter() - started},
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
+        "versions": {k: v for r in measured for w in r.values() for k, v in w["versions"].items()},
+        "blas": [t for t in ours["threads"]["threadpools"] if t["user_api"] == "blas"],
+        **summary.summarise(measured),
+        "notes": notes,
+        "rounds": measured,
+    }
+    for key in ("time_to_accuracy", "peak_rss_mb_gpunn_train"):
+        if extra and key in extra:
+            result[key] = extra[key]
     return result
 
 
@@ -302,10 +312,11 @@ def shown_path(path: Path) -> str:
     return str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else path)
 
 
-def write_results(result: dict, path: Path) -> Path:
+def write_results(result: dict, path: Path, quiet: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    if not quiet:
+        print(f"wrote {path}")
     return path
 
 
@@ -382,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         if min(args.rounds, args.epochs, args.samples) < 1:
             raise BenchError("--rounds, --epochs and --samples must be at least 1")
         path = results_path(args.out, args.force)
-        result = bench(args)
+        result = bench(args, path)
         print_summary(result)
         write_results(result, path)
         return 0

@@ -114,6 +114,13 @@ def target_lines(result: dict) -> list[str]:
     return lines
 
 
+def rounds_text(result: dict) -> str:
+    done, planned = len(result.get("rounds", [])) or result["setup"]["rounds"], result["setup"]["rounds"]
+    if result.get("complete", True) or done >= planned:
+        return f"{done} rounds"
+    return f"{done} rounds (stopped before the planned {planned} ended)"
+
+
 def pressure_text(result: dict) -> str:
     """How much the workers waited for a CPU: /proc/pressure/cpu's avg10 as each worker started."""
     seen = [
@@ -141,7 +148,7 @@ def markdown(result: dict, path: str) -> str:
     )
     lines = [
         f"Measured by `{setup['command']}` on {machine['processor']} ({machine['cpu_count']} cores, "
-        f"{machine['platform']}), {result['date']}: {setup['rounds']} rounds x {setup['epochs']} timed epochs of "
+        f"{machine['platform']}), {result['date']}: {rounds_text(result)} x {setup['epochs']} timed epochs of "
         f"{setup['samples_per_epoch']:,} samples, each implementation in its own process, "
         f"{setup['wall_s']:.0f} s in all. Load average (1 min) {result['load_average_before'][0]:.2f} before, "
         f"{result['load_average_after'][0]:.2f} after{pressure_text(result)}. {', '.join(f'{k} {v}' for k, v in result['versions'].items())}; "

@@ -196,6 +196,7 @@ def markdown(result: dict, path: str) -> str:
         f"{result['date']}, {setup['wall_s'] / 60:.0f} minutes, load average (1 min) "
         f"{result['load_average_before'][0]:.2f} before and {result['load_average_after'][0]:.2f} after"
         f"{_pressure(result)}. "
+        f"{'' if result.get('complete', True) else 'Stopped before the planned axes ended. '}"
         f"Results: `{path}`. Each cell: the log-log slope of epoch time over all points (over the 3 largest), "
         "and of peak memory.",
         "",
@@ -292,7 +293,8 @@ def plot(result: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def study(args) -> dict:
+def study(args, path: Path | None = None) -> dict:
+    """Measure every point; after each axis the results so far go to `path` ("complete": false)."""
     notes: list[str] = []
     libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
     unknown = set(libs) - set(LIBRARIES)
@@ -316,8 +318,18 @@ def study(args) -> dict:
                 print(
                     f"{axis:>5} {value:>8} {name:<20} {point['epoch_s']:9.3f} s/epoch {point['peak_rss_mb']:8.0f} MB"
                 )
+        if path is not None:
+            bench.write_results(
+                snapshot(args, axes, axes_values, notes, load_before, started, path), path, quiet=True
+            )
+    return snapshot(args, axes, axes_values, notes, load_before, started, path, complete=True)
+
+
+def snapshot(args, axes, axes_values, notes, load_before, started, path, complete=False) -> dict:
+    """The results file's content from the axes measured so far."""
     result = {
         "kind": "cost-growth",
+        "complete": complete,
         "date": datetime.date.today().isoformat(),
         "host": socket.gethostname(),
         "machine": bench.machine(),
@@ -347,6 +359,7 @@ def study(args) -> dict:
     result["load_average_after"] = list(os.getloadavg())
     result["setup"]["wall_s"] = time.perf_counter() - started
     result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    result["source"] = path.name if path is not None else None
     return result
 
 
@@ -387,8 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             image = path.with_suffix(".png")
         else:
             image = Path(args.image or bench.ROOT / "docs" / "img" / "scaling.png")
-        result = study(args)
-        result["source"] = path.name
+        result = study(args, path)
         bench.write_results(result, path)
         plot(result, image)
         print(f"wrote {image}; wall time {result['setup']['wall_s']:.0f} s")

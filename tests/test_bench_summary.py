@@ -130,3 +130,9 @@ def test_cpu_pressure_is_summarised_from_the_workers_that_recorded_it():
     ]
     assert "a task waited for a CPU, machine-wide) 50% median, 10-90%" in summary.pressure_text(result)
     assert summary.pressure_text({"rounds": [{"a": {}}]}) == ""
+
+
+def test_a_run_stopped_early_says_how_many_rounds_it_finished():
+    result = {**result_file(), "rounds": [{}, {}], "complete": False}
+    assert summary.rounds_text(result) == "2 rounds (stopped before the planned 3 ended)"
+    assert summary.rounds_text({**result, "rounds": [{}, {}, {}], "complete": True}) == "3 rounds"
