@@ -100,9 +100,25 @@ TARGETS = (
 )
 
 
+# the workers' median CPU pressure (%) above which a run is too busy to judge the targets by
+QUIET_PRESSURE = 10.0
+
+
+def worker_pressures(result: dict) -> list[float]:
+    return [
+        w["cpu_pressure_before"]
+        for r in result.get("rounds", [])
+        for w in r.values()
+        if w.get("cpu_pressure_before") is not None
+    ]
+
+
 def target_lines(result: dict) -> list[str]:
-    """One line per target: the median per-round ratio, met or not (the ratios in the file decide)."""
+    """One line per target: the median per-round ratio, met or not (the ratios in the file decide), or not
+    judged when the workers' median CPU pressure says the machine was busy."""
     found = {**result["ratios"], **(result.get("roofline") or {})}
+    pressures = worker_pressures(result)
+    busy = pressures and float(np.median(pressures)) > QUIET_PRESSURE
     lines = []
     for what, key, limit in TARGETS:
         ratio = found.get(key)
@@ -110,6 +126,8 @@ def target_lines(result: dict) -> list[str]:
             lines.append(f"- gpunn numpy / {what}: not measured (target <= {limit}).")
             continue
         verdict = "met" if ratio["median"] <= limit else "not met"
+        if busy:
+            verdict = f"not judged, the machine was busy (median CPU pressure {np.median(pressures):.0f}% > {QUIET_PRESSURE:.0f}%)"
         lines.append(f"- gpunn numpy / {what}: {ratio['median']:.2f} (target <= {limit}): {verdict}.")
     return lines
 
@@ -117,18 +135,13 @@ def target_lines(result: dict) -> list[str]:
 def rounds_text(result: dict) -> str:
     done, planned = len(result.get("rounds", [])) or result["setup"]["rounds"], result["setup"]["rounds"]
     if result.get("complete", True) or done >= planned:
-        return f"{done} rounds"
-    return f"{done} rounds (stopped before the planned {planned} ended)"
+        return f"{done} round{'s' if done != 1 else ''}"
+    return f"{done} round{'s' if done != 1 else ''} (stopped before the planned {planned} ended)"
 
 
 def pressure_text(result: dict) -> str:
     """How much the workers waited for a CPU: /proc/pressure/cpu's avg10 as each worker started."""
-    seen = [
-        w["cpu_pressure_before"]
-        for r in result.get("rounds", [])
-        for w in r.values()
-        if w.get("cpu_pressure_before") is not None
-    ]
+    seen = worker_pressures(result)
     if not seen:
         return ""
     s = spread(seen)

@@ -35,6 +35,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import bench  # noqa: E402
 import bench_peers as peers  # noqa: E402
+import bench_summary as summary  # noqa: E402
 
 LIBRARIES = {  # short name -> (CPU row, GPU row)
     "gpunn": ("gpunn numpy", "gpunn cuda"),
@@ -217,6 +218,18 @@ def markdown(result: dict, path: str) -> str:
             + f" | {'; '.join(ends) or '-'} |"
         )
     lines += ["", *reading(result)]
+    seen = [
+        p["cpu_pressure_before"]
+        for curves in result["axes"].values()
+        for points in curves.values()
+        for p in points
+        if p.get("cpu_pressure_before") is not None
+    ]
+    if seen and np.median(seen) > summary.QUIET_PRESSURE:
+        lines.append(
+            f"- The machine was busy (median CPU pressure {np.median(seen):.0f}% > {summary.QUIET_PRESSURE:.0f}%): "
+            "these slopes and crossings measure its other load as much as the libraries."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -136,3 +136,13 @@ def test_a_run_stopped_early_says_how_many_rounds_it_finished():
     result = {**result_file(), "rounds": [{}, {}], "complete": False}
     assert summary.rounds_text(result) == "2 rounds (stopped before the planned 3 ended)"
     assert summary.rounds_text({**result, "rounds": [{}, {}, {}], "complete": True}) == "3 rounds"
+
+
+def test_targets_are_not_judged_on_a_busy_machine():
+    result = result_file()
+    result["rounds"] = [{"gpunn numpy": {"cpu_pressure_before": 60.0}, "b": {"cpu_pressure_before": 95.0}}]
+    lines = summary.target_lines(result)
+    assert "- gpunn numpy / PyTorch eager: 0.62 (target <= 0.5): not judged, the machine was busy" in lines[0]
+    assert "(median CPU pressure 78% > 10%)" in lines[0]
+    result["rounds"] = [{"gpunn numpy": {"cpu_pressure_before": 2.0}}]
+    assert summary.target_lines(result)[0].endswith("(target <= 0.5): not met.")
