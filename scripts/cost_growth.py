@@ -291,8 +291,11 @@ def plot(result: dict, path: Path) -> None:
         grid[0][column].set_title(f"epoch time vs {axis}")
         grid[1][column].set_xlabel(labels.get(axis, axis))
         grid[0][column].legend(fontsize=7)
+        values = sorted({p["value"] for points in curves.values() for p in points})
         for row in (0, 1):
-            grid[row][column].grid(True, which="both", alpha=0.3)
+            grid[row][column].grid(True, which="major", alpha=0.3)
+            grid[row][column].set_xticks(values, [f"{v:,}" for v in values], rotation=45, fontsize=7)
+            grid[row][column].minorticks_off()
     grid[0][0].set_ylabel("seconds per epoch")
     grid[1][0].set_ylabel("peak RSS (MB)")
     machine = result["machine"]
