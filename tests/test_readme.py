@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -99,21 +100,41 @@ def test_api_example_runs(tmp_path):
     assert (tmp_path / "digits.npz").exists() and (tmp_path / "runs" / "digits" / "checkpoint.npz").exists()
 
 
-def test_performance_and_accuracy_numbers_come_from_committed_results():
-    import json
+RESULTS = README.parent / "benchmarks" / "results"
 
+
+def newest_results(prefix: str) -> Path:
+    """The committed results file of that kind that finished last (its own finished_utc decides)."""
+    files = sorted(RESULTS.glob(f"{prefix}*.json"))
+    assert files, f"no {prefix}*.json under benchmarks/results"
+    return max(files, key=lambda f: json.loads(f.read_text())["finished_utc"])
+
+
+def generated_block(text: str, marker: str) -> str:
+    """What the README holds between `<!-- marker: ... -->` and `<!-- /marker -->`."""
+    found = re.search(rf"<!-- {marker}: [^\n]*-->\n(.*?)<!-- /{marker} -->", text, re.S)
+    assert found, f"README has no {marker} block"
+    return found[1]
+
+
+@pytest.mark.parametrize(
+    "marker, prefix, script",
+    [("bench-table", "bench-", "bench_summary"), ("cost-growth-table", "cost-growth-", "cost_growth")],
+)
+def test_performance_blocks_are_generated_from_the_newest_results_file(marker, prefix, script):
+    from script_modules import load_script
+
+    newest = newest_results(prefix)
+    shown = str(newest.relative_to(README.parent))
+    expected = load_script(script).markdown(json.loads(newest.read_text()), shown)
+    assert generated_block(README.read_text(), marker) == expected, (
+        f"README's {marker} block is stale: paste `python scripts/{'bench' if prefix == 'bench-' else 'cost_growth'}.py "
+        f"--table {shown}` between its markers"
+    )
+
+
+def test_accuracy_numbers_come_from_committed_results():
     text = README.read_text()
-    bench_name = re.search(r"\(`(benchmarks/results/[\w.-]+\.json)`\):", text).group(1)
-    bench = json.loads((README.parent / bench_name).read_text())
-    for label, key in [
-        ("gpunn numpy", "gpunn numpy"),
-        ("classic from-scratch", "classic numpy (float64)"),
-        ("PyTorch 2.13 eager CPU", "pytorch eager cpu"),
-        ("scikit-learn MLPClassifier", "sklearn MLPClassifier"),
-    ]:
-        row = next(line for line in text.splitlines() if line.startswith(f"| {label}"))
-        assert f"| {bench['rows'][key]['epoch_s']:.3f} |" in row, (label, row)
-    assert f"| {bench['roofline_epoch_s']:.3f} |" in text
     accuracy_name = re.search(r"the numbers above are\s+`(benchmarks/results/accuracy-[\w.-]+\.json)`", text)[
         1
     ]

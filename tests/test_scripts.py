@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.subprocess  # runs scripts/ as processes (gpu-check, be
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_quick_writes_every_cpu_row(tmp_path):
+def test_bench_quick_runs_each_worker_alone_and_summarises_its_recorded_times(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
@@ -26,17 +28,55 @@ def test_bench_quick_writes_every_cpu_row(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
-    assert {"gpunn numpy", "classic numpy (float64)", "sklearn MLPClassifier"} <= set(result["rows"])
-    assert all(row["epoch_s"] > 0 and len(row["epochs_s"]) == 2 for row in result["rows"].values())
+    expected = {"gpunn numpy", "gpunn train epoch", "classic numpy (float64)", "sklearn MLPClassifier"}
+    expected |= {"pytorch eager cpu"} if find_spec("torch") else set()
+    expected |= {"jax jit cpu"} if find_spec("jax") else set()
+    assert set(result["rows"]) == expected
+    rounds = result["rounds"]
+    assert len(rounds) == 2 and all(set(r) == expected for r in rounds)
+    first, second = (list(r) for r in rounds)
+    assert second == first[1:] + first[:1]  # round 2 runs the same list rotated by one
+    workers = [w for r in rounds for w in r.values()]
+    assert len({w["pid"] for w in workers}) == len(workers)  # every measurement in a process of its own
+    for w in workers:
+        assert len(w["epochs_s"]) == 2 and all(t > 0 for t in w["epochs_s"])
+        assert w["threads"]["threadpools"] and "OMP_NUM_THREADS" in w["threads"]["env"]
+        assert w["versions"]["numpy"] and w["peak_rss_mb"] > 0
+    for name, row in result["rows"].items():  # the rows and ratios come from the recorded times
+        every = [t for r in rounds for t in r[name]["epochs_s"]]
+        assert row["epoch_s"]["median"] == pytest.approx(statistics.median(every))
+        assert (row["epoch_s"]["min"], row["epoch_s"]["max"]) == (min(every), max(every))
+    ours = [statistics.median(r["gpunn numpy"]["epochs_s"]) for r in rounds]
+    for name in expected - {"gpunn numpy"}:
+        theirs = [statistics.median(r[name]["epochs_s"]) for r in rounds]
+        per_round = result["ratios"][f"gpunn numpy / {name}"]["per_round"]
+        assert per_round == pytest.approx([a / b for a, b in zip(ours, theirs, strict=True)])
     # the GEMMs gpunn does per sample: forward and dW of 784x128, 128x64, 64x10, dX of the last two only
     flops = 2 * (2 * (784 * 128 + 128 * 64 + 64 * 10) + (128 * 64 + 64 * 10))
-    assert result["gemm_gflop_per_epoch"] == round(flops * result["samples_per_epoch"] / 1e9, 3)
-    rate = result["gemm_gflops"]
-    assert result["roofline_epoch_s"] == pytest.approx(
-        flops * result["samples_per_epoch"] / (rate * 1e9), rel=1e-2
+    roof = result["roofline"]
+    assert roof["gemm_gflop_per_epoch"] == pytest.approx(flops * result["setup"]["samples_per_epoch"] / 1e9)
+    peak_times = [roof["gemm_gflop_per_epoch"] / r["gpunn numpy"]["sgemm_peak_gflops"] for r in rounds]
+    assert roof["gpunn numpy / sgemm peak"]["per_round"] == pytest.approx(
+        [a / b for a, b in zip(ours, peak_times, strict=True)]
     )
-    assert result["versions"]["numpy"] and any(key.startswith("blas") for key in result["versions"])
-    assert "roofline" in done.stdout and "x gpunn numpy" in done.stdout and "versions: " in done.stdout
+    gemms = [statistics.median(r["gpunn numpy"]["own_gemms_epoch_s"]) for r in rounds]
+    assert roof["gpunn numpy / own gemms"]["per_round"] == pytest.approx(
+        [a / b for a, b in zip(ours, gemms, strict=True)]
+    )
+    assert "versions: " in done.stdout and "gpunn numpy / own gemms" in done.stdout
+    table = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--table", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert table.returncode == 0 and "| gpunn: the `train_step`" in table.stdout
+    again = subprocess.run(  # an existing results file is replaced only with --force
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 1 and again.stderr.strip().endswith("or --out another file")
+    assert "Traceback" not in again.stderr and json.loads(out.read_text()) == result
 
 
 def test_sklearn_compare_quick_scores_both_libraries_alike(tmp_path):
