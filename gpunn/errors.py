@@ -46,6 +46,12 @@ class TrainingDivergedError(GpunnError, RuntimeError):
     """The loss became NaN or infinite, or blew up far above chance level."""
 
 
+class TrackingError(GpunnError):
+    """A logger that cannot log: its package is not installed, or its store or folder cannot be used."""
+
+    exit_code = 2
+
+
 class Options:
     """A message that names options: `epochs=` when raised to Python code, `--epochs` from the CLI.
 
@@ -115,6 +121,7 @@ class DistributedError(GpunnError):
 
 class RanksDisagreeError(DistributedError):
     """The ranks of a distributed run were started with different settings or data: every rank raises it."""
+
 
 class OutOfMemoryError(GpunnError, MemoryError):
     """An allocation failed (host or device): the size asked for and what to make smaller, in one line."""

@@ -200,12 +200,23 @@ def test_gpunn_and_its_loggers_import_without_the_extras(monkeypatch):
 
     for module in ("tensorboard", "mlflow"):
         monkeypatch.setitem(sys.modules, module, None)
+    before = set(sys.modules)
+    import gpunn.cli
+    import gpunn.tracking
+
+    for package in ("cli", "tracking"):  # re-importing rebinds gpunn.cli and gpunn.tracking: put them back
+        monkeypatch.setattr(gpunn, package, getattr(gpunn, package))
     for name in [n for n in sys.modules if n.startswith(("gpunn.tracking", "gpunn.cli"))]:
         monkeypatch.delitem(sys.modules, name)
-    tracking = importlib.import_module("gpunn.tracking")
-    importlib.import_module("gpunn.cli.main").build_parser()
-    with pytest.raises(tracking.TrackingError, match="needs the tensorboard package"):
-        tracking.TensorBoardLogger("tb")
+    try:
+        tracking = importlib.import_module("gpunn.tracking")
+        importlib.import_module("gpunn.cli.main").build_parser()
+        with pytest.raises(tracking.TrackingError, match="needs the tensorboard package"):
+            tracking.TensorBoardLogger("tb")
+    finally:  # a module first imported here would outlive the restored parents, unreachable as their attribute
+        for name in set(sys.modules) - before:
+            if name.startswith("gpunn."):
+                del sys.modules[name]
 
 
 def test_a_store_mlflow_cannot_use_is_one_line_before_any_run_folder(tmp_path, monkeypatch, capsys):
@@ -293,7 +304,19 @@ def test_parallel_sweep_workers_log_every_run_into_the_default_store_in_the_work
 
 def test_every_tune_trial_is_a_logged_run_grouped_by_its_study(tmp_path, monkeypatch, store):
     monkeypatch.chdir(tmp_path)
-    tune = ["tune", "--dataset", "digits", "--epochs", "2", "--hidden", "16", "--lr", "0.05:0.5", "--trials", "2"]
+    tune = [
+        "tune",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--hidden",
+        "16",
+        "--lr",
+        "0.05:0.5",
+        "--trials",
+        "2",
+    ]
     assert main([*tune, "--study", "st", "--out", "tu", "--tensorboard", "tb", "--mlflow", str(store)]) == 0
     client, found = runs_of(store, EXPERIMENT)
     trials = {r.info.run_name: r for r in found if r.data.tags.get(GROUP_TAG) == "st"}

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from gpunn.errors import GpunnError
-
-
-class TrackingError(GpunnError):
-    """A logger that cannot log: its package is not installed, or its store or folder cannot be used."""
-
-    exit_code = 2
+from gpunn.errors import TrackingError
 
 
 def need(module: str, extra: str, what: str):
