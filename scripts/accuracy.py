@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from bench import _cpu_name, write_results
+    from bench import BenchError, cpu_name, results_path, write_results
 
     from gpunn.training.run import train
 
@@ -36,11 +36,17 @@ def main() -> int:
     parser.add_argument("--early-stopping", type=int, default=0, help="patience on validation loss (0: off)")
     parser.add_argument("--epochs", type=int, help="epoch budget (default: each recipe's own)")
     parser.add_argument("--out")
+    parser.add_argument("--force", action="store_true", help="replace an existing results file")
     args = parser.parse_args()
+    try:  # checked before the run, so a long run is not lost to a file that is there already
+        path = results_path(args.out, args.force, prefix="accuracy-")
+    except BenchError as exc:
+        print(f"{Path(__file__).name}: {exc}", file=sys.stderr)
+        return 1
     results = {
         "date": datetime.date.today().isoformat(),
         "host": socket.gethostname(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "dataset": args.dataset,
         "val_size": args.val_size,
         "early_stopping": args.early_stopping,
@@ -97,7 +103,7 @@ def main() -> int:
         print(
             f"{recipe}: mean {key.replace('_', ' ')} {statistics.mean(accuracies):.2%} over seeds {args.seeds}"
         )
-    write_results(results, args.out, "accuracy-")
+    write_results(results, path)
     return 0
 
 

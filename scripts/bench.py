@@ -312,7 +312,20 @@ def shown_path(path: Path) -> str:
     return str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else path)
 
 
-def write_results(result: dict, path: Path, quiet: bool = False) -> Path:
+def write_results(
+    result: dict, path: Path | str | None, quiet: bool = False, prefix: str | None = None
+) -> Path:
+    """Write a results JSON to `path`. With `prefix` (the other scripts' one writer), a `path` of None is
+    benchmarks/results/<prefix><date>-<host>.json, the script's own dated file, rewritten when run again."""
+    if prefix is not None:
+        path = (
+            Path(path)
+            if path
+            else ROOT
+            / "benchmarks"
+            / "results"
+            / (f"{prefix}{datetime.date.today().isoformat()}-{socket.gethostname()}.json")
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     if not quiet:

@@ -158,7 +158,7 @@ def main() -> int:
                 f"{name}: K={run['ranks']}: {1e3 * run['step_s']:.3f} ms/step "
                 f"({run['samples_per_s']:,.0f} samples/s), Allreduce {1e3 * run['allreduce_s']:.3f} ms"
             )
-    write_results(result, args.out, "scaling-")
+    write_results(result, args.out, prefix="scaling-")
     return 0
 
 

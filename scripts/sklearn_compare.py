@@ -94,7 +94,7 @@ def tasks(data_dir: str | None, quick: bool):
 
 
 def main() -> int:
-    from bench import _cpu_name, write_results
+    from bench import BenchError, cpu_name, results_path, write_results
     from sklearn import neural_network
 
     import gpunn.sklearn
@@ -105,12 +105,18 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="small data and few epochs (a smoke run)")
     parser.add_argument("--out")
+    parser.add_argument("--force", action="store_true", help="replace an existing results file")
     args = parser.parse_args()
+    try:  # checked before the run, so a long run is not lost to a file that is there already
+        path = results_path(args.out, args.force, prefix="sklearn-compare-")
+    except BenchError as exc:
+        print(f"{Path(__file__).name}: {exc}", file=sys.stderr)
+        return 1
     settings = {"hidden_layer_sizes": (128, 64), "max_iter": 5 if args.quick else 50, "batch_size": 128}
     results = {
         "date": datetime.date.today().isoformat(),
         "host": socket.gethostname(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "device": args.device,
         "settings": {**settings, "seeds": args.seeds, "quick": args.quick},
         "tasks": {},
@@ -154,7 +160,7 @@ def main() -> int:
                 flush=True,
             )
         results["tasks"][name] = row
-    write_results(results, args.out, prefix="sklearn-compare-")
+    write_results(results, path)
     return 0
 
 

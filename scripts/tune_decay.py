@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from bench import _cpu_name, write_results
+    from bench import cpu_name, write_results
 
     import gpunn.training.schedules as schedules
     from gpunn.training.run import train
@@ -53,11 +53,11 @@ def main() -> int:
     results = {
         "date": datetime.date.today().isoformat(),
         "host": socket.gethostname(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "runs": rows,
         "chosen": chosen,
     }
-    write_results(results, args.out, "exponential-decay-")
+    write_results(results, args.out, prefix="exponential-decay-")
     return 0
 
 

@@ -35,11 +35,22 @@ WEIGHT_DECAY = [1e-4, 5e-4]
 
 
 def pytorch_epoch_seconds(repeats: int = 3) -> float:
-    """Median of `repeats` timed PyTorch eager CPU epochs (bench.py's loop and timer), after one warm-up."""
-    from bench import synthetic, timed_in_turns, torch_epoch
+    """Median of `repeats` timed PyTorch eager CPU epochs (bench_peers.torch_epoch), after one warm-up."""
+    import statistics
+    import time
+
+    from bench import BATCH, SIZES
+    from bench_peers import synthetic, torch_epoch
 
     x, y = synthetic(FULL_TRAIN)
-    return timed_in_turns({"pytorch": torch_epoch("cpu", x, y)}, repeats)["pytorch"]["epoch_s"]
+    run = torch_epoch("cpu", SIZES, BATCH, x, y)
+    run()  # the warm-up epoch
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
 
 
 def train_candidate(data_dir: str, settings: dict, seed: int) -> dict:
@@ -60,7 +71,8 @@ def train_candidate(data_dir: str, settings: dict, seed: int) -> dict:
 
 
 def main() -> int:
-    from bench import _cpu_name, library_versions, write_results
+    from bench import cpu_name, write_results
+    from bench_worker import library_versions
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True, help="the MNIST folder")
@@ -91,7 +103,7 @@ def main() -> int:
     results = {
         "date": datetime.date.today().isoformat(),
         "host": socket.gethostname(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "versions": library_versions(),
         "seeds": args.seeds,
         "val_size": VAL_SIZE,
@@ -104,7 +116,7 @@ def main() -> int:
     }
     print(f"PyTorch epoch {pytorch_before:.3f} s before, {pytorch_after:.3f} s after: budget {budget:.2f} s")
     print(f"chosen: {results['chosen']}; without the budget: {results['best_without_budget']}")
-    write_results(results, args.out, "tune-")
+    write_results(results, args.out, prefix="tune-")
     return 0
 
 

@@ -446,3 +446,25 @@ def test_no_trial_of_a_dead_process_counts_forever(tmp_path):
     tune_folder(tmp_path, trials=2)
     states = [t.state for t in load_study_of(out).trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_tune_folder_another_process_is_setting_up_is_joined_not_refused(tmp_path):
+    """The window in which a second `gpunn tune --out` starting at once sees only the first one's temp file
+    of tune.json: it must join (the atomic install then decides who wrote tune.json), not call the folder
+    foreign. A folder with anything else in it is still refused."""
+    from gpunn.atomic import atomic_writer
+    from gpunn.cli.tune_folder import check_folder
+    from gpunn.errors import RunFolderError
+
+    out = tmp_path / "tune"
+    out.mkdir()
+    with atomic_writer(out / TUNE_FILE, "w", replace=False) as fh:  # the other process, mid-write
+        fh.write("{}")
+        fh.flush()
+        assert len(list(out.iterdir())) == 1 and not (out / TUNE_FILE).exists()
+        check_folder(out, None, "shared")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / ".notes.tmp").write_text("mine")
+    with pytest.raises(RunFolderError, match="already holds files and is no tune folder"):
+        check_folder(foreign, None, "shared")

@@ -58,8 +58,14 @@ def check_folder(out: Path | None, storage: StorageSpec | None, study: str) -> N
     marker = out / TUNE_FILE
     if marker.is_file():
         _check_same_study(out, _read_marker(marker), storage, study)
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and not all(_tune_file_being_written(entry) for entry in out.iterdir()):
         raise RunFolderError(f"--out {out} already holds files and is no tune folder: choose another --out")
+
+
+def _tune_file_being_written(entry: Path) -> bool:
+    """The temp file of another process's atomic write of tune.json (gpunn.atomic.atomic_writer's name):
+    a process that starts with it in the folder is joining a tune that is being set up, not a foreign folder."""
+    return entry.name.startswith(f".{TUNE_FILE}.") and entry.name.endswith(".tmp")
 
 
 def _read_marker(marker: Path) -> dict:
