@@ -318,14 +318,7 @@ def write_results(
     """Write a results JSON to `path`. With `prefix` (the other scripts' one writer), a `path` of None is
     benchmarks/results/<prefix><date>-<host>.json, the script's own dated file, rewritten when run again."""
     if prefix is not None:
-        path = (
-            Path(path)
-            if path
-            else ROOT
-            / "benchmarks"
-            / "results"
-            / (f"{prefix}{datetime.date.today().isoformat()}-{socket.gethostname()}.json")
-        )
+        path = results_path(path, force=True, prefix=prefix)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     if not quiet:

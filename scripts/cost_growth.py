@@ -175,14 +175,19 @@ def _from(value) -> str:
     return "never" if value is None else f"{value:,}"
 
 
-def _pressure(result: dict) -> str:
-    seen = [
+def point_pressures(result: dict) -> list[float]:
+    """The machine's CPU pressure as each point's worker started (those that could read it)."""
+    return [
         p["cpu_pressure_before"]
         for curves in result["axes"].values()
         for points in curves.values()
         for p in points
         if p.get("cpu_pressure_before") is not None
     ]
+
+
+def _pressure(result: dict) -> str:
+    seen = point_pressures(result)
     if not seen:
         return ""
     return f", CPU pressure as the points started {np.median(seen):.0f}% median ({min(seen):.0f}-{max(seen):.0f}%)"
@@ -218,13 +223,7 @@ def markdown(result: dict, path: str) -> str:
             + f" | {'; '.join(ends) or '-'} |"
         )
     lines += ["", *reading(result)]
-    seen = [
-        p["cpu_pressure_before"]
-        for curves in result["axes"].values()
-        for points in curves.values()
-        for p in points
-        if p.get("cpu_pressure_before") is not None
-    ]
+    seen = point_pressures(result)
     if seen and np.median(seen) > summary.QUIET_PRESSURE:
         lines.append(
             f"- The machine was busy (median CPU pressure {np.median(seen):.0f}% > {summary.QUIET_PRESSURE:.0f}%): "

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from script_modules import load_script
+from script_modules import load_script, run_script
 
 cost_growth = load_script("cost_growth")
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,20 +56,7 @@ def test_lead_ends_at_the_first_point_where_gpunn_is_not_faster():
 @pytest.mark.subprocess
 def test_quick_study_records_each_point_and_fits_from_the_recorded_times(tmp_path):
     out = tmp_path / "growth.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "cost_growth.py"),
-            "--quick",
-            "--libs",
-            "gpunn",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    done = run_script("cost_growth.py", "--quick", "--libs", "gpunn", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert set(result["axes"]) == {"width", "depth", "batch", "rows"}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from script_modules import run_script
 
 from gpunn.backend.cuda_probe import cuda_status
 
@@ -20,12 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_quick_runs_each_worker_alone_and_summarises_its_recorded_times(tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    done = run_script("bench.py", "--quick", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     expected = {"gpunn numpy", "gpunn train epoch", "classic numpy (float64)", "sklearn MLPClassifier"}
@@ -64,37 +58,16 @@ def test_bench_quick_runs_each_worker_alone_and_summarises_its_recorded_times(tm
         [a / b for a, b in zip(ours, gemms, strict=True)]
     )
     assert "versions: " in done.stdout and "gpunn numpy / own gemms" in done.stdout
-    table = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--table", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    table = run_script("bench.py", "--table", str(out))
     assert table.returncode == 0 and "| gpunn: the `train_step`" in table.stdout
-    again = subprocess.run(  # an existing results file is replaced only with --force
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    again = run_script("bench.py", "--quick", "--out", out)  # an existing file is replaced only with --force
     assert again.returncode == 1 and again.stderr.strip().endswith("or --out another file")
     assert "Traceback" not in again.stderr and json.loads(out.read_text()) == result
 
 
 def test_sklearn_compare_quick_scores_both_libraries_alike(tmp_path):
     out = tmp_path / "compare.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "sklearn_compare.py"),
-            "--quick",
-            "--seeds",
-            "0",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    done = run_script("sklearn_compare.py", "--quick", "--seeds", "0", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     tasks = json.loads(out.read_text())["tasks"]
     assert {"digits", "breast_cancer", "tfidf_text", "regression"} <= set(tasks)
@@ -105,12 +78,7 @@ def test_sklearn_compare_quick_scores_both_libraries_alike(tmp_path):
 
 @pytest.mark.skipif(cuda_status(0)[0], reason="this checks the report of a machine without a usable GPU")
 def test_gpu_check_without_a_gpu_reports_why_and_fails(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gpu-check"), "--quick", "--out-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    done = run_script("gpu-check", "--quick", "--out-dir", str(tmp_path), cwd=ROOT)
     assert done.returncode == 1
     report = json.loads(next(tmp_path.glob("gpu-check-*.json")).read_text())
     parts = report["parts"]
@@ -122,25 +90,20 @@ def test_gpu_check_without_a_gpu_reports_why_and_fails(tmp_path):
 
 def test_accuracy_reports_the_validation_chosen_epoch(tmp_path):
     out = tmp_path / "accuracy.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "accuracy.py"),
-            "--dataset",
-            "digits",
-            "--recipes",
-            "classic",
-            "--seeds",
-            "0",
-            "--val-size",
-            "200",
-            "--early-stopping",
-            "3",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    done = run_script(
+        "accuracy.py",
+        "--dataset",
+        "digits",
+        "--recipes",
+        "classic",
+        "--seeds",
+        "0",
+        "--val-size",
+        "200",
+        "--early-stopping",
+        "3",
+        "--out",
+        str(out),
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
